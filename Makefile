@@ -1,0 +1,41 @@
+# The single entry point for every check; CI calls these same targets.
+#   make demo   bring up the demo lab (installs what it needs)
+#   make test   the whole test suite (needs root: namespaces, BPF)
+#   make lint   rustfmt --check and clippy -D warnings
+#   make bench  every benchmark; one `BENCH <name> <value> <unit>` line per figure
+
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all deps build demo test lint fmt bench bench-build clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+demo: deps
+	$(CARGO) build --release -p edge-daemon --bins
+	bash tests/demo.sh target/release
+
+test: deps
+	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=$${TEST_THREADS:-4}
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+bench-build:
+	$(CARGO) bench --workspace --no-run
+
+bench: deps
+	@bash scripts/bench.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,478 @@
+//! Cross-field rules that serde cannot express. Each rule reports the path of
+//! the field to change; `tests/validation.rs` feeds YAML for every one of them.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::error::FieldError;
+use crate::model::*;
+
+/// Longest interface name Linux accepts (IFNAMSIZ - 1).
+const IFNAME_MAX: usize = 15;
+/// Largest proxy weight; keeps Maglev's per-weight work bounded.
+pub const MAX_WEIGHT: u32 = 10_000;
+/// Largest Maglev table (per VIP, 4 bytes a slot).
+pub const MAX_TABLE_SIZE: u32 = 1 << 24;
+
+/// Checks every cross-field rule and returns all violations.
+pub fn validate(cfg: &Config) -> Vec<FieldError> {
+    let mut v = Errors::default();
+    node(&mut v, &cfg.node);
+    if let Some(f) = &cfg.forwarder {
+        forwarder(&mut v, f);
+    }
+    proxies(&mut v, &cfg.proxies, cfg.forwarder.is_some());
+    vips(&mut v, cfg);
+    bgp(&mut v, &cfg.bgp);
+    v.0
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.0.push(FieldError::new(path, msg));
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && name.len() <= 32
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-' | '_'))
+}
+
+fn name_rule(v: &mut Errors, path: &str, name: &str, seen: &mut HashSet<String>) {
+    if !valid_name(name) {
+        v.push(
+            path,
+            format!("`{name}` is not a valid name: use a-z, 0-9, - and _, starting with a letter, at most 32 characters"),
+        );
+    } else if !seen.insert(name.to_string()) {
+        v.push(path, format!("duplicate name `{name}`"));
+    }
+}
+
+fn ifname_rule(v: &mut Errors, path: &str, name: &str) {
+    if name.is_empty() || name.len() > IFNAME_MAX || name.contains(['/', ' ', ':']) {
+        v.push(
+            path,
+            format!("`{name}` is not a valid interface name (1-{IFNAME_MAX} characters, no `/`, `:` or space)"),
+        );
+    }
+}
+
+fn asn_rule(v: &mut Errors, path: &str, asn: u32) {
+    if asn == 0 || asn == 23456 || asn == u32::MAX {
+        v.push(
+            path,
+            format!("{asn} is not a usable ASN (0, 23456 and 4294967295 are reserved)"),
+        );
+    }
+}
+
+// === node ===
+
+fn node(v: &mut Errors, n: &Node) {
+    if n.router_id.is_unspecified() || n.router_id.is_broadcast() {
+        v.push(
+            "node.router_id",
+            format!("{} cannot be a router id", n.router_id),
+        );
+    }
+    asn_rule(v, "node.asn", n.asn);
+    for (path, p) in [
+        ("node.state_dir", &n.state_dir),
+        ("node.control_socket", &n.control_socket),
+    ] {
+        if !p.is_absolute() {
+            v.push(path, format!("`{}` must be an absolute path", p.display()));
+        }
+    }
+    if n.control_group.as_deref() == Some("") {
+        v.push(
+            "node.control_group",
+            "must not be empty; leave it out for root only",
+        );
+    }
+    ifname_rule(v, "node.vip_interface", &n.vip_interface);
+    if n.shutdown_timeout.is_zero() {
+        v.push("node.shutdown_timeout", "must be greater than 0");
+    }
+}
+
+// === forwarder ===
+
+fn forwarder(v: &mut Errors, f: &Forwarder) {
+    if f.uplinks.is_empty() {
+        v.push("forwarder.uplinks", "needs at least one interface");
+    }
+    let mut seen = HashSet::new();
+    for (i, up) in f.uplinks.iter().enumerate() {
+        ifname_rule(v, &format!("forwarder.uplinks[{i}]"), up);
+        if !seen.insert(up) {
+            v.push(
+                format!("forwarder.uplinks[{i}]"),
+                format!("duplicate interface `{up}`"),
+            );
+        }
+    }
+    if !is_prime(f.table_size) || f.table_size > MAX_TABLE_SIZE {
+        v.push(
+            "forwarder.table_size",
+            format!(
+                "{} must be a prime no larger than {MAX_TABLE_SIZE} (e.g. 65537)",
+                f.table_size
+            ),
+        );
+    }
+    if f.conntrack_entries == 0 {
+        v.push("forwarder.conntrack_entries", "must be greater than 0");
+    }
+    if f.udp_idle_timeout.is_zero() {
+        v.push("forwarder.udp_idle_timeout", "must be greater than 0");
+    }
+    if !f.pin_dir.starts_with("/sys/fs/bpf") {
+        v.push(
+            "forwarder.pin_dir",
+            "must be under /sys/fs/bpf (the bpffs mount)",
+        );
+    }
+}
+
+/// Trial division; table sizes are at most 2^24.
+pub fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    (2..)
+        .take_while(|d: &u32| d * d <= n)
+        .all(|d| !n.is_multiple_of(d))
+}
+
+// === proxies ===
+
+fn proxies(v: &mut Errors, ps: &[Proxy], has_forwarder: bool) {
+    let mut names = HashSet::new();
+    for (i, p) in ps.iter().enumerate() {
+        let at = |f: &str| format!("proxies[{i}].{f}");
+        name_rule(v, &at("name"), &p.name, &mut names);
+        match p.delivery {
+            Delivery::L2 => {
+                match &p.interface {
+                    None if has_forwarder => {
+                        v.push(at("interface"), "required with `delivery: l2`")
+                    }
+                    Some(ifname) => ifname_rule(v, &at("interface"), ifname),
+                    None => {}
+                }
+                if p.mac.is_none() && has_forwarder {
+                    v.push(at("mac"), "required with `delivery: l2`");
+                }
+            }
+            Delivery::Host => {
+                if p.interface.is_some() {
+                    v.push(at("interface"), "only valid with `delivery: l2`");
+                }
+                if p.mac.is_some() {
+                    v.push(at("mac"), "only valid with `delivery: l2`");
+                }
+            }
+        }
+        if p.weight > MAX_WEIGHT {
+            v.push(
+                at("weight"),
+                format!("{} is above the maximum {MAX_WEIGHT}", p.weight),
+            );
+        }
+        if p.address.is_unspecified() || p.address.is_multicast() {
+            v.push(
+                at("address"),
+                format!("{} is not a unicast address", p.address),
+            );
+        }
+    }
+}
+
+// === vips ===
+
+fn vips(v: &mut Errors, cfg: &Config) {
+    let known: HashSet<&str> = cfg.proxies.iter().map(|p| p.name.as_str()).collect();
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    for (i, vip) in cfg.vips.iter().enumerate() {
+        let at = |f: &str| format!("vips[{i}].{f}");
+        name_rule(v, &at("name"), &vip.name, &mut names);
+        address_rule(v, &at("address"), vip.address, &mut addrs);
+        if vip.address.is_ipv6() && !cfg.bgp.peers.iter().any(|p| p.address.is_ipv6()) {
+            v.push(
+                at("address"),
+                "IPv6 VIP but no IPv6 peer in bgp.peers to announce it to",
+            );
+        }
+        if vip.address.is_ipv4() && !cfg.bgp.peers.iter().any(|p| p.address.is_ipv4()) {
+            v.push(
+                at("address"),
+                "IPv4 VIP but no IPv4 peer in bgp.peers to announce it to",
+            );
+        }
+        ports(v, i, &vip.ports);
+        let serving = match &vip.proxies {
+            None => cfg.proxies.len(),
+            Some(list) => {
+                let mut seen = HashSet::new();
+                for (j, name) in list.iter().enumerate() {
+                    if !known.contains(name.as_str()) {
+                        v.push(
+                            at(&format!("proxies[{j}]")),
+                            format!("unknown proxy `{name}` (not in proxies)"),
+                        );
+                    } else if !seen.insert(name) {
+                        v.push(
+                            at(&format!("proxies[{j}]")),
+                            format!("proxy `{name}` listed twice"),
+                        );
+                    }
+                }
+                seen.len()
+            }
+        };
+        if vip.min_healthy == 0 {
+            v.push(at("min_healthy"), "must be at least 1");
+        } else if vip.min_healthy as usize > serving {
+            v.push(
+                at("min_healthy"),
+                format!(
+                    "{} is more than the {serving} proxies serving this VIP",
+                    vip.min_healthy
+                ),
+            );
+        }
+        if vip.services.is_empty() {
+            v.push(
+                at("services"),
+                "needs at least one service (a VIP with no check is never announced)",
+            );
+        }
+        let mut svc_names = HashSet::new();
+        for (j, s) in vip.services.iter().enumerate() {
+            let sp = format!("vips[{i}].services[{j}]");
+            name_rule(v, &format!("{sp}.name"), &s.name, &mut svc_names);
+            check(v, &format!("{sp}.check"), &s.check);
+        }
+    }
+}
+
+fn address_rule(v: &mut Errors, path: &str, a: IpAddr, seen: &mut HashSet<IpAddr>) {
+    let bad = a.is_unspecified() || a.is_multicast() || a.is_loopback();
+    if bad {
+        v.push(
+            path,
+            format!("{a} cannot be a VIP (unspecified, multicast or loopback)"),
+        );
+    } else if !seen.insert(a) {
+        v.push(path, format!("duplicate VIP {a}"));
+    }
+}
+
+fn ports(v: &mut Errors, i: usize, ports: &[PortSpec]) {
+    if ports.is_empty() {
+        v.push(format!("vips[{i}].ports"), "needs at least one port");
+    }
+    let mut seen = BTreeSet::new();
+    for (j, p) in ports.iter().enumerate() {
+        let path = format!("vips[{i}].ports[{j}].port");
+        if p.port == 0 {
+            v.push(path, "must be between 1 and 65535");
+        } else if !seen.insert((p.port, p.protocol)) {
+            v.push(
+                path,
+                format!("port {} {:?} listed twice", p.port, p.protocol).to_lowercase(),
+            );
+        }
+    }
+}
+
+// === checks ===
+
+fn check(v: &mut Errors, at: &str, c: &Check) {
+    let f = |name: &str| format!("{at}.{name}");
+    if c.interval.is_zero() {
+        v.push(f("interval"), "must be greater than 0");
+    }
+    if c.timeout.is_zero() {
+        v.push(f("timeout"), "must be greater than 0");
+    } else if c.timeout >= c.interval && !c.interval.is_zero() {
+        v.push(f("timeout"), "must be less than the interval");
+    }
+    if c.interval < Duration::from_millis(10) && !c.interval.is_zero() {
+        v.push(f("interval"), "must be at least 10ms");
+    }
+    for (name, n) in [("rise", c.rise), ("fall", c.fall)] {
+        if n == 0 || n > 100 {
+            v.push(f(name), "must be between 1 and 100");
+        }
+    }
+    if c.port == Some(0) {
+        v.push(f("port"), "must be between 1 and 65535");
+    }
+    let http = matches!(c.kind, CheckKind::Http | CheckKind::Https);
+    let only = |v: &mut Errors, set: bool, name: &str, kinds: &str| {
+        if set {
+            v.push(f(name), format!("only valid for kind {kinds}"));
+        }
+    };
+    only(v, !http && c.method.is_some(), "method", "http or https");
+    only(v, !http && c.path.is_some(), "path", "http or https");
+    only(
+        v,
+        !http && c.expect_status.is_some(),
+        "expect_status",
+        "http or https",
+    );
+    only(
+        v,
+        !http && c.body_contains.is_some(),
+        "body_contains",
+        "http or https",
+    );
+    only(v, !http && c.host.is_some(), "host", "http or https");
+    let https = c.kind == CheckKind::Https;
+    only(v, !https && c.ca_file.is_some(), "ca_file", "https");
+    only(v, !https && c.tls_verify.is_some(), "tls_verify", "https");
+    let dns = c.kind == CheckKind::Dns;
+    only(v, !dns && c.query_name.is_some(), "query_name", "dns");
+    only(v, !dns && c.query_type.is_some(), "query_type", "dns");
+    only(v, !dns && c.expect_rcode.is_some(), "expect_rcode", "dns");
+    let exec = c.kind == CheckKind::Exec;
+    only(v, !exec && c.command.is_some(), "command", "exec");
+    only(v, !exec && c.env.is_some(), "env", "exec");
+    only(
+        v,
+        exec && c.port.is_some(),
+        "port",
+        "tcp, http, https or dns",
+    );
+    match c.kind {
+        CheckKind::Tcp if c.port.is_none() => v.push(f("port"), "required for kind tcp"),
+        CheckKind::Dns if c.query_name.is_none() => {
+            v.push(f("query_name"), "required for kind dns")
+        }
+        CheckKind::Exec => match c.command.as_deref() {
+            None | Some([]) => v.push(f("command"), "required for kind exec: [program, args...]"),
+            Some([prog, ..]) if !prog.starts_with('/') => v.push(
+                f("command"),
+                format!("program `{prog}` must be an absolute path"),
+            ),
+            _ => {}
+        },
+        _ => {}
+    }
+    if let Some(codes) = &c.expect_status {
+        if codes.is_empty() {
+            v.push(f("expect_status"), "needs at least one status code");
+        }
+        if let Some(bad) = codes.iter().find(|s| !(100..=599).contains(*s)) {
+            v.push(
+                f("expect_status"),
+                format!("{bad} is not an HTTP status (100-599)"),
+            );
+        }
+    }
+    if let Some(p) = &c.path
+        && !p.starts_with('/')
+    {
+        v.push(f("path"), format!("`{p}` must start with /"));
+    }
+    if let Some(rc) = c.expect_rcode
+        && rc > 15
+    {
+        v.push(f("expect_rcode"), format!("{rc} is not a DNS rcode (0-15)"));
+    }
+}
+
+// === bgp ===
+
+fn bgp(v: &mut Errors, b: &Bgp) {
+    match b.mode {
+        BirdMode::External => {
+            if b.external_socket.is_none() {
+                v.push("bgp.external_socket", "required with `mode: external`");
+            }
+            if b.include_file.is_none() {
+                v.push("bgp.include_file", "required with `mode: external`");
+            }
+        }
+        BirdMode::Managed => {
+            if b.external_socket.is_some() {
+                v.push("bgp.external_socket", "only valid with `mode: external`");
+            }
+            if b.include_file.is_some() {
+                v.push("bgp.include_file", "only valid with `mode: external`");
+            }
+        }
+    }
+    if b.drain_prepend > 8 {
+        v.push("bgp.drain_prepend", "must be between 0 and 8");
+    }
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    for (i, p) in b.peers.iter().enumerate() {
+        let at = |f: &str| format!("bgp.peers[{i}].{f}");
+        name_rule(v, &at("name"), &p.name, &mut names);
+        asn_rule(v, &at("asn"), p.asn);
+        if p.address.is_unspecified() || p.address.is_multicast() {
+            v.push(
+                at("address"),
+                format!("{} is not a unicast address", p.address),
+            );
+        } else if !addrs.insert(p.address) {
+            v.push(at("address"), format!("duplicate peer {}", p.address));
+        }
+        if let Some(src) = p.source_address
+            && src.is_ipv4() != p.address.is_ipv4()
+        {
+            v.push(
+                at("source_address"),
+                "must be of the same address family as the peer",
+            );
+        }
+        let hold = p.hold_time;
+        if hold.subsec_nanos() != 0
+            || hold.as_secs() > 65535
+            || (hold.as_secs() > 0 && hold.as_secs() < 3)
+        {
+            v.push(
+                at("hold_time"),
+                "must be 0 or whole seconds between 3s and 65535s",
+            );
+        }
+        if let Some(ka) = p.keepalive
+            && (ka.is_zero() || ka.subsec_nanos() != 0 || (!hold.is_zero() && ka >= hold))
+        {
+            v.push(
+                at("keepalive"),
+                "must be whole seconds, greater than 0 and less than hold_time",
+            );
+        }
+        if p.multihop == Some(0) {
+            v.push(at("multihop"), "must be between 1 and 255");
+        }
+        if p.ttl_security && p.multihop.is_some() {
+            v.push(at("ttl_security"), "cannot be combined with multihop");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn primes() {
+        assert!(super::is_prime(65537));
+        assert!(super::is_prime(251));
+        assert!(!super::is_prime(65536));
+        assert!(!super::is_prime(1));
+    }
+}

@@ -1,0 +1,252 @@
+//! `edgectl`: the operator CLI, a thin client of edged's control socket.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use edge_daemon::control::client::{self, ClientError};
+use edge_daemon::control::proto::*;
+use edge_daemon::reconcile::RouteState;
+
+/// Operate an edged node: status, drains, maintenance, reload.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// edged's control socket.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "EDGED_SOCKET",
+        default_value = "/run/edged/edged.sock"
+    )]
+    socket: PathBuf,
+    /// Output format of read commands.
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Node summary: components, VIP counts, last reload.
+    Status,
+    /// Every VIP: announce state and why.
+    Vips,
+    /// Every proxy: weight and health per VIP.
+    Proxies,
+    /// BGP peers and session state.
+    Peers,
+    /// Drain a VIP (name or address): graceful shutdown, then withdraw.
+    Drain { vip: String },
+    /// Undo a drain.
+    Undrain { vip: String },
+    /// Drain (on) or restore (off) every VIP of the node.
+    Maintenance { state: OnOff },
+    /// Re-read the config; a bad file is rejected and the running one kept.
+    Reload,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(&cli)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("edgectl: {e}");
+            ExitCode::from(match e {
+                ClientError::NotRunning { .. } | ClientError::Denied { .. } => 69, // EX_UNAVAILABLE
+                _ => 1,
+            })
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<String, ClientError> {
+    let (method, path) = match &cli.command {
+        Command::Status => ("GET", "/v1/status".to_string()),
+        Command::Vips => ("GET", "/v1/vips".into()),
+        Command::Proxies => ("GET", "/v1/proxies".into()),
+        Command::Peers => ("GET", "/v1/peers".into()),
+        Command::Drain { vip } => ("POST", format!("/v1/vips/{vip}/drain")),
+        Command::Undrain { vip } => ("POST", format!("/v1/vips/{vip}/undrain")),
+        Command::Maintenance { state: OnOff::On } => ("POST", "/v1/maintenance/on".into()),
+        Command::Maintenance { state: OnOff::Off } => ("POST", "/v1/maintenance/off".into()),
+        Command::Reload => ("POST", "/v1/reload".into()),
+    };
+    let value = client::call(&cli.socket, method, &path).await?;
+    if cli.output == Output::Json {
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&value).expect("json")
+        ));
+    }
+    let bad = |e: serde_json::Error| ClientError::Protocol(e.to_string());
+    Ok(match cli.command {
+        Command::Status => render::status(&serde_json::from_value(value).map_err(bad)?),
+        Command::Vips => render::vips(&serde_json::from_value::<Vec<VipInfo>>(value).map_err(bad)?),
+        Command::Proxies => {
+            render::proxies(&serde_json::from_value::<Vec<ProxyInfo>>(value).map_err(bad)?)
+        }
+        Command::Peers => render::peers(&serde_json::from_value(value).map_err(bad)?),
+        _ => format!(
+            "{}\n",
+            serde_json::from_value::<Done>(value).map_err(bad)?.message
+        ),
+    })
+}
+
+mod render {
+    use super::*;
+
+    /// Left-aligned columns separated by two spaces.
+    fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+        let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+        for r in &rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cells: Vec<String>| {
+            let mut s = String::new();
+            for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+                if i + 1 == cells.len() {
+                    s.push_str(c);
+                } else {
+                    s.push_str(&format!("{c:<w$}  ", w = *w));
+                }
+            }
+            s.trim_end().to_string() + "\n"
+        };
+        let mut out = line(header.iter().map(|h| h.to_string()).collect());
+        for r in rows {
+            out.push_str(&line(r));
+        }
+        out
+    }
+
+    pub fn status(s: &Status) -> String {
+        let mut out = format!(
+            "edged {} (pid {}), up {}s, config {} (generation {})\n",
+            s.version, s.pid, s.uptime_secs, s.config_path, s.config_generation
+        );
+        out += &format!("VIPs: {} announced of {}\n", s.vips_announced, s.vips_total);
+        out += &format!(
+            "maintenance: {}\n",
+            s.maintenance_since
+                .map_or("off".to_string(), |t| format!("on since unix {t}"))
+        );
+        if let Some(r) = &s.last_reload {
+            let what = if r.ok {
+                "ok".to_string()
+            } else {
+                format!("rejected: {}", r.error.clone().unwrap_or_default())
+            };
+            out += &format!("last reload: {what}\n");
+        }
+        out += "\n";
+        out += &table(
+            &["COMPONENT", "STATE", "DETAIL"],
+            s.components
+                .iter()
+                .map(|c| vec![c.name.clone(), c.state.clone(), c.detail.clone()])
+                .collect(),
+        );
+        for e in &s.last_errors {
+            out += &format!("error (retrying): {e}\n");
+        }
+        out
+    }
+
+    pub fn vips(vips: &[VipInfo]) -> String {
+        let route = |r: RouteState| format!("{r:?}").to_lowercase();
+        table(
+            &[
+                "VIP", "ADDRESS", "PORTS", "DECISION", "BGP", "SERVING", "REASON",
+            ],
+            vips.iter()
+                .map(|v| {
+                    vec![
+                        v.name.clone() + if v.drained { " (drained)" } else { "" },
+                        v.address.clone(),
+                        v.ports.join(","),
+                        route(v.route),
+                        v.applied.map_or("n/a".into(), route),
+                        format!(
+                            "{}/{} (min {})",
+                            v.serving.len(),
+                            v.configured,
+                            v.min_healthy
+                        ),
+                        v.reason.clone(),
+                    ]
+                })
+                .collect(),
+        )
+    }
+
+    pub fn proxies(ps: &[ProxyInfo]) -> String {
+        let mut rows = Vec::new();
+        for p in ps {
+            for v in &p.vips {
+                let state = match v.serving {
+                    Some(true) => "serving",
+                    Some(false) => "down",
+                    None => "unknown",
+                };
+                rows.push(vec![
+                    p.name.clone(),
+                    p.address.clone(),
+                    p.delivery.clone(),
+                    p.weight.to_string(),
+                    v.vip.clone(),
+                    state.into(),
+                    v.detail.clone(),
+                ]);
+            }
+        }
+        table(
+            &[
+                "PROXY", "ADDRESS", "DELIVERY", "WEIGHT", "VIP", "STATE", "DETAIL",
+            ],
+            rows,
+        )
+    }
+
+    pub fn peers(p: &Peers) -> String {
+        format!("announcer: {}\n", p.announcer)
+            + &table(
+                &["PEER", "ADDRESS", "ASN", "STATE"],
+                p.peers
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.name.clone(),
+                            x.address.clone(),
+                            x.asn.to_string(),
+                            x.state.clone(),
+                        ]
+                    })
+                    .collect(),
+            )
+    }
+}

@@ -1,0 +1,154 @@
+//! The control API's JSON messages, shared by `edged` and `edgectl`.
+//!
+//! | method | path                      | reply          |
+//! |--------|---------------------------|----------------|
+//! | GET    | /v1/status                | [`Status`]     |
+//! | GET    | /v1/vips                  | [`Vec<VipInfo>`] |
+//! | GET    | /v1/proxies               | [`Vec<ProxyInfo>`] |
+//! | GET    | /v1/peers                 | [`Peers`]      |
+//! | POST   | /v1/vips/{vip}/drain      | [`Done`]       |
+//! | POST   | /v1/vips/{vip}/undrain    | [`Done`]       |
+//! | POST   | /v1/maintenance/{on,off}  | [`Done`]       |
+//! | POST   | /v1/reload                | [`Done`]       |
+//!
+//! Errors are `{"error": "..."}` with a 4xx/5xx status.
+
+use serde::{Deserialize, Serialize};
+
+use crate::reconcile::RouteState;
+
+/// `edgectl status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    /// edged's version.
+    pub version: String,
+    /// Daemon pid.
+    pub pid: u32,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// The config file.
+    pub config_path: String,
+    /// Incremented on each successful reload.
+    pub config_generation: u64,
+    /// The last reload attempt.
+    pub last_reload: Option<ReloadInfo>,
+    /// Unix time maintenance started, if on.
+    pub maintenance_since: Option<u64>,
+    /// State of each component.
+    pub components: Vec<Component>,
+    /// Configured VIPs.
+    pub vips_total: usize,
+    /// VIPs announced (normally or draining), as decided.
+    pub vips_announced: usize,
+    /// Errors of the last reconcile pass (retried).
+    pub last_errors: Vec<String>,
+}
+
+/// One reload attempt.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ReloadInfo {
+    /// Unix time.
+    pub at: u64,
+    /// Whether it was applied.
+    pub ok: bool,
+    /// The error, when rejected.
+    pub error: Option<String>,
+}
+
+/// State of one component of the node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Component {
+    /// `addresses`, `forwarder`, `health`, `announcer`.
+    pub name: String,
+    /// `ok`, `error`, `disabled`, `not-available`.
+    pub state: String,
+    /// Details in words.
+    pub detail: String,
+}
+
+/// `edgectl vips`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VipInfo {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// `80/tcp`, ...
+    pub ports: Vec<String>,
+    /// What the node decided.
+    pub route: RouteState,
+    /// What the announcer holds (`None`: no announcer).
+    pub applied: Option<RouteState>,
+    /// Why.
+    pub reason: String,
+    /// Drained by an operator (or maintenance).
+    pub drained: bool,
+    /// Proxies serving now.
+    pub serving: Vec<String>,
+    /// Proxies configured.
+    pub configured: usize,
+    /// Threshold to announce.
+    pub min_healthy: u32,
+}
+
+/// `edgectl proxies`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProxyInfo {
+    /// Name.
+    pub name: String,
+    /// Address used by checks.
+    pub address: String,
+    /// `l2 via IF (MAC)` or `host`.
+    pub delivery: String,
+    /// Configured weight.
+    pub weight: u32,
+    /// Per VIP this proxy is configured for.
+    pub vips: Vec<ProxyVip>,
+}
+
+/// A proxy's state for one VIP.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProxyVip {
+    /// VIP name.
+    pub vip: String,
+    /// Serving (`None`: no verdict yet).
+    pub serving: Option<bool>,
+    /// Failure reason or `ok`.
+    pub detail: String,
+}
+
+/// `edgectl peers`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Peers {
+    /// State of the announcer.
+    pub announcer: String,
+    /// Configured peers.
+    pub peers: Vec<PeerInfo>,
+}
+
+/// One BGP peer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PeerInfo {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// ASN.
+    pub asn: u32,
+    /// Session state (`unknown` without an announcer).
+    pub state: String,
+}
+
+/// Reply of a command that changes something.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Done {
+    /// What happened.
+    pub message: String,
+}
+
+/// Error reply.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ErrorReply {
+    /// What went wrong.
+    pub error: String,
+}

@@ -1,0 +1,278 @@
+//! Answers to control API queries, from the loop's state.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::State;
+use crate::control::proto::*;
+use crate::control::{ApiError, Query};
+use crate::intents::Since;
+use crate::reconcile::{RouteState, Serve};
+
+type Answer = Result<serde_json::Value, ApiError>;
+
+fn json<T: Serialize>(v: T) -> Answer {
+    Ok(serde_json::to_value(v).expect("control replies always serialize"))
+}
+
+fn done(message: String) -> Answer {
+    json(Done { message })
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl State {
+    /// Answers one query; intents and reloads change state here.
+    pub fn handle(&mut self, q: Query) -> Answer {
+        match q {
+            Query::Status => json(self.status()),
+            Query::Vips => json(self.vips()),
+            Query::Proxies => json(self.proxies()),
+            Query::Peers => json(self.peers()),
+            Query::Drain(v) => self.drain(&v, true),
+            Query::Undrain(v) => self.drain(&v, false),
+            Query::Maintenance(on) => self.maintenance(on),
+            Query::Reload => match self.reload() {
+                Ok(msg) => done(format!("reloaded: {msg}")),
+                Err(e) => Err(ApiError {
+                    status: 422,
+                    message: format!("reload rejected, running config kept:\n{e}"),
+                }),
+            },
+        }
+    }
+
+    fn vip_name(&self, name_or_addr: &str) -> Result<String, ApiError> {
+        self.config
+            .vips
+            .iter()
+            .find(|v| v.name == name_or_addr || v.address.to_string() == name_or_addr)
+            .map(|v| v.name.clone())
+            .ok_or_else(|| ApiError {
+                status: 404,
+                message: format!("no VIP named `{name_or_addr}` (see edgectl vips)"),
+            })
+    }
+
+    fn drain(&mut self, vip: &str, on: bool) -> Answer {
+        let name = self.vip_name(vip)?;
+        let mut next = self.intents.clone();
+        let changed = if on {
+            !next.drained.contains_key(&name)
+                && next
+                    .drained
+                    .insert(
+                        name.clone(),
+                        Since {
+                            since: SystemTime::now(),
+                        },
+                    )
+                    .is_none()
+        } else {
+            next.drained.remove(&name).is_some()
+        };
+        let verb = if on { "drained" } else { "undrained" };
+        if !changed {
+            return done(format!("{name}: already {verb}"));
+        }
+        self.set_intents(next).map_err(|e| ApiError {
+            status: 500,
+            message: e,
+        })?;
+        tracing::info!(vip = %name, "{verb} by operator");
+        done(format!("{name}: {verb}"))
+    }
+
+    fn maintenance(&mut self, on: bool) -> Answer {
+        let mut next = self.intents.clone();
+        if on == next.maintenance.is_some() {
+            return done(format!(
+                "maintenance already {}",
+                if on { "on" } else { "off" }
+            ));
+        }
+        next.maintenance = on.then(|| Since {
+            since: SystemTime::now(),
+        });
+        self.set_intents(next).map_err(|e| ApiError {
+            status: 500,
+            message: e,
+        })?;
+        tracing::info!(on, "maintenance changed by operator");
+        done(format!(
+            "maintenance {}",
+            if on { "on: draining every VIP" } else { "off" }
+        ))
+    }
+
+    fn status(&self) -> Status {
+        let announced = self
+            .last_plan
+            .vips
+            .iter()
+            .filter(|d| d.route != RouteState::Withdrawn)
+            .count();
+        let component = |name: &str, state: &str, detail: String| Component {
+            name: name.into(),
+            state: state.into(),
+            detail,
+        };
+        let addr_errors = self.last_errors.iter().any(|e| e.starts_with("addresses"));
+        let components = vec![
+            component(
+                "addresses",
+                if addr_errors { "error" } else { "ok" },
+                format!(
+                    "{} VIP addresses on {}",
+                    self.applied.addresses.len(),
+                    self.config.node.vip_interface
+                ),
+            ),
+            match (&self.forwarder, &self.config.forwarder) {
+                (_, None) => component(
+                    "forwarder",
+                    "disabled",
+                    "no forwarder section in the config".into(),
+                ),
+                (None, Some(_)) => component(
+                    "forwarder",
+                    "not-available",
+                    "XDP forwarder not built yet (issue #3)".into(),
+                ),
+                (Some(_), Some(f)) => {
+                    component("forwarder", "ok", format!("XDP on {}", f.uplinks.join(",")))
+                }
+            },
+            if self.health.running {
+                component("health", "ok", "checking".into())
+            } else {
+                component(
+                    "health",
+                    "not-available",
+                    "health checker not built yet (issue #4): no proxy serves".into(),
+                )
+            },
+            match &self.announcer {
+                None => component(
+                    "announcer",
+                    "not-available",
+                    "BGP through BIRD not built yet (issue #5): nothing is announced".into(),
+                ),
+                Some(_) => component(
+                    "announcer",
+                    "ok",
+                    format!("{} peers", self.config.bgp.peers.len()),
+                ),
+            },
+        ];
+        Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            config_path: self.config_path.display().to_string(),
+            config_generation: self.generation,
+            last_reload: self.last_reload.clone(),
+            maintenance_since: self.intents.maintenance.map(|m| unix(m.since)),
+            components,
+            vips_total: self.config.vips.len(),
+            vips_announced: announced,
+            last_errors: self.last_errors.clone(),
+        }
+    }
+
+    fn vips(&self) -> Vec<VipInfo> {
+        self.config
+            .vips
+            .iter()
+            .filter_map(|v| {
+                let d = self.last_plan.vips.iter().find(|d| d.name == v.name)?;
+                Some(VipInfo {
+                    name: v.name.clone(),
+                    address: v.address.to_string(),
+                    ports: v
+                        .ports
+                        .iter()
+                        .map(|p| format!("{}/{:?}", p.port, p.protocol).to_lowercase())
+                        .collect(),
+                    route: d.route,
+                    applied: self.announcer.as_ref().map(|_| {
+                        self.applied
+                            .routes
+                            .get(&v.name)
+                            .copied()
+                            .unwrap_or(RouteState::Withdrawn)
+                    }),
+                    reason: d.reason.clone(),
+                    drained: self.intents.maintenance.is_some()
+                        || self.intents.drained.contains_key(&v.name),
+                    serving: d.serving.clone(),
+                    configured: d.configured,
+                    min_healthy: v.min_healthy,
+                })
+            })
+            .collect()
+    }
+
+    fn proxies(&self) -> Vec<ProxyInfo> {
+        self.config
+            .proxies
+            .iter()
+            .map(|p| ProxyInfo {
+                name: p.name.clone(),
+                address: p.address.to_string(),
+                delivery: match (p.delivery, &p.interface, p.mac) {
+                    (edged_config::Delivery::Host, ..) => "host".into(),
+                    (_, Some(i), Some(m)) => format!("l2 via {i} ({m})"),
+                    _ => "l2".into(),
+                },
+                weight: p.weight,
+                vips: self
+                    .config
+                    .vips
+                    .iter()
+                    .filter(|v| v.proxies.as_ref().is_none_or(|l| l.contains(&p.name)))
+                    .map(|v| {
+                        let (serving, detail) = match self.health.get(&v.name, &p.name) {
+                            Some(Serve::Serving) => (Some(true), "ok".to_string()),
+                            Some(Serve::NotServing(r)) => (Some(false), r.clone()),
+                            None => (None, "no health result".to_string()),
+                        };
+                        ProxyVip {
+                            vip: v.name.clone(),
+                            serving,
+                            detail,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn peers(&self) -> Peers {
+        let announcer = if self.announcer.is_some() {
+            "ok"
+        } else {
+            "not-available (issue #5)"
+        };
+        Peers {
+            announcer: announcer.into(),
+            peers: self
+                .config
+                .bgp
+                .peers
+                .iter()
+                .map(|p| PeerInfo {
+                    name: p.name.clone(),
+                    address: p.address.to_string(),
+                    asn: p.asn,
+                    state: "unknown".into(),
+                })
+                .collect(),
+        }
+    }
+}

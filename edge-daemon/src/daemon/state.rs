@@ -1,0 +1,173 @@
+//! The daemon's state and what changes it: reconcile passes, reloads,
+//! operator intents.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use edged_config::Config;
+
+use crate::control::proto::ReloadInfo;
+use crate::effects::{Addresses, Announcer, Forwarder};
+use crate::intents::Intents;
+use crate::metrics::Metrics;
+use crate::reconcile::{self, Applied, HealthView, Inputs, Plan};
+
+/// Everything the loop owns.
+pub struct State {
+    pub config_path: PathBuf,
+    pub config: Config,
+    pub generation: u64,
+    pub intents: Intents,
+    pub health: HealthView,
+    pub applied: Applied,
+    pub addresses: Box<dyn Addresses>,
+    /// The XDP forwarder; `None` until issue #3 lands (status says so).
+    pub forwarder: Option<Box<dyn Forwarder>>,
+    /// The BIRD announcer; `None` until issue #5 lands (status says so).
+    pub announcer: Option<Box<dyn Announcer>>,
+    pub metrics: Arc<Metrics>,
+    pub last_plan: Plan,
+    pub last_errors: Vec<String>,
+    pub last_reload: Option<ReloadInfo>,
+    pub started: Instant,
+    pub shutting_down: bool,
+    ready: bool,
+}
+
+impl State {
+    pub fn new(
+        config_path: PathBuf,
+        config: Config,
+        intents: Intents,
+        addresses: Box<dyn Addresses>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        State {
+            config_path,
+            config,
+            generation: 1,
+            intents,
+            health: HealthView::default(),
+            applied: Applied::default(),
+            addresses,
+            forwarder: None,
+            announcer: None,
+            metrics,
+            last_plan: Plan::default(),
+            last_errors: Vec::new(),
+            last_reload: None,
+            started: Instant::now(),
+            shutting_down: false,
+            ready: false,
+        }
+    }
+
+    /// One reconcile pass: decide, apply, publish. Returns when the next
+    /// time-driven pass is due (a drain deadline).
+    pub async fn pass(&mut self) -> Option<SystemTime> {
+        let plan = reconcile::step(&Inputs {
+            config: &self.config,
+            health: &self.health,
+            intents: &self.intents,
+            applied: &self.applied,
+            now: SystemTime::now(),
+            shutting_down: self.shutting_down,
+        });
+        self.last_errors = self.apply(&plan.actions).await;
+        for e in &self.last_errors {
+            tracing::warn!(error = %e, "effect failed; will retry");
+        }
+        self.metrics.observe_plan(&plan);
+        let wake = plan.wake_at;
+        self.last_plan = plan;
+        if !self.ready && self.last_errors.is_empty() && !self.shutting_down {
+            self.ready = true;
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            tracing::info!("first reconcile done; ready");
+        }
+        wake
+    }
+
+    /// Re-reads the config file. A bad file is rejected and the running
+    /// config stays; the error is returned for `edgectl reload`.
+    pub fn reload(&mut self) -> Result<String, String> {
+        let now = super::unix_now();
+        let result = edged_config::load(&self.config_path)
+            .map_err(|e| e.to_string())
+            .and_then(|new| {
+                restart_only_fields(&self.config, &new)?;
+                Ok(new)
+            });
+        let info = |ok, error| ReloadInfo {
+            at: now as u64,
+            ok,
+            error,
+        };
+        match result {
+            Ok(new) => {
+                let msg = describe_change(&self.config, &new);
+                self.config = new;
+                self.generation += 1;
+                self.metrics.reload(true, now);
+                self.last_reload = Some(info(true, None));
+                tracing::info!(generation = self.generation, "config reloaded: {msg}");
+                Ok(msg)
+            }
+            Err(e) => {
+                self.metrics.reload(false, now);
+                self.last_reload = Some(info(false, Some(e.clone())));
+                tracing::error!("config reload rejected, running config kept: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Persists new intents; in memory only once they are on disk.
+    pub fn set_intents(&mut self, new: Intents) -> Result<(), String> {
+        new.save(&self.config.node.state_dir)
+            .map_err(|e| e.to_string())?;
+        self.intents = new;
+        Ok(())
+    }
+}
+
+/// Fields bound at start; changing them needs a restart.
+fn restart_only_fields(old: &Config, new: &Config) -> Result<(), String> {
+    let (o, n) = (&old.node, &new.node);
+    let checks = [
+        ("node.state_dir", o.state_dir != n.state_dir),
+        ("node.control_socket", o.control_socket != n.control_socket),
+        ("node.control_group", o.control_group != n.control_group),
+        ("node.metrics_listen", o.metrics_listen != n.metrics_listen),
+        ("node.vip_interface", o.vip_interface != n.vip_interface),
+    ];
+    match checks.iter().find(|(_, changed)| *changed) {
+        Some((field, _)) => Err(format!(
+            "{field}: cannot change on reload; restart edged to apply it"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn describe_change(old: &Config, new: &Config) -> String {
+    let names = |c: &Config| {
+        c.vips
+            .iter()
+            .map(|v| v.name.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (a, b) = (names(old), names(new));
+    let added = b.difference(&a).count();
+    let removed = a.difference(&b).count();
+    let changed = new
+        .vips
+        .iter()
+        .filter(|v| old.vips.iter().any(|o| o.name == v.name && o != *v))
+        .count();
+    if old == new {
+        "no change".into()
+    } else {
+        format!("{added} VIPs added, {removed} removed, {changed} changed")
+    }
+}

@@ -1,0 +1,142 @@
+//! VIP addresses through rtnetlink. The one module that touches the netlink
+//! crates (their API breaks at most releases).
+//!
+//! Addresses edged adds carry the address protocol [`EDGED_ADDR_PROTO`]
+//! (IFA_PROTO), so a restarted edged finds the ones it added before and never
+//! removes one an operator put there.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressProtocol,
+};
+use rtnetlink::Handle;
+
+use super::{Addresses, EffectError, EffectFuture};
+
+/// IFA_PROTO value marking addresses added by edged (0xed).
+pub const EDGED_ADDR_PROTO: u8 = 0xed;
+
+/// The VIP-address driver for one interface.
+pub struct NetlinkAddresses {
+    handle: Handle,
+    ifname: String,
+    ifindex: u32,
+}
+
+fn err(op: String, e: impl std::fmt::Display) -> EffectError {
+    EffectError {
+        component: "addresses",
+        op,
+        message: e.to_string(),
+    }
+}
+
+fn prefix_len(ip: IpAddr) -> u8 {
+    if ip.is_ipv4() { 32 } else { 128 }
+}
+
+fn address_of(m: &AddressMessage) -> Option<IpAddr> {
+    m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Address(ip) => Some(*ip),
+        _ => None,
+    })
+}
+
+fn is_ours(m: &AddressMessage) -> bool {
+    m.attributes
+        .iter()
+        .any(|a| matches!(a, AddressAttribute::Protocol(p) if u8::from(*p) == EDGED_ADDR_PROTO))
+}
+
+impl NetlinkAddresses {
+    /// Opens a netlink connection (in the calling thread's network namespace)
+    /// and resolves the interface.
+    pub async fn open(ifname: &str) -> Result<Self, EffectError> {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| err("open netlink socket".into(), e))?;
+        tokio::spawn(conn);
+        let link = handle
+            .link()
+            .get()
+            .match_name(ifname.to_string())
+            .execute()
+            .try_next()
+            .await
+            .map_err(|e| err(format!("look up interface {ifname}"), e))?
+            .ok_or_else(|| err(format!("look up interface {ifname}"), "no such interface"))?;
+        Ok(NetlinkAddresses {
+            handle,
+            ifname: ifname.into(),
+            ifindex: link.header.index,
+        })
+    }
+
+    /// The addresses on the interface that a previous edged added.
+    pub async fn adopt(&self) -> Result<BTreeSet<IpAddr>, EffectError> {
+        let msgs = self.dump().await?;
+        Ok(msgs
+            .iter()
+            .filter(|m| is_ours(m))
+            .filter_map(address_of)
+            .collect())
+    }
+
+    async fn dump(&self) -> Result<Vec<AddressMessage>, EffectError> {
+        self.handle
+            .address()
+            .get()
+            .set_link_index_filter(self.ifindex)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| err(format!("list addresses of {}", self.ifname), e))
+    }
+
+    async fn add_one(&self, ip: IpAddr) -> Result<(), EffectError> {
+        let op = format!("add {ip}/{} to {}", prefix_len(ip), self.ifname);
+        if self.dump().await?.iter().any(|m| address_of(m) == Some(ip)) {
+            return Ok(()); // already there (ours from before, or the operator's): leave it
+        }
+        let mut req = self.handle.address().add(self.ifindex, ip, prefix_len(ip));
+        let msg = req.message_mut();
+        msg.attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::from(
+                EDGED_ADDR_PROTO,
+            )));
+        if ip.is_ipv6() {
+            msg.header.flags |= AddressHeaderFlags::Nodad;
+        }
+        req.execute().await.map_err(|e| err(op, e))
+    }
+
+    async fn remove_one(&self, ip: IpAddr) -> Result<(), EffectError> {
+        let op = format!("remove {ip}/{} from {}", prefix_len(ip), self.ifname);
+        let found = self
+            .dump()
+            .await?
+            .into_iter()
+            .find(|m| address_of(m) == Some(ip));
+        match found {
+            Some(m) if is_ours(&m) => self
+                .handle
+                .address()
+                .del(m)
+                .execute()
+                .await
+                .map_err(|e| err(op, e)),
+            _ => Ok(()), // gone already, or not edged's to remove
+        }
+    }
+}
+
+impl Addresses for NetlinkAddresses {
+    fn add(&mut self, ip: IpAddr) -> EffectFuture<'_> {
+        Box::pin(self.add_one(ip))
+    }
+    fn remove(&mut self, ip: IpAddr) -> EffectFuture<'_> {
+        Box::pin(self.remove_one(ip))
+    }
+}

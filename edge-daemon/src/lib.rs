@@ -1,0 +1,13 @@
+//! The edged daemon: wiring, the reconcile loop, the control API, metrics,
+//! operator intents. The binaries in `src/bin` only parse arguments and call
+//! into this library.
+
+pub mod control;
+pub mod daemon;
+pub mod effects;
+pub mod intents;
+pub mod metrics;
+pub mod reconcile;
+
+#[cfg(test)]
+mod reconcile_tests;

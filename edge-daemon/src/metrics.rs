@@ -1,0 +1,184 @@
+//! Prometheus metrics (prometheus-client, no global registry). Every name is
+//! prefixed `edged_`; the registry is built here and passed in.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::reconcile::{Plan, RouteState};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VipLabels {
+    pub vip: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    pub component: String,
+}
+
+/// The daemon's own metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub reloads: Family<ResultLabels, Counter>,
+    pub last_reload_success: Gauge<f64, AtomicU64>,
+    pub vip_announced: Family<VipLabels, Gauge>,
+    pub vip_draining: Family<VipLabels, Gauge>,
+    pub vip_serving_proxies: Family<VipLabels, Gauge>,
+    pub effect_errors: Family<ComponentLabels, Counter>,
+    known_vips: Mutex<Vec<String>>,
+}
+
+impl Metrics {
+    /// Registers everything under `edged_`.
+    pub fn new() -> Self {
+        let mut root = Registry::with_prefix("edged");
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        root.register("build_info", "edged build; the value is 1", build);
+        let m = Metrics {
+            reloads: Family::default(),
+            last_reload_success: Gauge::default(),
+            vip_announced: Family::default(),
+            vip_draining: Family::default(),
+            vip_serving_proxies: Family::default(),
+            effect_errors: Family::default(),
+            known_vips: Mutex::new(Vec::new()),
+            registry: Registry::default(),
+        };
+        root.register(
+            "config_reloads",
+            "Config reloads by result (success, failure)",
+            m.reloads.clone(),
+        );
+        root.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load",
+            m.last_reload_success.clone(),
+        );
+        root.register(
+            "vip_announced",
+            "1 while the VIP is announced (normally or draining)",
+            m.vip_announced.clone(),
+        );
+        root.register(
+            "vip_draining",
+            "1 while the VIP is announced with GRACEFUL_SHUTDOWN",
+            m.vip_draining.clone(),
+        );
+        root.register(
+            "vip_serving_proxies",
+            "Proxies serving the VIP",
+            m.vip_serving_proxies.clone(),
+        );
+        root.register(
+            "effect_errors",
+            "Failed effects by component (retried)",
+            m.effect_errors.clone(),
+        );
+        Metrics {
+            registry: root,
+            ..m
+        }
+    }
+
+    /// Sets the per-VIP gauges from a plan; VIPs no longer configured lose
+    /// their series.
+    pub fn observe_plan(&self, plan: &Plan) {
+        let mut known = self.known_vips.lock().expect("metrics lock");
+        for gone in known
+            .iter()
+            .filter(|v| !plan.vips.iter().any(|d| &d.name == *v))
+        {
+            let l = VipLabels { vip: gone.clone() };
+            self.vip_announced.remove(&l);
+            self.vip_draining.remove(&l);
+            self.vip_serving_proxies.remove(&l);
+        }
+        *known = plan.vips.iter().map(|d| d.name.clone()).collect();
+        for d in &plan.vips {
+            let l = VipLabels {
+                vip: d.name.clone(),
+            };
+            self.vip_announced
+                .get_or_create(&l)
+                .set((d.route != RouteState::Withdrawn) as i64);
+            self.vip_draining
+                .get_or_create(&l)
+                .set((d.route == RouteState::Draining) as i64);
+            self.vip_serving_proxies
+                .get_or_create(&l)
+                .set(d.serving.len() as i64);
+        }
+    }
+
+    /// Counts a reload (or the initial load) by result.
+    pub fn reload(&self, ok: bool, unix_now: f64) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+        if ok {
+            self.last_reload_success.set(unix_now);
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Serves `GET /metrics` on `listener`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+) -> std::io::Result<()> {
+    use axum::http::header::CONTENT_TYPE;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = metrics.encode();
+            async move {
+                (
+                    [(
+                        CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app).await
+}

@@ -1,0 +1,304 @@
+//! The reconcile step: desired config + health observations + operator
+//! intents + what is applied now → the decision for every VIP and the actions
+//! that get there. Pure: no I/O, no clock (the caller passes `now`), no tokio.
+//!
+//! Rules, in order, for each VIP's route:
+//! 1. edged is shutting down → withdrawn.
+//! 2. fewer than `min_healthy` proxies serve it → withdrawn at once (no drain wait).
+//! 3. maintenance or an operator drain → announced with GRACEFUL_SHUTDOWN for
+//!    `drain_time` if it was announced, then withdrawn.
+//! 4. otherwise → announced.
+//!
+//! A proxy serves a VIP when the health view says so; before the first
+//! result it does not (fail closed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use edged_config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::intents::Intents;
+
+/// What BGP should say about a VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteState {
+    /// Not announced.
+    Withdrawn,
+    /// Announced normally.
+    Announced,
+    /// Announced with GRACEFUL_SHUTDOWN (and drain MED/prepend) before withdrawal.
+    Draining,
+}
+
+/// Health of one proxy for one VIP, as the health checker reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Serve {
+    /// Every service of the VIP passes on this proxy.
+    Serving,
+    /// At least one service fails; the reason names it.
+    NotServing(String),
+}
+
+/// Health observations: vip name → proxy name → state. A missing entry
+/// means no verdict yet.
+#[derive(Clone, Debug, Default)]
+pub struct HealthView {
+    /// Whether a health checker feeds this view at all.
+    pub running: bool,
+    /// Per VIP, per proxy verdicts.
+    pub serve: BTreeMap<String, BTreeMap<String, Serve>>,
+}
+
+impl HealthView {
+    /// The verdict for one proxy of one VIP.
+    pub fn get(&self, vip: &str, proxy: &str) -> Option<&Serve> {
+        self.serve.get(vip)?.get(proxy)
+    }
+
+    /// Records a verdict.
+    pub fn set(&mut self, vip: &str, proxy: &str, s: Serve) {
+        self.serve
+            .entry(vip.to_string())
+            .or_default()
+            .insert(proxy.to_string(), s);
+    }
+}
+
+/// What the effect drivers hold now (last successfully applied).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Applied {
+    /// VIP addresses edged has put on the VIP interface.
+    pub addresses: BTreeSet<IpAddr>,
+    /// Route state per VIP name.
+    pub routes: BTreeMap<String, RouteState>,
+    /// Forwarding table (serving proxies and weights) per VIP name.
+    pub tables: BTreeMap<String, Vec<(String, u32)>>,
+}
+
+/// One change for an effect driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Put a VIP address on the VIP interface.
+    AddAddress(IpAddr),
+    /// Remove a VIP address edged added.
+    RemoveAddress(IpAddr),
+    /// Replace a VIP's forwarding table with these proxies and weights.
+    SetTable {
+        vip: String,
+        proxies: Vec<(String, u32)>,
+    },
+    /// Forget a VIP's forwarding table (VIP removed from config).
+    RemoveTable { vip: String },
+    /// Move a VIP's route to this state.
+    Route { vip: String, state: RouteState },
+}
+
+/// The decision for one VIP, with the reason operators see.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipDecision {
+    /// VIP name.
+    pub name: String,
+    /// Route state to reach.
+    pub route: RouteState,
+    /// Why, in words.
+    pub reason: String,
+    /// Proxies serving the VIP now.
+    pub serving: Vec<String>,
+    /// Proxies configured for the VIP.
+    pub configured: usize,
+}
+
+/// Output of one step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// One decision per configured VIP, in config order.
+    pub vips: Vec<VipDecision>,
+    /// Changes to make, in order: withdrawals and drains, address additions,
+    /// table changes, announcements, table and address removals.
+    pub actions: Vec<Action>,
+    /// When a drain deadline passes and the step must run again.
+    pub wake_at: Option<SystemTime>,
+}
+
+/// Everything one step looks at.
+pub struct Inputs<'a> {
+    pub config: &'a Config,
+    pub health: &'a HealthView,
+    pub intents: &'a Intents,
+    pub applied: &'a Applied,
+    pub now: SystemTime,
+    pub shutting_down: bool,
+}
+
+// === step ===
+
+/// One reconcile step.
+pub fn step(i: &Inputs<'_>) -> Plan {
+    let mut plan = Plan::default();
+    let mut want_addrs = BTreeSet::new();
+    let mut want_tables = BTreeMap::new();
+    let mut want_routes = BTreeMap::new();
+    for vip in &i.config.vips {
+        if !i.shutting_down {
+            want_addrs.insert(vip.address);
+        }
+        let members = members(i.config, vip);
+        let (serving, not_serving) = split_by_health(i.health, &vip.name, &members);
+        let table: Vec<(String, u32)> =
+            serving.iter().map(|(name, w)| (name.clone(), *w)).collect();
+        if i.config.forwarder.is_some() {
+            want_tables.insert(vip.name.clone(), table);
+        }
+        let (route, reason, wake) =
+            decide_route(i, vip, serving.len(), members.len(), &not_serving);
+        if let Some(w) = wake {
+            plan.wake_at = Some(plan.wake_at.map_or(w, |p: SystemTime| p.min(w)));
+        }
+        want_routes.insert(vip.name.clone(), route);
+        plan.vips.push(VipDecision {
+            name: vip.name.clone(),
+            route,
+            reason,
+            serving: serving.into_iter().map(|(n, _)| n).collect(),
+            configured: members.len(),
+        });
+    }
+    diff(
+        i.applied,
+        &want_addrs,
+        &want_tables,
+        &want_routes,
+        &mut plan.actions,
+    );
+    plan
+}
+
+/// The proxies configured for a VIP, with their weights, in config order.
+fn members(cfg: &Config, vip: &edged_config::Vip) -> Vec<(String, u32)> {
+    cfg.proxies
+        .iter()
+        .filter(|p| vip.proxies.as_ref().is_none_or(|l| l.contains(&p.name)))
+        .map(|p| (p.name.clone(), p.weight))
+        .collect()
+}
+
+type Split = (Vec<(String, u32)>, Vec<String>);
+
+fn split_by_health(h: &HealthView, vip: &str, members: &[(String, u32)]) -> Split {
+    let mut serving = Vec::new();
+    let mut why_not = Vec::new();
+    for (name, weight) in members {
+        match h.get(vip, name) {
+            Some(Serve::Serving) => serving.push((name.clone(), *weight)),
+            Some(Serve::NotServing(r)) => why_not.push(format!("{name}: {r}")),
+            None if h.running => why_not.push(format!("{name}: no health result yet")),
+            None => why_not.push(format!("{name}: no health checker running")),
+        }
+    }
+    (serving, why_not)
+}
+
+fn decide_route(
+    i: &Inputs<'_>,
+    vip: &edged_config::Vip,
+    serving: usize,
+    configured: usize,
+    not_serving: &[String],
+) -> (RouteState, String, Option<SystemTime>) {
+    use RouteState::*;
+    if i.shutting_down {
+        return (Withdrawn, "edged is shutting down".into(), None);
+    }
+    let count = format!(
+        "{serving} of {configured} proxies serve (min_healthy {})",
+        vip.min_healthy
+    );
+    if (serving as u32) < vip.min_healthy {
+        return (
+            Withdrawn,
+            format!("{count}: {}", not_serving.join("; ")),
+            None,
+        );
+    }
+    let held = match (&i.intents.maintenance, i.intents.drained.get(&vip.name)) {
+        (Some(m), _) => Some((m.since, "maintenance")),
+        (None, Some(d)) => Some((d.since, "drained by operator")),
+        (None, None) => None,
+    };
+    let Some((since, why)) = held else {
+        return (Announced, count, None);
+    };
+    let was_up = matches!(i.applied.routes.get(&vip.name), Some(Announced | Draining));
+    let graceful = i.config.bgp.graceful_shutdown && !i.config.node.drain_time.is_zero();
+    let until = since + i.config.node.drain_time;
+    if was_up && graceful && i.now < until {
+        let left = until.duration_since(i.now).unwrap_or(Duration::ZERO);
+        let reason = format!(
+            "{why}: graceful shutdown, withdraw in {}s",
+            left.as_secs_f64().ceil()
+        );
+        return (Draining, reason, Some(until));
+    }
+    (Withdrawn, why.into(), None)
+}
+
+fn diff(
+    applied: &Applied,
+    addrs: &BTreeSet<IpAddr>,
+    tables: &BTreeMap<String, Vec<(String, u32)>>,
+    routes: &BTreeMap<String, RouteState>,
+    out: &mut Vec<Action>,
+) {
+    let current = |vip: &str| {
+        applied
+            .routes
+            .get(vip)
+            .copied()
+            .unwrap_or(RouteState::Withdrawn)
+    };
+    let mut route_changes: Vec<(String, RouteState)> = routes
+        .iter()
+        .filter(|(vip, state)| current(vip) != **state)
+        .map(|(vip, state)| (vip.clone(), *state))
+        .collect();
+    route_changes.extend(
+        applied
+            .routes
+            .iter()
+            .filter(|(vip, state)| !routes.contains_key(*vip) && **state != RouteState::Withdrawn)
+            .map(|(vip, _)| (vip.clone(), RouteState::Withdrawn)),
+    );
+    let (announce, retreat): (Vec<_>, Vec<_>) = route_changes
+        .into_iter()
+        .partition(|(_, s)| *s == RouteState::Announced);
+    let route = |(vip, state)| Action::Route { vip, state };
+    // Traffic is moved away first, then what serves it is added, then
+    // traffic is invited, then what is no longer used is removed.
+    out.extend(retreat.into_iter().map(route));
+    out.extend(
+        addrs
+            .difference(&applied.addresses)
+            .map(|a| Action::AddAddress(*a)),
+    );
+    for (vip, table) in tables {
+        if applied.tables.get(vip) != Some(table) {
+            out.push(Action::SetTable {
+                vip: vip.clone(),
+                proxies: table.clone(),
+            });
+        }
+    }
+    out.extend(announce.into_iter().map(route));
+    for vip in applied.tables.keys().filter(|v| !tables.contains_key(*v)) {
+        out.push(Action::RemoveTable { vip: vip.clone() });
+    }
+    out.extend(
+        applied
+            .addresses
+            .difference(addrs)
+            .map(|a| Action::RemoveAddress(*a)),
+    );
+}

@@ -1,0 +1,327 @@
+//! Unit tests of the reconcile step: plain values in, decisions out.
+
+use std::time::{Duration, SystemTime};
+
+use crate::intents::{Intents, Since};
+use crate::reconcile::*;
+
+const CONFIG: &str = "
+node: {router_id: 192.0.2.10, asn: 65010, drain_time: 30s}
+forwarder: {uplinks: [eth0]}
+proxies:
+  - {name: a, address: 198.51.100.1, interface: eth1, mac: '02:00:00:00:00:01', weight: 100}
+  - {name: b, address: 198.51.100.2, interface: eth1, mac: '02:00:00:00:00:02', weight: 50}
+  - {name: c, address: 198.51.100.3, interface: eth1, mac: '02:00:00:00:00:03'}
+vips:
+  - name: web
+    address: 203.0.113.10
+    ports: [{port: 80}]
+    proxies: [a, b]
+    min_healthy: 2
+    services: [{name: http, check: {kind: http}}]
+  - name: dns
+    address: 203.0.113.53
+    ports: [{port: 53, protocol: udp}]
+    services: [{name: d, check: {kind: dns, query_name: x.example}}]
+bgp: {peers: [{name: tor, address: 192.0.2.1, asn: 65000}]}
+";
+
+fn config() -> edged_config::Config {
+    edged_config::parse(CONFIG).unwrap()
+}
+
+fn t(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
+}
+
+fn healthy(pairs: &[(&str, &str)]) -> HealthView {
+    let mut h = HealthView {
+        running: true,
+        ..Default::default()
+    };
+    for (v, p) in pairs {
+        h.set(v, p, Serve::Serving);
+    }
+    h
+}
+
+fn run(
+    cfg: &edged_config::Config,
+    h: &HealthView,
+    i: &Intents,
+    a: &Applied,
+    now: SystemTime,
+) -> Plan {
+    step(&Inputs {
+        config: cfg,
+        health: h,
+        intents: i,
+        applied: a,
+        now,
+        shutting_down: false,
+    })
+}
+
+/// Applies every action of a plan to `applied`, as drivers that succeed do.
+fn apply(a: &mut Applied, plan: &Plan) {
+    for act in &plan.actions {
+        match act {
+            Action::AddAddress(ip) => {
+                a.addresses.insert(*ip);
+            }
+            Action::RemoveAddress(ip) => {
+                a.addresses.remove(ip);
+            }
+            Action::SetTable { vip, proxies } => {
+                a.tables.insert(vip.clone(), proxies.clone());
+            }
+            Action::RemoveTable { vip } => {
+                a.tables.remove(vip);
+            }
+            Action::Route { vip, state } => {
+                a.routes.insert(vip.clone(), *state);
+            }
+        }
+    }
+}
+
+fn route(plan: &Plan, vip: &str) -> RouteState {
+    plan.vips.iter().find(|d| d.name == vip).unwrap().route
+}
+
+#[test]
+fn no_health_result_withdraws_and_says_why() {
+    let cfg = config();
+    let plan = run(
+        &cfg,
+        &HealthView::default(),
+        &Intents::default(),
+        &Applied::default(),
+        t(0),
+    );
+    assert_eq!(route(&plan, "web"), RouteState::Withdrawn);
+    assert!(
+        plan.vips[0].reason.contains("0 of 2 proxies serve"),
+        "{}",
+        plan.vips[0].reason
+    );
+    assert!(plan.vips[0].reason.contains("no health checker running"));
+    // Addresses are placed regardless; empty tables are installed; nothing announced.
+    assert!(
+        plan.actions
+            .contains(&Action::AddAddress("203.0.113.10".parse().unwrap()))
+    );
+    assert!(plan.actions.contains(&Action::SetTable {
+        vip: "web".into(),
+        proxies: vec![]
+    }));
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Route { .. }))
+    );
+}
+
+#[test]
+fn min_healthy_decides_announcement() {
+    let cfg = config();
+    let h = healthy(&[("web", "a"), ("dns", "c")]);
+    let plan = run(&cfg, &h, &Intents::default(), &Applied::default(), t(0));
+    assert_eq!(
+        route(&plan, "web"),
+        RouteState::Withdrawn,
+        "1 of 2 < min_healthy 2"
+    );
+    assert_eq!(route(&plan, "dns"), RouteState::Announced, "min_healthy 1");
+    let h = healthy(&[("web", "a"), ("web", "b")]);
+    let plan = run(&cfg, &h, &Intents::default(), &Applied::default(), t(0));
+    assert_eq!(route(&plan, "web"), RouteState::Announced);
+    assert!(plan.actions.contains(&Action::SetTable {
+        vip: "web".into(),
+        proxies: vec![("a".into(), 100), ("b".into(), 50)]
+    }));
+}
+
+#[test]
+fn unhealthy_proxy_leaves_the_table_with_reason() {
+    let cfg = config();
+    let mut h = healthy(&[("dns", "a"), ("dns", "b")]);
+    h.set("dns", "c", Serve::NotServing("service d: timeout".into()));
+    let plan = run(&cfg, &h, &Intents::default(), &Applied::default(), t(0));
+    let dns = plan.vips.iter().find(|d| d.name == "dns").unwrap();
+    assert_eq!(dns.serving, ["a", "b"]);
+    assert_eq!(dns.route, RouteState::Announced);
+    assert!(plan.actions.contains(&Action::SetTable {
+        vip: "dns".into(),
+        proxies: vec![("a".into(), 100), ("b".into(), 50)]
+    }));
+}
+
+#[test]
+fn steady_state_has_no_actions() {
+    let cfg = config();
+    let h = healthy(&[("web", "a"), ("web", "b"), ("dns", "a")]);
+    let mut a = Applied::default();
+    let plan = run(&cfg, &h, &Intents::default(), &a, t(0));
+    apply(&mut a, &plan);
+    let again = run(&cfg, &h, &Intents::default(), &a, t(1));
+    assert_eq!(again.actions, vec![]);
+}
+
+#[test]
+fn drain_announces_graceful_then_withdraws_after_drain_time() {
+    let cfg = config();
+    let h = healthy(&[("web", "a"), ("web", "b"), ("dns", "a")]);
+    let mut a = Applied::default();
+    let first = run(&cfg, &h, &Intents::default(), &a, t(0));
+    apply(&mut a, &first);
+    assert_eq!(a.routes["web"], RouteState::Announced);
+
+    let mut i = Intents::default();
+    i.drained.insert("web".into(), Since { since: t(10) });
+    let plan = run(&cfg, &h, &i, &a, t(10));
+    assert_eq!(route(&plan, "web"), RouteState::Draining);
+    assert_eq!(
+        route(&plan, "dns"),
+        RouteState::Announced,
+        "drain is per VIP"
+    );
+    assert_eq!(plan.wake_at, Some(t(40)));
+    apply(&mut a, &plan);
+
+    let plan = run(&cfg, &h, &i, &a, t(39));
+    assert_eq!(plan.actions, vec![], "still draining");
+    let plan = run(&cfg, &h, &i, &a, t(40));
+    assert_eq!(
+        plan.actions,
+        vec![Action::Route {
+            vip: "web".into(),
+            state: RouteState::Withdrawn
+        }]
+    );
+    apply(&mut a, &plan);
+
+    i.drained.clear();
+    let plan = run(&cfg, &h, &i, &a, t(50));
+    assert_eq!(
+        plan.actions,
+        vec![Action::Route {
+            vip: "web".into(),
+            state: RouteState::Announced
+        }]
+    );
+}
+
+#[test]
+fn drain_of_a_withdrawn_vip_stays_withdrawn_and_restart_does_not_announce() {
+    let cfg = config();
+    let h = healthy(&[("web", "a"), ("web", "b")]);
+    let mut i = Intents::default();
+    i.drained.insert("web".into(), Since { since: t(0) });
+    // Fresh start (nothing applied) with a persisted drain: never announced.
+    let plan = run(&cfg, &h, &i, &Applied::default(), t(1));
+    assert_eq!(route(&plan, "web"), RouteState::Withdrawn);
+    assert_eq!(plan.vips[0].reason, "drained by operator");
+}
+
+#[test]
+fn health_failure_during_drain_withdraws_at_once() {
+    let cfg = config();
+    let mut a = Applied::default();
+    a.routes.insert("web".into(), RouteState::Draining);
+    let mut i = Intents::default();
+    i.drained.insert("web".into(), Since { since: t(0) });
+    let plan = run(&cfg, &healthy(&[("web", "a")]), &i, &a, t(1));
+    assert_eq!(route(&plan, "web"), RouteState::Withdrawn);
+    assert!(plan.vips[0].reason.starts_with("1 of 2 proxies serve"));
+}
+
+#[test]
+fn maintenance_drains_every_vip_and_zero_drain_time_withdraws_directly() {
+    let mut cfg = config();
+    let h = healthy(&[("web", "a"), ("web", "b"), ("dns", "a")]);
+    let mut a = Applied::default();
+    let first = run(&cfg, &h, &Intents::default(), &a, t(0));
+    apply(&mut a, &first);
+    let i = Intents {
+        maintenance: Some(Since { since: t(5) }),
+        ..Default::default()
+    };
+    let plan = run(&cfg, &h, &i, &a, t(5));
+    assert!(plan.vips.iter().all(|d| d.route == RouteState::Draining));
+    cfg.node.drain_time = Duration::ZERO;
+    let plan = run(&cfg, &h, &i, &a, t(5));
+    assert!(plan.vips.iter().all(|d| d.route == RouteState::Withdrawn));
+    assert!(plan.vips.iter().all(|d| d.reason == "maintenance"));
+}
+
+#[test]
+fn shutdown_withdraws_then_removes_addresses() {
+    let cfg = config();
+    let h = healthy(&[("web", "a"), ("web", "b"), ("dns", "a")]);
+    let mut a = Applied::default();
+    let first = run(&cfg, &h, &Intents::default(), &a, t(0));
+    apply(&mut a, &first);
+    let plan = step(&Inputs {
+        config: &cfg,
+        health: &h,
+        intents: &Intents::default(),
+        applied: &a,
+        now: t(1),
+        shutting_down: true,
+    });
+    let first_remove = plan
+        .actions
+        .iter()
+        .position(|x| matches!(x, Action::RemoveAddress(_)))
+        .unwrap();
+    let last_route = plan
+        .actions
+        .iter()
+        .rposition(|x| matches!(x, Action::Route { .. }))
+        .unwrap();
+    assert!(last_route < first_remove, "{:?}", plan.actions);
+    assert_eq!(
+        plan.actions
+            .iter()
+            .filter(|x| matches!(x, Action::RemoveAddress(_)))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn removed_vip_is_withdrawn_and_cleaned_up() {
+    let cfg = config();
+    let h = healthy(&[("web", "a"), ("web", "b"), ("dns", "a")]);
+    let mut a = Applied::default();
+    let first = run(&cfg, &h, &Intents::default(), &a, t(0));
+    apply(&mut a, &first);
+    let mut smaller = cfg.clone();
+    smaller.vips.retain(|v| v.name != "dns");
+    let plan = run(&smaller, &h, &Intents::default(), &a, t(1));
+    assert_eq!(
+        plan.actions,
+        vec![
+            Action::Route {
+                vip: "dns".into(),
+                state: RouteState::Withdrawn
+            },
+            Action::RemoveTable { vip: "dns".into() },
+            Action::RemoveAddress("203.0.113.53".parse().unwrap()),
+        ]
+    );
+}
+
+#[test]
+fn announcement_comes_after_address_and_table() {
+    let cfg = config();
+    let h = healthy(&[("dns", "a")]);
+    let plan = run(&cfg, &h, &Intents::default(), &Applied::default(), t(0));
+    let pos = |f: &dyn Fn(&Action) -> bool| plan.actions.iter().position(f).unwrap();
+    let addr = pos(&|a| *a == Action::AddAddress("203.0.113.53".parse().unwrap()));
+    let table = pos(&|a| matches!(a, Action::SetTable { vip, .. } if vip == "dns"));
+    let ann = pos(&|a| matches!(a, Action::Route { vip, .. } if vip == "dns"));
+    assert!(addr < ann && table < ann, "{:?}", plan.actions);
+}

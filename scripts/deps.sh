@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages edged's build, tests, benchmarks and demo need.
+# Idempotent: installs only what is missing. Run as root on Debian 12+.
+set -euo pipefail
+
+PACKAGES=(
+  iproute2 util-linux procps ethtool    # ip netns, veth, nsenter, ethtool -K
+  clang llvm libbpf-dev                  # XDP program (clang -target bpf), headers
+  bird2 frr                              # BGP: the managed BIRD, and BIRD/FRR top-of-rack peers in labs
+  nginx-light                            # real HTTP servers as proxies in labs
+  tcpdump curl                           # lab debugging, demo traffic
+  systemd                                # systemd-analyze verify of the unit
+  pkg-config build-essential             # C parts of crates
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Daemons from the packages are started by the tests themselves, never by the
+# package: stop any the package scripts started.
+for svc in bird frr nginx; do
+  systemctl stop "$svc" >/dev/null 2>&1 || true
+done
+# bpffs for pinned maps (the XDP forwarder).
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+command -v cargo >/dev/null || { echo "deps: cargo (Rust >= 1.95) is required" >&2; exit 1; }
