@@ -72,12 +72,18 @@ impl Node {
 
     /// Starts edged in the namespace and waits until it answers.
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// Starts edged with extra environment variables.
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.dir.path().join("edged.log")).unwrap();
         let mut cmd = self.ns.command(EDGED);
         cmd.arg("--config")
             .arg(self.config_path())
             .stdout(Stdio::null())
-            .stderr(log);
+            .stderr(log)
+            .envs(env.iter().copied());
         self.proc = Some(Proc::spawn(cmd));
         let up = poll_until(Duration::from_secs(10), || self.ctl(&["status"]).0);
         assert!(up, "edged did not answer; log:\n{}", self.log());
