@@ -3,11 +3,12 @@
 #   make test   the whole test suite (needs root: namespaces, BPF)
 #   make lint   rustfmt --check and clippy -D warnings
 #   make bench  every benchmark; one `BENCH <name> <value> <unit>` line per figure
+#   make deb    the Debian package (target/debian/)
 
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build demo test lint fmt bench bench-build clean
+.PHONY: all deps build demo test test-deb deb lint fmt bench bench-build clean
 
 all: build
 
@@ -23,6 +24,15 @@ demo: deps
 
 test: deps
 	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=$${TEST_THREADS:-4}
+	bash scripts/test-deb.sh
+
+# Build, install, check and purge the Debian package on this machine.
+test-deb: deps
+	bash scripts/test-deb.sh
+
+# target/debian/edged_<version>_<arch>.deb
+deb: deps
+	bash scripts/build-deb.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -2,6 +2,7 @@
 //! operator intents. The binaries in `src/bin` only parse arguments and call
 //! into this library.
 
+pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod effects;

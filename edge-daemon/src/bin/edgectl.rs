@@ -1,64 +1,12 @@
 //! `edgectl`: the operator CLI, a thin client of edged's control socket.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
+use edge_daemon::cli::{Edgectl as Cli, EdgectlCommand as Command, OnOff, Output};
 use edge_daemon::control::client::{self, ClientError};
 use edge_daemon::control::proto::*;
 use edge_daemon::reconcile::RouteState;
-
-/// Operate an edged node: status, drains, maintenance, reload.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    /// edged's control socket.
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "EDGED_SOCKET",
-        default_value = "/run/edged/edged.sock"
-    )]
-    socket: PathBuf,
-    /// Output format of read commands.
-    #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
-    output: Output,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum Output {
-    Table,
-    Json,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Node summary: components, VIP counts, last reload.
-    Status,
-    /// Every VIP: announce state and why.
-    Vips,
-    /// Every proxy: weight and health per VIP.
-    Proxies,
-    /// BGP peers and session state.
-    Peers,
-    /// Drain a VIP (name or address): graceful shutdown, then withdraw.
-    Drain { vip: String },
-    /// Undo a drain.
-    Undrain { vip: String },
-    /// Drain (on) or restore (off) every VIP of the node.
-    Maintenance { state: OnOff },
-    /// Re-read the config; a bad file is rejected and the running one kept.
-    Reload,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum OnOff {
-    On,
-    Off,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,33 +1,13 @@
 //! `edged`: parses arguments, loads and validates the config (exit 64 with the
 //! bad field on error, before binding anything), then runs the daemon.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use edge_daemon::cli::{Edged as Cli, EdgedCommand as Command};
 
 /// Exit status for a bad config (EX_USAGE in sysexits.h).
 const EXIT_BAD_CONFIG: u8 = 64;
-
-/// The edged edge-node daemon: health-checked anycast VIPs with an XDP
-/// forwarder and BGP through BIRD.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    /// Configuration file.
-    #[arg(long, short, global = true, default_value = "/etc/edged/edged.yaml")]
-    config: PathBuf,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the daemon (the default).
-    Run,
-    /// Validate the config and exit: 0 if valid, 64 with the bad field otherwise.
-    Check,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
