@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::{Instant, SystemTime};
 
 use edge_daemon::intents::Intents;
-use edge_daemon::reconcile::{Action, Applied, HealthView, Inputs, Serve, step};
+use edge_daemon::reconcile::{Applied, HealthView, Inputs, Serve, step};
 
 const VIPS: usize = 10_000;
 const RUNS: usize = 15;
@@ -69,18 +69,7 @@ fn main() {
     let (_, plan) = run(&empty);
     let mut applied = Applied::default();
     for a in &plan.actions {
-        match a {
-            Action::AddAddress(ip) => {
-                applied.addresses.insert(*ip);
-            }
-            Action::SetTable { vip, proxies } => {
-                applied.tables.insert(vip.clone(), proxies.clone());
-            }
-            Action::Route { vip, state } => {
-                applied.routes.insert(vip.clone(), *state);
-            }
-            _ => {}
-        }
+        applied.record(a);
     }
     let steady: Vec<f64> = (0..RUNS).map(|_| run(&applied).0).collect();
     assert!(

@@ -78,6 +78,29 @@ pub struct Applied {
     pub tables: BTreeMap<String, Vec<(String, u32)>>,
 }
 
+impl Applied {
+    /// Records that a driver carried out `action`.
+    pub fn record(&mut self, action: &Action) {
+        match action {
+            Action::AddAddress(ip) => {
+                self.addresses.insert(*ip);
+            }
+            Action::RemoveAddress(ip) => {
+                self.addresses.remove(ip);
+            }
+            Action::SetTable { vip, proxies } => {
+                self.tables.insert(vip.clone(), proxies.clone());
+            }
+            Action::RemoveTable { vip } => {
+                self.tables.remove(vip);
+            }
+            Action::Route { vip, state } => {
+                self.routes.insert(vip.clone(), *state);
+            }
+        }
+    }
+}
+
 /// One change for an effect driver.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {

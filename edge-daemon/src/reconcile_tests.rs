@@ -65,23 +65,7 @@ fn run(
 /// Applies every action of a plan to `applied`, as drivers that succeed do.
 fn apply(a: &mut Applied, plan: &Plan) {
     for act in &plan.actions {
-        match act {
-            Action::AddAddress(ip) => {
-                a.addresses.insert(*ip);
-            }
-            Action::RemoveAddress(ip) => {
-                a.addresses.remove(ip);
-            }
-            Action::SetTable { vip, proxies } => {
-                a.tables.insert(vip.clone(), proxies.clone());
-            }
-            Action::RemoveTable { vip } => {
-                a.tables.remove(vip);
-            }
-            Action::Route { vip, state } => {
-                a.routes.insert(vip.clone(), *state);
-            }
-        }
+        a.record(act);
     }
 }
 

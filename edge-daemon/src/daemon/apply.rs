@@ -33,7 +33,7 @@ impl State {
             match result {
                 Ok(true) => {
                     tracing::info!(?action, "applied");
-                    self.record(action);
+                    self.applied.record(action);
                 }
                 Ok(false) => {} // no driver for it yet: nothing is applied
                 Err(e) => {
@@ -48,26 +48,5 @@ impl State {
             }
         }
         errors
-    }
-
-    fn record(&mut self, action: &Action) {
-        let a = &mut self.applied;
-        match action {
-            Action::AddAddress(ip) => {
-                a.addresses.insert(*ip);
-            }
-            Action::RemoveAddress(ip) => {
-                a.addresses.remove(ip);
-            }
-            Action::SetTable { vip, proxies } => {
-                a.tables.insert(vip.clone(), proxies.clone());
-            }
-            Action::RemoveTable { vip } => {
-                a.tables.remove(vip);
-            }
-            Action::Route { vip, state } => {
-                a.routes.insert(vip.clone(), *state);
-            }
-        }
     }
 }
