@@ -24,6 +24,7 @@ for page in edged edgectl; do
 done
 install -D -m 0644 README.md "$root/pkg/usr/share/doc/edged/README.md"
 install -D -m 0644 packaging/debian/copyright "$root/pkg/usr/share/doc/edged/copyright"
+install -D -m 0644 packaging/grafana/edged-dashboard.json "$root/pkg/usr/share/doc/edged/grafana/edged-dashboard.json"
 for f in config/examples/*.yaml; do
   install -D -m 0644 "$f" "$root/pkg/usr/share/doc/edged/examples/$(basename "$f")"
 done
