@@ -198,3 +198,46 @@ fn status_names_missing_components() {
         "{v}"
     );
 }
+
+#[test]
+fn control_group_owns_the_socket_and_others_are_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let body = VIPS.replacen("proxies:", "  control_group: nogroup\nproxies:", 1);
+    // `node:` ends where VIPS begins, so the key lands in the node section.
+    let mut node = Node::new(&body);
+    node.start();
+    let gid = nix::unistd::Group::from_name("nogroup")
+        .unwrap()
+        .unwrap()
+        .gid;
+    assert_eq!(
+        std::fs::metadata(node.socket()).unwrap().gid(),
+        gid.as_raw()
+    );
+
+    let as_user = |gid: &str| {
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                EDGECTL,
+                "--socket",
+            ])
+            .arg(node.socket())
+            .arg("status")
+            .output()
+            .unwrap()
+    };
+    // A member of the group may use it.
+    let out = as_user("65534");
+    assert!(out.status.success(), "{out:?}");
+    // Neither root nor in the group: a clear refusal, exit 69.
+    let out = as_user("65533");
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied") && err.contains("node.control_group"),
+        "{err}"
+    );
+}
