@@ -9,8 +9,13 @@
 //! TempDir::new("x") ──► /tmp/edged-x-<pid>-<n> ; drop: rm -rf
 //! ```
 
+mod bird;
 mod guard;
+pub mod net;
+mod nginx;
 mod poll;
 
+pub use bird::{BirdTor, Neighbor};
 pub use guard::{NetNs, Proc, TempDir, unique};
+pub use nginx::{Health, Nginx};
 pub use poll::{poll_until, sh, sh_ok};
