@@ -23,6 +23,7 @@ demo: deps
 	bash tests/demo.sh target/release
 
 test: deps
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=$${TEST_THREADS:-4}
 	bash scripts/test-deb.sh
 

@@ -53,10 +53,12 @@ pub struct Node {
     /// it is withdrawn.
     #[serde(default = "default_drain_time", with = "duration")]
     pub drain_time: Duration,
-    /// Interface that carries the VIP addresses (the proxies' loopback in DSR
-    /// setups; `lo` for a host-stack proxy).
+    /// Interface where edged puts the VIP addresses, so this host's own
+    /// stack accepts VIP traffic (host-stack proxies). `null`: edged manages
+    /// no addresses (proxies in their own namespaces or hosts hold the VIP on
+    /// their loopback, direct server return).
     #[serde(default = "default_vip_interface")]
-    pub vip_interface: String,
+    pub vip_interface: Option<String>,
     /// Bound on an orderly shutdown (withdraw everything, then exit).
     #[serde(default = "default_shutdown_timeout", with = "duration")]
     pub shutdown_timeout: Duration,
@@ -74,8 +76,8 @@ fn default_metrics_listen() -> Option<SocketAddr> {
 fn default_drain_time() -> Duration {
     Duration::from_secs(30)
 }
-fn default_vip_interface() -> String {
-    "lo".into()
+fn default_vip_interface() -> Option<String> {
+    Some("lo".into())
 }
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(10)

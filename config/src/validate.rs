@@ -97,7 +97,9 @@ fn node(v: &mut Errors, n: &Node) {
             "must not be empty; leave it out for root only",
         );
     }
-    ifname_rule(v, "node.vip_interface", &n.vip_interface);
+    if let Some(ifname) = &n.vip_interface {
+        ifname_rule(v, "node.vip_interface", ifname);
+    }
     if n.shutdown_timeout.is_zero() {
         v.push("node.shutdown_timeout", "must be greater than 0");
     }

@@ -43,7 +43,7 @@ fn minimal_example_takes_defaults() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/minimal.yaml");
     let cfg = edged_config::load(&path).unwrap();
     assert_eq!(cfg.node.drain_time, std::time::Duration::from_secs(30));
-    assert_eq!(cfg.node.vip_interface, "lo");
+    assert_eq!(cfg.node.vip_interface.as_deref(), Some("lo"));
     assert!(cfg.forwarder.is_none());
     assert_eq!(cfg.vips[0].min_healthy, 1);
     assert_eq!(cfg.vips[0].services[0].check.rise, 2);

@@ -165,7 +165,7 @@ pub fn step(i: &Inputs<'_>) -> Plan {
     let mut want_tables = BTreeMap::new();
     let mut want_routes = BTreeMap::new();
     for vip in &i.config.vips {
-        if !i.shutting_down {
+        if !i.shutting_down && i.config.node.vip_interface.is_some() {
             want_addrs.insert(vip.address);
         }
         let members = members(i.config, vip);

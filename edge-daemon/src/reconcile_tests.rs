@@ -309,3 +309,18 @@ fn announcement_comes_after_address_and_table() {
     let ann = pos(&|a| matches!(a, Action::Route { vip, .. } if vip == "dns"));
     assert!(addr < ann && table < ann, "{:?}", plan.actions);
 }
+
+#[test]
+fn no_vip_interface_means_no_address_actions() {
+    let mut cfg = config();
+    cfg.node.vip_interface = None;
+    let h = healthy(&[("web", "a"), ("web", "b"), ("dns", "a")]);
+    let plan = run(&cfg, &h, &Intents::default(), &Applied::default(), t(0));
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::AddAddress(_)))
+    );
+    assert_eq!(route(&plan, "web"), RouteState::Announced);
+}

@@ -17,8 +17,8 @@ pub fn unique(prefix: &str) -> String {
 
 // === impl NetNs ===
 
-/// A network namespace with its loopback up; deleted (with every process
-/// still in it) on drop.
+/// A network namespace with its loopback up and IPv6 DAD off; deleted (with
+/// every process still in it) on drop.
 pub struct NetNs {
     name: String,
 }
@@ -30,6 +30,11 @@ impl NetNs {
         sh_ok("ip", &["netns", "add", &name]);
         let ns = NetNs { name };
         ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        // No IPv6 duplicate address detection on lab links: a tentative
+        // link-local address stalls neighbour discovery for seconds.
+        for key in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] {
+            ns.exec_ok(&["sysctl", "-qw", key]);
+        }
         ns
     }
 

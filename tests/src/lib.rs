@@ -11,6 +11,7 @@
 
 mod bird;
 mod guard;
+pub mod lab;
 pub mod net;
 mod nginx;
 mod poll;

@@ -11,12 +11,14 @@ impl State {
         let mut errors = Vec::new();
         for action in actions {
             let (component, result) = match action {
-                Action::AddAddress(ip) => {
-                    ("addresses", self.addresses.add(*ip).await.map(|_| true))
-                }
-                Action::RemoveAddress(ip) => {
-                    ("addresses", self.addresses.remove(*ip).await.map(|_| true))
-                }
+                Action::AddAddress(ip) => match self.addresses.as_mut() {
+                    Some(a) => ("addresses", a.add(*ip).await.map(|_| true)),
+                    None => ("addresses", Ok(false)),
+                },
+                Action::RemoveAddress(ip) => match self.addresses.as_mut() {
+                    Some(a) => ("addresses", a.remove(*ip).await.map(|_| true)),
+                    None => ("addresses", Ok(false)),
+                },
                 Action::SetTable { vip, proxies } => match self.forwarder.as_mut() {
                     Some(f) => ("forwarder", f.set_table(vip, proxies).await.map(|_| true)),
                     None => ("forwarder", Ok(false)),

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 pub use state::State;
 
 use crate::control;
-use crate::effects::NetlinkAddresses;
+use crate::effects::{Addresses, NetlinkAddresses};
 use crate::intents::Intents;
 use crate::metrics::Metrics;
 
@@ -42,10 +42,16 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
     std::fs::create_dir_all(&node.state_dir)
         .with_context(|| format!("create node.state_dir {}", node.state_dir.display()))?;
     let intents = Intents::load(&node.state_dir)?;
-    let addresses = NetlinkAddresses::open(&node.vip_interface)
-        .await
-        .context("node.vip_interface")?;
-    let adopted = addresses.adopt().await?;
+    let (addresses, adopted): (Option<Box<dyn Addresses>>, _) = match &node.vip_interface {
+        Some(ifname) => {
+            let a = NetlinkAddresses::open(ifname)
+                .await
+                .context("node.vip_interface")?;
+            let adopted = a.adopt().await?;
+            (Some(Box::new(a)), adopted)
+        }
+        None => (None, Default::default()),
+    };
     let metrics = Arc::new(Metrics::new());
     metrics.reload(true, unix_now());
 
@@ -59,13 +65,7 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
         None => None,
     };
     let socket_path = node.control_socket.clone();
-    let mut st = State::new(
-        config_path,
-        config,
-        intents,
-        Box::new(addresses),
-        metrics.clone(),
-    );
+    let mut st = State::new(config_path, config, intents, addresses, metrics.clone());
     st.applied.addresses = adopted;
 
     let (tx, mut rx) = mpsc::channel(64);

@@ -124,15 +124,18 @@ impl State {
         };
         let addr_errors = self.last_errors.iter().any(|e| e.starts_with("addresses"));
         let components = vec![
-            component(
-                "addresses",
-                if addr_errors { "error" } else { "ok" },
-                format!(
-                    "{} VIP addresses on {}",
-                    self.applied.addresses.len(),
-                    self.config.node.vip_interface
+            match &self.config.node.vip_interface {
+                None => component(
+                    "addresses",
+                    "disabled",
+                    "node.vip_interface is null: the proxies hold the VIPs".into(),
                 ),
-            ),
+                Some(ifname) => component(
+                    "addresses",
+                    if addr_errors { "error" } else { "ok" },
+                    format!("{} VIP addresses on {ifname}", self.applied.addresses.len()),
+                ),
+            },
             match (&self.forwarder, &self.config.forwarder) {
                 (_, None) => component(
                     "forwarder",

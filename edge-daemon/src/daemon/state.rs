@@ -21,7 +21,8 @@ pub struct State {
     pub intents: Intents,
     pub health: HealthView,
     pub applied: Applied,
-    pub addresses: Box<dyn Addresses>,
+    /// VIP addresses; `None` when `node.vip_interface` is null.
+    pub addresses: Option<Box<dyn Addresses>>,
     /// The XDP forwarder; `None` until issue #3 lands (status says so).
     pub forwarder: Option<Box<dyn Forwarder>>,
     /// The BIRD announcer; `None` until issue #5 lands (status says so).
@@ -40,7 +41,7 @@ impl State {
         config_path: PathBuf,
         config: Config,
         intents: Intents,
-        addresses: Box<dyn Addresses>,
+        addresses: Option<Box<dyn Addresses>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         State {

@@ -1,0 +1,311 @@
+//! The lab: a top-of-rack, edge nodes running the real `edged`, proxies
+//! running real nginx, and a client, each in its own network namespace,
+//! built from a [`Spec`]. Dropping the [`Lab`] tears everything down;
+//! `edged-lab cleanup` removes what a crashed run left (namespaces named
+//! `edl*`).
+
+pub mod spec;
+pub mod traffic;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+pub use spec::Spec;
+use spec::{CLIENT_GW, client_source, proxy_link, tor_link};
+
+use crate::{BirdTor, Neighbor, NetNs, Nginx, Proc, TempDir, net, poll_until};
+
+/// Prefix of every lab namespace (for `cleanup`).
+pub const NS_PREFIX: &str = "edl";
+
+/// One edge node.
+/// Fields drop in order: processes before their namespace.
+pub struct Node {
+    pub name: String,
+    pub edged: Option<Proc>,
+    pub proxies: Vec<Proxy>,
+    pub ns: NetNs,
+    pub dir: TempDir,
+    /// The node's address on its ToR link.
+    pub uplink_v4: String,
+}
+
+/// One proxy behind a node.
+pub struct Proxy {
+    pub name: String,
+    pub nginx: Nginx,
+    pub ns: NetNs,
+    pub address_v4: String,
+}
+
+/// A running lab. Field order is drop order: processes before namespaces.
+pub struct Lab {
+    pub spec: Spec,
+    pub tor: BirdTor,
+    pub nodes: Vec<Node>,
+    pub client: NetNs,
+    pub tor_ns: NetNs,
+    edged_bin: PathBuf,
+}
+
+impl Lab {
+    /// Builds the topology and starts the ToR and the proxies; edged is
+    /// started per node by [`Lab::start_node`].
+    pub fn up(spec: Spec, edged_bin: &Path) -> Lab {
+        let tor_ns = NetNs::new(NS_PREFIX);
+        let client = NetNs::new(NS_PREFIX);
+        for key in [
+            "net.ipv4.fib_multipath_hash_policy=1",
+            "net.ipv6.fib_multipath_hash_policy=1",
+        ] {
+            tor_ns.exec_ok(&["sysctl", "-qw", key]);
+        }
+        net::forwarding(&tor_ns);
+        net::veth(&tor_ns, "client", &client, "uplink");
+        net::addr(&tor_ns, "client", &format!("{}/24", CLIENT_GW.0));
+        net::addr(&tor_ns, "client", &format!("{}/64", CLIENT_GW.1));
+        for s in 0..spec.client_sources {
+            let (v4, v6) = client_source(s);
+            net::addr(&client, "uplink", &format!("{v4}/24"));
+            net::addr(&client, "uplink", &format!("{v6}/64"));
+        }
+        client.exec_ok(&["ip", "route", "add", "default", "via", CLIENT_GW.0]);
+        client.exec_ok(&["ip", "-6", "route", "add", "default", "via", CLIENT_GW.1]);
+
+        let mut nodes = Vec::new();
+        let mut neighbors = Vec::new();
+        for i in 0..spec.nodes {
+            let node = Self::build_node(&spec, &tor_ns, i);
+            let link = tor_link(i);
+            neighbors.push(Neighbor {
+                name: format!("edge{}", i + 1),
+                address: link.v4.1.parse().unwrap(),
+                asn: spec.node_asn,
+            });
+            neighbors.push(Neighbor {
+                name: format!("edge{}_v6", i + 1),
+                address: link.v6.1.parse().unwrap(),
+                asn: spec.node_asn,
+            });
+            nodes.push(node);
+        }
+        let tor = BirdTor::start(&tor_ns, CLIENT_GW.0, spec.tor.asn, &neighbors);
+        Lab {
+            spec,
+            tor,
+            nodes,
+            client,
+            tor_ns,
+            edged_bin: edged_bin.to_owned(),
+        }
+    }
+
+    fn build_node(spec: &Spec, tor_ns: &NetNs, i: usize) -> Node {
+        let name = format!("edge{}", i + 1);
+        let ns = NetNs::new(NS_PREFIX);
+        net::forwarding(&ns);
+        let link = tor_link(i);
+        net::veth(tor_ns, &format!("e{}", i + 1), &ns, "uplink");
+        net::addr(tor_ns, &format!("e{}", i + 1), &format!("{}/30", link.v4.0));
+        net::addr(tor_ns, &format!("e{}", i + 1), &format!("{}/64", link.v6.0));
+        net::addr(&ns, "uplink", &format!("{}/30", link.v4.1));
+        net::addr(&ns, "uplink", &format!("{}/64", link.v6.1));
+        ns.exec_ok(&["ip", "route", "add", "default", "via", &link.v4.0]);
+        ns.exec_ok(&["ip", "-6", "route", "add", "default", "via", &link.v6.0]);
+        let mut proxies = Vec::new();
+        for j in 0..spec.proxies_per_node {
+            let pl = proxy_link(i, j, spec.proxies_per_node);
+            let pns = NetNs::new(NS_PREFIX);
+            let ifname = format!("p{}", j + 1);
+            net::veth(&ns, &ifname, &pns, "eth0");
+            // Frames redirected into a veth need GRO (or XDP) on the peer.
+            pns.exec_ok(&["ethtool", "-K", "eth0", "gro", "on"]);
+            net::addr(&ns, &ifname, &format!("{}/30", pl.v4.0));
+            net::addr(&ns, &ifname, &format!("{}/64", pl.v6.0));
+            net::addr(&pns, "eth0", &format!("{}/30", pl.v4.1));
+            net::addr(&pns, "eth0", &format!("{}/64", pl.v6.1));
+            pns.exec_ok(&["ip", "route", "add", "default", "via", &pl.v4.0]);
+            pns.exec_ok(&["ip", "-6", "route", "add", "default", "via", &pl.v6.0]);
+            for v in &spec.vips {
+                let plen = if v.address.is_ipv4() { 32 } else { 128 };
+                net::addr(&pns, "lo", &format!("{}/{plen}", v.address));
+            }
+            let pname = format!("{name}-px{}", j + 1);
+            let port = spec.vips.first().map_or(80, |v| v.port);
+            let nginx = Nginx::start(&pns, &pname, port);
+            proxies.push(Proxy {
+                name: pname,
+                nginx,
+                ns: pns,
+                address_v4: pl.v4.1,
+            });
+        }
+        Node {
+            name,
+            edged: None,
+            proxies,
+            ns,
+            dir: TempDir::new("labnode"),
+            uplink_v4: link.v4.1,
+        }
+    }
+
+    /// edged's config for node `i`.
+    pub fn node_config(&self, i: usize) -> String {
+        let n = &self.nodes[i];
+        let link = tor_link(i);
+        let mut y = format!(
+            "node:\n  router_id: {rid}\n  asn: {asn}\n  state_dir: {dir}/state\n  control_socket: {dir}/edged.sock\n  drain_time: 2s\n  vip_interface: null\n",
+            rid = link.v4.1,
+            asn = self.spec.node_asn,
+            dir = n.dir.path().display()
+        );
+        y += "proxies:\n";
+        for (j, p) in n.proxies.iter().enumerate() {
+            let mac = net::mac(&p.ns, "eth0");
+            y += &format!(
+                "  - {{name: px{}, address: {}, interface: p{}, mac: '{mac}'}}\n",
+                j + 1,
+                p.address_v4,
+                j + 1
+            );
+        }
+        y += "vips:\n";
+        for v in &self.spec.vips {
+            y += &format!(
+                "  - name: {}\n    address: '{}'\n    ports: [{{port: {}}}]\n    services: [{{name: http, check: {{kind: http, port: {}, path: /healthz, interval: 250ms, timeout: 200ms, rise: 2, fall: 3}}}}]\n",
+                v.name, v.address, v.port, v.port
+            );
+        }
+        y += &format!(
+            "bgp:\n  peers:\n    - {{name: tor, address: {}, asn: {}}}\n    - {{name: tor_v6, address: '{}', asn: {}}}\n",
+            link.v4.0, self.spec.tor.asn, link.v6.0, self.spec.tor.asn
+        );
+        y
+    }
+
+    /// Starts (or restarts) edged on node `i`; waits until it answers.
+    pub fn start_node(&mut self, i: usize) {
+        let cfg = self.node_config(i);
+        let n = &mut self.nodes[i];
+        std::fs::write(n.dir.path().join("edged.yaml"), cfg).unwrap();
+        let log = std::fs::File::create(n.dir.path().join("edged.log")).unwrap();
+        let mut cmd = n.ns.command(&self.edged_bin);
+        cmd.arg("--config")
+            .arg(n.dir.path().join("edged.yaml"))
+            .stdout(Stdio::null())
+            .stderr(log);
+        n.edged = Some(Proc::spawn(cmd));
+        let sock = n.dir.path().join("edged.sock");
+        let up = poll_until(Duration::from_secs(10), || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
+        let name = n.name.clone();
+        assert!(up, "edged on {name} did not start:\n{}", self.node_log(i));
+    }
+
+    /// Node `i`'s control socket.
+    pub fn socket(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.path().join("edged.sock")
+    }
+
+    /// Node `i`'s edged log.
+    pub fn node_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.nodes[i].dir.path().join("edged.log")).unwrap_or_default()
+    }
+}
+
+/// Removes every lab namespace (and the processes in it) a crashed run left.
+pub fn cleanup() -> usize {
+    let out = crate::sh_ok("ip", &["netns", "list"]);
+    let mut n = 0;
+    for name in out.lines().filter_map(|l| l.split_whitespace().next()) {
+        if name.starts_with(NS_PREFIX) {
+            if let Ok(pids) = std::process::Command::new("ip")
+                .args(["netns", "pids", name])
+                .output()
+            {
+                for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", name])
+                .status();
+            n += 1;
+        }
+    }
+    n
+}
+
+// === kernel-routing baseline ===
+
+impl Lab {
+    /// Routes every VIP with plain kernel ECMP instead of BGP and XDP: the
+    /// ToR over all nodes, each node over its proxies. The baseline the
+    /// XDP path is measured against; also lets the lab carry traffic
+    /// before edged announces anything.
+    pub fn kernel_routes(&self) {
+        for v in &self.spec.vips {
+            let (fam, plen, pick): (&str, u8, fn(&spec::Link) -> &String) = if v.address.is_ipv4() {
+                ("-4", 32, |l| &l.v4.1)
+            } else {
+                ("-6", 128, |l| &l.v6.1)
+            };
+            let prefix = format!("{}/{plen}", v.address);
+            let mut args: Vec<String> = ["ip", fam, "route", "replace", &prefix]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            for i in 0..self.nodes.len() {
+                args.extend(["nexthop".into(), "via".into(), pick(&tor_link(i)).clone()]);
+            }
+            self.tor_ns
+                .exec_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            for (i, n) in self.nodes.iter().enumerate() {
+                let mut args: Vec<String> = ["ip", fam, "route", "replace", &prefix]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                for j in 0..n.proxies.len() {
+                    args.extend([
+                        "nexthop".into(),
+                        "via".into(),
+                        pick(&proxy_link(i, j, self.spec.proxies_per_node)).clone(),
+                    ]);
+                }
+                n.ns.exec_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+                // Policy 1 reuses the skb's hash, which a veth carries over
+                // from the ToR: every ToR choice would pin one proxy (hash
+                // polarisation). Policy 3 hashes the 5-tuple afresh with
+                // this node's own seed, as a separate box would.
+                for key in [
+                    "net.ipv4.fib_multipath_hash_policy=3",
+                    "net.ipv6.fib_multipath_hash_policy=3",
+                    "net.ipv4.fib_multipath_hash_fields=0x0037",
+                    "net.ipv6.fib_multipath_hash_fields=0x0037",
+                ] {
+                    n.ns.exec_ok(&["sysctl", "-qw", key]);
+                }
+                let seed = format!("net.ipv4.fib_multipath_hash_seed={}", 7919 * (i + 1));
+                n.ns.exec_ok(&["sysctl", "-qw", &seed]);
+            }
+        }
+    }
+
+    /// The client's source addresses of one family.
+    pub fn sources(&self, v6: bool) -> Vec<std::net::IpAddr> {
+        (0..self.spec.client_sources)
+            .map(|s| {
+                let (a, b) = client_source(s);
+                if v6 { b } else { a }.parse().unwrap()
+            })
+            .collect()
+    }
+}
