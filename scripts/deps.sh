@@ -10,6 +10,7 @@ PACKAGES=(
   nginx-light                            # real HTTP servers as proxies in labs
   tcpdump curl                           # lab debugging, demo traffic
   systemd                                # systemd-analyze verify of the unit
+  ruby                                   # ruby -c on vagrant/Vagrantfile
   pkg-config build-essential             # C parts of crates
 )
 
