@@ -12,7 +12,7 @@
 //! A proxy serves a VIP when the health view says so; before the first
 //! result it does not (fail closed).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -49,7 +49,7 @@ pub struct HealthView {
     /// Whether a health checker feeds this view at all.
     pub running: bool,
     /// Per VIP, per proxy verdicts.
-    pub serve: BTreeMap<String, BTreeMap<String, Serve>>,
+    pub serve: HashMap<String, HashMap<String, Serve>>,
 }
 
 impl HealthView {
@@ -73,9 +73,9 @@ pub struct Applied {
     /// VIP addresses edged has put on the VIP interface.
     pub addresses: BTreeSet<IpAddr>,
     /// Route state per VIP name.
-    pub routes: BTreeMap<String, RouteState>,
+    pub routes: HashMap<String, RouteState>,
     /// Forwarding table (serving proxies and weights) per VIP name.
-    pub tables: BTreeMap<String, Vec<(String, u32)>>,
+    pub tables: HashMap<String, Vec<(String, u32)>>,
 }
 
 impl Applied {
@@ -161,61 +161,66 @@ pub struct Inputs<'a> {
 /// One reconcile step.
 pub fn step(i: &Inputs<'_>) -> Plan {
     let mut plan = Plan::default();
-    let mut want_addrs = BTreeSet::new();
-    let mut want_tables = BTreeMap::new();
-    let mut want_routes = BTreeMap::new();
+    let manage_addrs = !i.shutting_down && i.config.node.vip_interface.is_some();
+    let mut want = Want::default();
     for vip in &i.config.vips {
-        if !i.shutting_down && i.config.node.vip_interface.is_some() {
-            want_addrs.insert(vip.address);
+        if manage_addrs {
+            want.addrs.insert(vip.address);
         }
         let members = members(i.config, vip);
         let (serving, not_serving) = split_by_health(i.health, &vip.name, &members);
-        let table: Vec<(String, u32)> =
-            serving.iter().map(|(name, w)| (name.clone(), *w)).collect();
-        if i.config.forwarder.is_some() {
-            want_tables.insert(vip.name.clone(), table);
-        }
         let (route, reason, wake) =
             decide_route(i, vip, serving.len(), members.len(), &not_serving);
         if let Some(w) = wake {
             plan.wake_at = Some(plan.wake_at.map_or(w, |p: SystemTime| p.min(w)));
         }
-        want_routes.insert(vip.name.clone(), route);
         plan.vips.push(VipDecision {
             name: vip.name.clone(),
             route,
             reason,
-            serving: serving.into_iter().map(|(n, _)| n).collect(),
+            serving: serving.iter().map(|(n, _)| n.to_string()).collect(),
             configured: members.len(),
         });
+        if i.config.forwarder.is_some() {
+            want.tables.push((&vip.name, serving));
+        }
+        want.routes.push((&vip.name, route));
     }
-    diff(
-        i.applied,
-        &want_addrs,
-        &want_tables,
-        &want_routes,
-        &mut plan.actions,
-    );
+    diff(i.applied, &want, &mut plan.actions);
     plan
 }
 
-/// The proxies configured for a VIP, with their weights, in config order.
-fn members(cfg: &Config, vip: &edged_config::Vip) -> Vec<(String, u32)> {
+/// What one step wants, borrowing names from the config (no copies until an
+/// action needs one).
+#[derive(Default)]
+struct Want<'a> {
+    addrs: BTreeSet<IpAddr>,
+    tables: Vec<(&'a str, Vec<(&'a str, u32)>)>,
+    routes: Vec<(&'a str, RouteState)>,
+}
+
+/// The proxies configured for a VIP, in config order.
+fn members<'a>(cfg: &'a Config, vip: &edged_config::Vip) -> Vec<&'a edged_config::Proxy> {
     cfg.proxies
         .iter()
         .filter(|p| vip.proxies.as_ref().is_none_or(|l| l.contains(&p.name)))
-        .map(|p| (p.name.clone(), p.weight))
         .collect()
 }
 
-type Split = (Vec<(String, u32)>, Vec<String>);
+type Split<'a> = (Vec<(&'a str, u32)>, Vec<String>);
 
-fn split_by_health(h: &HealthView, vip: &str, members: &[(String, u32)]) -> Split {
+fn split_by_health<'a>(
+    h: &HealthView,
+    vip: &str,
+    members: &[&'a edged_config::Proxy],
+) -> Split<'a> {
     let mut serving = Vec::new();
     let mut why_not = Vec::new();
-    for (name, weight) in members {
-        match h.get(vip, name) {
-            Some(Serve::Serving) => serving.push((name.clone(), *weight)),
+    let verdicts = h.serve.get(vip);
+    for p in members {
+        let name = p.name.as_str();
+        match verdicts.and_then(|v| v.get(name)) {
+            Some(Serve::Serving) => serving.push((name, p.weight)),
             Some(Serve::NotServing(r)) => why_not.push(format!("{name}: {r}")),
             None if h.running => why_not.push(format!("{name}: no health result yet")),
             None => why_not.push(format!("{name}: no health checker running")),
@@ -268,60 +273,67 @@ fn decide_route(
     (Withdrawn, why.into(), None)
 }
 
-fn diff(
-    applied: &Applied,
-    addrs: &BTreeSet<IpAddr>,
-    tables: &BTreeMap<String, Vec<(String, u32)>>,
-    routes: &BTreeMap<String, RouteState>,
-    out: &mut Vec<Action>,
-) {
-    let current = |vip: &str| {
-        applied
-            .routes
-            .get(vip)
-            .copied()
-            .unwrap_or(RouteState::Withdrawn)
-    };
-    let mut route_changes: Vec<(String, RouteState)> = routes
+fn diff(applied: &Applied, want: &Want<'_>, out: &mut Vec<Action>) {
+    let configured: HashSet<&str> = want.routes.iter().map(|(v, _)| *v).collect();
+    let current = |vip: &str| applied.routes.get(vip).copied();
+    let mut retreat = Vec::new();
+    let mut announce = Vec::new();
+    for (vip, state) in &want.routes {
+        if current(vip).unwrap_or(RouteState::Withdrawn) != *state {
+            let a = Action::Route {
+                vip: vip.to_string(),
+                state: *state,
+            };
+            match state {
+                RouteState::Announced => announce.push(a),
+                _ => retreat.push(a),
+            }
+        }
+    }
+    // Removed VIPs, sorted so that a plan is the same on every run.
+    let mut gone: Vec<&String> = applied
+        .routes
         .iter()
-        .filter(|(vip, state)| current(vip) != **state)
-        .map(|(vip, state)| (vip.clone(), *state))
+        .filter(|(v, s)| !configured.contains(v.as_str()) && **s != RouteState::Withdrawn)
+        .map(|(v, _)| v)
         .collect();
-    route_changes.extend(
-        applied
-            .routes
-            .iter()
-            .filter(|(vip, state)| !routes.contains_key(*vip) && **state != RouteState::Withdrawn)
-            .map(|(vip, _)| (vip.clone(), RouteState::Withdrawn)),
-    );
-    let (announce, retreat): (Vec<_>, Vec<_>) = route_changes
-        .into_iter()
-        .partition(|(_, s)| *s == RouteState::Announced);
-    let route = |(vip, state)| Action::Route { vip, state };
+    gone.sort();
+    let withdraw = |v: &String| Action::Route {
+        vip: v.clone(),
+        state: RouteState::Withdrawn,
+    };
+    retreat.extend(gone.into_iter().map(withdraw));
+
     // Traffic is moved away first, then what serves it is added, then
     // traffic is invited, then what is no longer used is removed.
-    out.extend(retreat.into_iter().map(route));
-    out.extend(
-        addrs
-            .difference(&applied.addresses)
-            .map(|a| Action::AddAddress(*a)),
-    );
-    for (vip, table) in tables {
-        if applied.tables.get(vip) != Some(table) {
+    out.extend(retreat);
+    let added = want.addrs.difference(&applied.addresses);
+    out.extend(added.map(|a| Action::AddAddress(*a)));
+    for (vip, table) in &want.tables {
+        let same = applied.tables.get(*vip).is_some_and(|t| {
+            t.len() == table.len() && t.iter().zip(table).all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+        });
+        if !same {
+            let proxies = table.iter().map(|(n, w)| (n.to_string(), *w)).collect();
             out.push(Action::SetTable {
-                vip: vip.clone(),
-                proxies: table.clone(),
+                vip: vip.to_string(),
+                proxies,
             });
         }
     }
-    out.extend(announce.into_iter().map(route));
-    for vip in applied.tables.keys().filter(|v| !tables.contains_key(*v)) {
-        out.push(Action::RemoveTable { vip: vip.clone() });
-    }
+    out.extend(announce);
+    let tabled: HashSet<&str> = want.tables.iter().map(|(v, _)| *v).collect();
+    let mut untabled: Vec<&String> = applied
+        .tables
+        .keys()
+        .filter(|v| !tabled.contains(v.as_str()))
+        .collect();
+    untabled.sort();
     out.extend(
-        applied
-            .addresses
-            .difference(addrs)
-            .map(|a| Action::RemoveAddress(*a)),
+        untabled
+            .into_iter()
+            .map(|v| Action::RemoveTable { vip: v.clone() }),
     );
+    let removed = applied.addresses.difference(&want.addrs);
+    out.extend(removed.map(|a| Action::RemoveAddress(*a)));
 }
