@@ -32,7 +32,10 @@ impl NetNs {
         ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
         // No IPv6 duplicate address detection on lab links: a tentative
         // link-local address stalls neighbour discovery for seconds.
-        for key in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] {
+        for key in [
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ] {
             ns.exec_ok(&["sysctl", "-qw", key]);
         }
         ns

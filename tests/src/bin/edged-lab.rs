@@ -1,0 +1,85 @@
+//! `edged-lab`: the namespace lab on this machine.
+//!
+//! - `edged-lab up [--topology FILE]`: build the lab (default: the embedded
+//!   tests/lab/topology.yaml), start edged on every node, print how to reach
+//!   it, wait for Ctrl-C or SIGTERM, tear everything down.
+//! - `edged-lab cleanup`: remove what a crashed run left (namespaces `edl*`
+//!   and their processes).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use edged_testlab::lab::{self, Lab, Spec};
+use nix::sys::signal::{SigSet, Signal};
+
+/// The edged namespace lab.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the lab and keep it up until Ctrl-C.
+    Up {
+        /// Topology file (default: the embedded default lab).
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// The edged binary (default: next to this one).
+        #[arg(long)]
+        edged: Option<PathBuf>,
+    },
+    /// Remove namespaces and processes a crashed lab left behind.
+    Cleanup,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Cleanup => {
+            println!("removed {} lab namespaces", lab::cleanup());
+            Ok(())
+        }
+        Command::Up { topology, edged } => {
+            let text = match topology {
+                Some(p) => std::fs::read_to_string(&p)?,
+                None => lab::spec::DEFAULT.to_string(),
+            };
+            let spec = Spec::parse(&text).map_err(anyhow::Error::msg)?;
+            let edged = match edged {
+                Some(p) => p,
+                None => std::env::current_exe()?.with_file_name("edged"),
+            };
+            // Ctrl-C and SIGTERM are taken synchronously below, so the lab's
+            // guards run and tear everything down.
+            let mut signals = SigSet::empty();
+            signals.add(Signal::SIGINT);
+            signals.add(Signal::SIGTERM);
+            signals.thread_block()?;
+            let mut lab = Lab::up(spec, &edged);
+            for i in 0..lab.nodes.len() {
+                lab.start_node(i);
+            }
+            println!(
+                "lab up: ToR {}, client {}",
+                lab.tor_ns.name(),
+                lab.client.name()
+            );
+            for (i, n) in lab.nodes.iter().enumerate() {
+                println!(
+                    "  {}: netns {}, edgectl --socket {}",
+                    n.name,
+                    n.ns.name(),
+                    lab.socket(i).display()
+                );
+            }
+            println!("Ctrl-C tears it down.");
+            let sig = signals.wait()?;
+            println!("{sig:?}: tearing down");
+            drop(lab);
+            Ok(())
+        }
+    }
+}
