@@ -8,6 +8,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::reconcile::{Plan, RouteState};
@@ -32,6 +33,41 @@ pub struct ComponentLabels {
     pub component: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub vip: String,
+    pub service: String,
+    pub proxy: String,
+}
+
+/// Short class of a check outcome, for a bounded label.
+pub fn outcome_class(ok: bool, reason: &str) -> &'static str {
+    const CLASSES: [(&str, &str); 10] = [
+        ("connection refused", "refused"),
+        ("timeout", "timeout"),
+        ("status ", "status"),
+        ("body mismatch", "body"),
+        ("exit status", "exit"),
+        ("killed by signal", "exit"),
+        ("tls:", "tls"),
+        ("dns rcode", "dns"),
+        ("reset by peer", "reset"),
+        ("closed mid-response", "closed"),
+    ];
+    if ok {
+        return "ok";
+    }
+    CLASSES
+        .iter()
+        .find(|(p, _)| reason.starts_with(p))
+        .map_or("other", |(_, c)| c)
+}
+
 /// The daemon's own metrics.
 pub struct Metrics {
     registry: Registry,
@@ -41,7 +77,11 @@ pub struct Metrics {
     pub vip_draining: Family<VipLabels, Gauge>,
     pub vip_serving_proxies: Family<VipLabels, Gauge>,
     pub effect_errors: Family<ComponentLabels, Counter>,
+    pub check_duration: Histogram,
+    pub check_results: Family<OutcomeLabels, Counter>,
+    pub check_up: Family<CheckLabels, Gauge>,
     known_vips: Mutex<Vec<String>>,
+    known_checks: Mutex<Vec<CheckLabels>>,
 }
 
 impl Metrics {
@@ -62,7 +102,13 @@ impl Metrics {
             vip_draining: Family::default(),
             vip_serving_proxies: Family::default(),
             effect_errors: Family::default(),
+            check_duration: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            check_results: Family::default(),
+            check_up: Family::default(),
             known_vips: Mutex::new(Vec::new()),
+            known_checks: Mutex::new(Vec::new()),
             registry: Registry::default(),
         };
         root.register(
@@ -129,6 +175,38 @@ impl Metrics {
                 .get_or_create(&l)
                 .set(d.serving.len() as i64);
         }
+    }
+
+    /// Records one health check attempt.
+    pub fn observe_check(&self, ok: bool, reason: &str, latency: std::time::Duration) {
+        self.check_duration.observe(latency.as_secs_f64());
+        let outcome = outcome_class(ok, reason).to_string();
+        self.check_results
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Sets the per-check state gauges; removed checks lose their series.
+    pub fn observe_checks(&self, checks: &[(edged_health::CheckKey, edged_health::CheckStatus)]) {
+        let mut known = self.known_checks.lock().expect("metrics lock");
+        let now: Vec<CheckLabels> = checks
+            .iter()
+            .map(|(k, _)| CheckLabels {
+                vip: k.vip.clone(),
+                service: k.service.clone(),
+                proxy: k.proxy.clone(),
+            })
+            .collect();
+        let present: std::collections::HashSet<&CheckLabels> = now.iter().collect();
+        for gone in known.iter().filter(|l| !present.contains(l)) {
+            self.check_up.remove(gone);
+        }
+        for (l, (_, s)) in now.iter().zip(checks) {
+            self.check_up
+                .get_or_create(l)
+                .set((s.state == edged_health::State::Up) as i64);
+        }
+        *known = now;
     }
 
     /// Counts a reload (or the initial load) by result.

@@ -161,6 +161,18 @@ mod render {
                     Some(false) => "down",
                     None => "unknown",
                 };
+                let checks: Vec<String> = v
+                    .checks
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} {} {:.1}ms",
+                            c.service,
+                            c.last,
+                            c.latency_us as f64 / 1000.0
+                        )
+                    })
+                    .collect();
                 rows.push(vec![
                     p.name.clone(),
                     p.address.clone(),
@@ -168,13 +180,19 @@ mod render {
                     p.weight.to_string(),
                     v.vip.clone(),
                     state.into(),
-                    v.detail.clone(),
+                    checks.join("; "),
                 ]);
             }
         }
         table(
             &[
-                "PROXY", "ADDRESS", "DELIVERY", "WEIGHT", "VIP", "STATE", "DETAIL",
+                "PROXY",
+                "ADDRESS",
+                "DELIVERY",
+                "WEIGHT",
+                "VIP",
+                "STATE",
+                "CHECKS (last result, latency)",
             ],
             rows,
         )

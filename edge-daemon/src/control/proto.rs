@@ -115,6 +115,22 @@ pub struct ProxyVip {
     pub serving: Option<bool>,
     /// Failure reason or `ok`.
     pub detail: String,
+    /// Each service's check on this proxy.
+    #[serde(default)]
+    pub checks: Vec<ServiceCheck>,
+}
+
+/// One service's check on one proxy.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ServiceCheck {
+    /// Service name.
+    pub service: String,
+    /// `up`, `down` or `unknown`.
+    pub state: String,
+    /// The last attempt's result (`ok` or the reason).
+    pub last: String,
+    /// The last attempt's latency.
+    pub latency_us: u64,
 }
 
 /// `edgectl peers`.

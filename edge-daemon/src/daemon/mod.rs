@@ -27,8 +27,11 @@ use tokio::time::Instant;
 
 pub use state::State;
 
+use edged_health::HealthChecker;
+
 use crate::control;
 use crate::effects::{Addresses, NetlinkAddresses};
+use crate::health;
 use crate::intents::Intents;
 use crate::metrics::Metrics;
 
@@ -68,6 +71,12 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
     let mut st = State::new(config_path, config, intents, addresses, metrics.clone());
     st.applied.addresses = adopted;
 
+    let (checker, mut health_rx) = HealthChecker::spawn(
+        health::checks(&st.config),
+        Some(health::observer(st.metrics.clone())),
+    );
+    st.set_checks(checker.snapshot());
+
     let (tx, mut rx) = mpsc::channel(64);
     let control_task = tokio::spawn(control::serve(listener, tx));
     let metrics_task = metrics_listener.map(|l| tokio::spawn(crate::metrics::serve(l, metrics)));
@@ -90,10 +99,23 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
         );
         tokio::select! {
             Some((q, reply)) = rx.recv() => {
+                let generation = st.generation;
                 let _ = reply.send(st.handle(q));
+                if st.generation != generation {
+                    checker.update(health::checks(&st.config));
+                    st.set_checks(checker.snapshot());
+                }
             }
             _ = hup.recv() => {
-                let _ = st.reload();
+                if st.reload().is_ok() {
+                    checker.update(health::checks(&st.config));
+                    st.set_checks(checker.snapshot());
+                }
+            }
+            Some(_flip) = health_rx.recv() => {
+                // Take every flip that is already queued, then one snapshot.
+                while health_rx.try_recv().is_ok() {}
+                st.set_checks(checker.snapshot());
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -108,6 +130,7 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
     }
 
     tracing::info!("shutting down: withdrawing, then removing VIP addresses");
+    drop(checker);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let bound = st.config.node.shutdown_timeout;
     st.shutting_down = true;

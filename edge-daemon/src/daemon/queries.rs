@@ -151,14 +151,21 @@ impl State {
                     component("forwarder", "ok", format!("XDP on {}", f.uplinks.join(",")))
                 }
             },
-            if self.health.running {
-                component("health", "ok", "checking".into())
-            } else {
-                component(
-                    "health",
-                    "not-available",
-                    "health checker not built yet (issue #4): no proxy serves".into(),
-                )
+            {
+                let count = |st: edged_health::State| {
+                    self.checks.iter().filter(|(_, s)| s.state == st).count()
+                };
+                let (up, down) = (
+                    count(edged_health::State::Up),
+                    count(edged_health::State::Down),
+                );
+                let unknown = self.checks.len() - up - down;
+                let state = if down > 0 { "degraded" } else { "ok" };
+                let detail = format!(
+                    "{} checks: {up} up, {down} down, {unknown} no verdict yet",
+                    self.checks.len()
+                );
+                component("health", state, detail)
             },
             match &self.announcer {
                 None => component(
@@ -245,10 +252,28 @@ impl State {
                             Some(Serve::NotServing(r)) => (Some(false), r.clone()),
                             None => (None, "no health result".to_string()),
                         };
+                        let checks = self
+                            .checks
+                            .iter()
+                            .filter(|(k, _)| k.vip == v.name && k.proxy == p.name)
+                            .map(|(k, s)| ServiceCheck {
+                                service: k.service.clone(),
+                                state: format!("{:?}", s.state).to_lowercase(),
+                                last: s
+                                    .last
+                                    .as_ref()
+                                    .map_or("not run yet".into(), |o| o.reason.clone()),
+                                latency_us: s
+                                    .last
+                                    .as_ref()
+                                    .map_or(0, |o| o.latency.as_micros() as u64),
+                            })
+                            .collect();
                         ProxyVip {
                             vip: v.name.clone(),
                             serving,
                             detail,
+                            checks,
                         }
                     })
                     .collect(),

@@ -28,6 +28,8 @@ pub struct State {
     /// The BIRD announcer; `None` until issue #5 lands (status says so).
     pub announcer: Option<Box<dyn Announcer>>,
     pub metrics: Arc<Metrics>,
+    /// The health checker's last snapshot (for edgectl and metrics).
+    pub checks: Vec<(edged_health::CheckKey, edged_health::CheckStatus)>,
     pub last_plan: Plan,
     pub last_errors: Vec<String>,
     pub last_reload: Option<ReloadInfo>,
@@ -55,6 +57,7 @@ impl State {
             forwarder: None,
             announcer: None,
             metrics,
+            checks: Vec::new(),
             last_plan: Plan::default(),
             last_errors: Vec::new(),
             last_reload: None,
@@ -122,6 +125,16 @@ impl State {
                 Err(e)
             }
         }
+    }
+
+    /// Takes a new snapshot of the health checker into the health view.
+    pub fn set_checks(
+        &mut self,
+        snapshot: Vec<(edged_health::CheckKey, edged_health::CheckStatus)>,
+    ) {
+        self.health = crate::health::view(&snapshot);
+        self.metrics.observe_checks(&snapshot);
+        self.checks = snapshot;
     }
 
     /// Persists new intents; in memory only once they are on disk.

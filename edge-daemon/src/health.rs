@@ -1,0 +1,102 @@
+//! The health checker, seen from the daemon: config → checks, checker
+//! snapshot → the reconcile step's health view, results → metrics.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use edged_config::{CheckKind as CfgKind, Config};
+use edged_health::{CheckKey, CheckKind, CheckSpec, CheckStatus, Observer, Verdict, aggregate};
+
+use crate::metrics::Metrics;
+use crate::reconcile::{HealthView, Serve};
+
+/// Jitter of every check: ±10 % of its interval.
+const JITTER: f64 = 0.1;
+
+/// One check per (VIP, service, proxy serving the VIP).
+pub fn checks(cfg: &Config) -> Vec<(CheckKey, CheckSpec)> {
+    let mut out = Vec::new();
+    for vip in &cfg.vips {
+        let proxies = cfg
+            .proxies
+            .iter()
+            .filter(|p| vip.proxies.as_ref().is_none_or(|l| l.contains(&p.name)));
+        for p in proxies {
+            for svc in &vip.services {
+                let c = &svc.check;
+                let port = |default: u16| SocketAddr::new(p.address, c.port.unwrap_or(default));
+                let http = |tls: bool| CheckKind::Http {
+                    target: port(if tls { 443 } else { 80 }),
+                    tls,
+                    method: c.method.clone().unwrap_or_else(|| "GET".into()),
+                    path: c.path.clone().unwrap_or_else(|| "/".into()),
+                    host: c.host.clone().or_else(|| vip.host.clone()),
+                    expect_status: c.expect_status.clone().unwrap_or_else(|| vec![200]),
+                    body_contains: c.body_contains.clone(),
+                    ca_file: c.ca_file.clone(),
+                    tls_verify: c.tls_verify.unwrap_or(true),
+                };
+                let kind = match c.kind {
+                    CfgKind::Tcp => CheckKind::Tcp { target: port(0) },
+                    CfgKind::Http => http(false),
+                    CfgKind::Https => http(true),
+                    CfgKind::Dns => CheckKind::Dns {
+                        target: port(53),
+                        query_name: c.query_name.clone().unwrap_or_default(),
+                        query_type: c.query_type.unwrap_or(1),
+                        expect_rcode: c.expect_rcode.unwrap_or(0),
+                    },
+                    CfgKind::Exec => {
+                        let cmd = c.command.clone().unwrap_or_default();
+                        CheckKind::Exec {
+                            program: cmd.first().cloned().unwrap_or_default().into(),
+                            args: cmd.into_iter().skip(1).collect(),
+                            env: c.env.clone().unwrap_or_default().into_iter().collect(),
+                        }
+                    }
+                };
+                let key = CheckKey {
+                    vip: vip.name.clone(),
+                    service: svc.name.clone(),
+                    proxy: p.name.clone(),
+                };
+                let spec = CheckSpec {
+                    kind,
+                    interval: c.interval,
+                    timeout: c.timeout,
+                    rise: c.rise,
+                    fall: c.fall,
+                    jitter: JITTER,
+                    hold_down: c.hold_down,
+                    source: c.source,
+                };
+                out.push((key, spec));
+            }
+        }
+    }
+    out
+}
+
+/// The reconcile step's view of a checker snapshot.
+pub fn view(snapshot: &[(CheckKey, CheckStatus)]) -> HealthView {
+    let mut v = HealthView {
+        running: true,
+        serve: HashMap::new(),
+    };
+    for ((vip, proxy), verdict) in aggregate(snapshot.iter().map(|(k, s)| (k, s))) {
+        let serve = match verdict {
+            Verdict::Serving => Serve::Serving,
+            Verdict::NotServing(r) => Serve::NotServing(r),
+        };
+        v.set(&vip, &proxy, serve);
+    }
+    v
+}
+
+/// Feeds every attempt into the metrics.
+pub fn observer(metrics: Arc<Metrics>) -> Observer {
+    Arc::new(move |_key, outcome| {
+        metrics.observe_check(outcome.ok, &outcome.reason, outcome.latency)
+    })
+}

@@ -1,0 +1,69 @@
+//! The health checker inside the real edged: a real nginx proxy in its own
+//! namespace decides the VIP's announcement; a fault withdraws it with the
+//! reason, recovery announces it again; edgectl proxies shows the check.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use edged_testlab::{Health, NetNs, Nginx, net, poll_until, unique};
+
+const BODY: &str = "
+proxies:
+  - {name: px1, address: 198.51.100.2, delivery: host}
+vips:
+  - name: web
+    address: 203.0.113.10
+    ports: [{port: 80}]
+    services: [{name: http, check: {kind: http, port: 8080, path: /healthz, body_contains: ok, interval: 100ms, timeout: 80ms, rise: 2, fall: 2}}]
+bgp:
+  peers: [{name: tor1, address: 192.0.2.1, asn: 65000}]
+";
+
+#[test]
+fn proxy_health_decides_the_vip() {
+    let mut node = Node::new(BODY);
+    let proxy_ns = NetNs::new("hw");
+    let (a, b) = (unique("wa"), unique("wb"));
+    net::veth(&node.ns, &a, &proxy_ns, &b);
+    net::addr(&node.ns, &a, "198.51.100.1/24");
+    net::addr(&proxy_ns, &b, "198.51.100.2/24");
+    let nginx = Nginx::start(&proxy_ns, "px1", 8080);
+    node.start();
+
+    let decision = |node: &Node| {
+        let v = node.vip("web");
+        (
+            v["route"].as_str().unwrap().to_string(),
+            v["reason"].as_str().unwrap().to_string(),
+        )
+    };
+    let up = poll_until(Duration::from_secs(10), || decision(&node).0 == "announced");
+    assert!(up, "never announced: {:?}\n{}", decision(&node), node.log());
+    let proxies = node.json(&["proxies"]);
+    let check = &proxies[0]["vips"][0]["checks"][0];
+    assert_eq!(
+        (
+            check["service"].as_str(),
+            check["state"].as_str(),
+            check["last"].as_str()
+        ),
+        (Some("http"), Some("up"), Some("ok"))
+    );
+
+    nginx.set_health(Health::Error);
+    let down = poll_until(Duration::from_secs(10), || decision(&node).0 == "withdrawn");
+    assert!(down, "{:?}", decision(&node));
+    assert!(
+        decision(&node).1.contains("px1: service http: status 500"),
+        "{:?}",
+        decision(&node)
+    );
+    let st = node.json(&["status"]);
+    assert_eq!(st["components"][2]["state"], "degraded", "{st}");
+
+    nginx.set_health(Health::Ok);
+    assert!(poll_until(Duration::from_secs(10), || decision(&node).0 == "announced"));
+    assert_eq!(node.stop_with(nix::sys::signal::Signal::SIGTERM), Some(0));
+}

@@ -1,0 +1,196 @@
+//! Scale: 1,000 VIPs × 10 checks (HTTP, one request per check per second)
+//! against 10 local listeners in a child process, for BENCH_SECS (default
+//! 30) seconds. Prints, for the checker process alone:
+//!   BENCH health_cpu_pct_one_core, BENCH health_rss, BENCH health_check_latency_p50/p99
+//! and the fault-to-down time of one check at interval 250 ms, fall 3.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, Observer, State};
+use nix::sys::resource::{UsageWho, getrusage};
+
+const VIPS: usize = 1000;
+const CHECKS_PER_VIP: usize = 10;
+const LISTENERS: usize = 10;
+
+fn main() {
+    if std::env::var_os("EDGED_BENCH_SERVE").is_some() {
+        return serve();
+    }
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env("EDGED_BENCH_SERVE", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ports = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ports)
+        .unwrap();
+    let addrs: Vec<SocketAddr> = ports
+        .split_whitespace()
+        .map(|p| format!("127.0.0.1:{p}").parse().unwrap())
+        .collect();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let lat = Arc::new(Mutex::new(Vec::<u32>::with_capacity(
+            VIPS * CHECKS_PER_VIP * secs as usize,
+        )));
+        let l2 = lat.clone();
+        let obs: Observer =
+            Arc::new(move |_, o| l2.lock().unwrap().push(o.latency.as_micros() as u32));
+        let mut checks = Vec::new();
+        for v in 0..VIPS {
+            for c in 0..CHECKS_PER_VIP {
+                let key = CheckKey {
+                    vip: format!("v{v}"),
+                    service: format!("s{c}"),
+                    proxy: format!("p{}", c % LISTENERS),
+                };
+                checks.push((key, spec(addrs[c % LISTENERS], Duration::from_secs(1))));
+            }
+        }
+        let cpu0 = cpu_secs();
+        let t0 = Instant::now();
+        let (hc, _rx) = HealthChecker::spawn(checks, Some(obs));
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        let cpu = cpu_secs() - cpu0;
+        let wall = t0.elapsed().as_secs_f64();
+        let ups = hc
+            .snapshot()
+            .iter()
+            .filter(|(_, s)| s.state == State::Up)
+            .count();
+        drop(hc);
+        let mut l = lat.lock().unwrap().clone();
+        l.sort_unstable();
+        assert!(ups == VIPS * CHECKS_PER_VIP, "only {ups} checks up");
+        println!(
+            "BENCH health_checks_per_s {:.0} checks/s",
+            l.len() as f64 / wall
+        );
+        println!("BENCH health_cpu_pct_one_core {:.1} %", 100.0 * cpu / wall);
+        println!("BENCH health_rss {:.1} MiB", rss_mib());
+        println!("BENCH health_check_latency_p50 {} us", l[l.len() / 2]);
+        println!(
+            "BENCH health_check_latency_p99 {} us",
+            l[l.len() * 99 / 100]
+        );
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    fault_to_down();
+}
+
+fn spec(target: SocketAddr, interval: Duration) -> CheckSpec {
+    CheckSpec {
+        kind: CheckKind::Http {
+            target,
+            tls: false,
+            method: "GET".into(),
+            path: "/".into(),
+            host: None,
+            expect_status: vec![200],
+            body_contains: None,
+            ca_file: None,
+            tls_verify: true,
+        },
+        interval,
+        timeout: interval / 2,
+        rise: 2,
+        fall: 3,
+        jitter: 0.1,
+        hold_down: None,
+        source: None,
+    }
+}
+
+/// One check at 250 ms, fall 3: the listener stops; time until Down.
+fn fault_to_down() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ms = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(accept_loop(l));
+        let key = CheckKey {
+            vip: "v".into(),
+            service: "s".into(),
+            proxy: "p".into(),
+        };
+        let (_hc, mut rx) =
+            HealthChecker::spawn(vec![(key, spec(addr, Duration::from_millis(250)))], None);
+        assert_eq!(rx.recv().await.unwrap().state, State::Up);
+        server.abort();
+        let _ = server.await;
+        let t0 = Instant::now();
+        assert_eq!(rx.recv().await.unwrap().state, State::Down);
+        t0.elapsed().as_millis()
+    });
+    println!("BENCH health_fault_to_down_250ms_fall3 {ms} ms");
+}
+
+fn cpu_secs() -> f64 {
+    let u = getrusage(UsageWho::RUSAGE_SELF).unwrap();
+    let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    tv(u.user_time()) + tv(u.system_time())
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+/// The child: LISTENERS HTTP listeners; prints their ports, serves forever.
+fn serve() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut ports = Vec::new();
+        for _ in 0..LISTENERS {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            ports.push(l.local_addr().unwrap().port().to_string());
+            tokio::spawn(accept_loop(l));
+        }
+        println!("{}", ports.join(" "));
+        std::future::pending::<()>().await;
+    });
+}
+
+async fn accept_loop(l: tokio::net::TcpListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                .await;
+        });
+    }
+}

@@ -1,0 +1,146 @@
+//! Rise/fall hysteresis with an optional hold-down: a small pure type.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// What the checker believes about one check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// No verdict yet (counts as not serving).
+    Unknown,
+    Up,
+    Down,
+}
+
+/// Consecutive-result counters and thresholds.
+#[derive(Clone, Debug)]
+pub struct Hysteresis {
+    rise: u32,
+    fall: u32,
+    hold_down: Option<Duration>,
+    state: State,
+    passes: u32,
+    failures: u32,
+    down_at: Option<Instant>,
+}
+
+impl Hysteresis {
+    /// Starts Unknown. `rise` and `fall` are at least 1.
+    pub fn new(rise: u32, fall: u32, hold_down: Option<Duration>) -> Self {
+        Hysteresis {
+            rise: rise.max(1),
+            fall: fall.max(1),
+            hold_down,
+            state: State::Unknown,
+            passes: 0,
+            failures: 0,
+            down_at: None,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Records one result at `now`; returns the new state if it changed.
+    ///
+    /// Unknown goes Up after `rise` passes and Down at the first failure (no
+    /// reason to wait: it does not serve yet either way). Up goes Down after
+    /// `fall` consecutive failures. Down goes Up after `rise` consecutive
+    /// passes, and not before `hold_down` has passed since it went down.
+    pub fn record(&mut self, ok: bool, now: Instant) -> Option<State> {
+        if ok {
+            self.passes = self.passes.saturating_add(1);
+            self.failures = 0;
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            self.passes = 0;
+        }
+        let held = match (self.hold_down, self.down_at) {
+            (Some(h), Some(at)) => now.saturating_duration_since(at) < h,
+            _ => false,
+        };
+        let next = match self.state {
+            State::Unknown if ok && self.passes >= self.rise => State::Up,
+            State::Unknown if !ok => State::Down,
+            State::Up if !ok && self.failures >= self.fall => State::Down,
+            State::Down if ok && self.passes >= self.rise && !held => State::Up,
+            s => s,
+        };
+        if next == self.state {
+            return None;
+        }
+        if next == State::Down {
+            self.down_at = Some(now);
+        }
+        self.state = next;
+        Some(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(h: &mut Hysteresis, t0: Instant, results: &[bool]) -> Vec<Option<State>> {
+        results
+            .iter()
+            .enumerate()
+            .map(|(i, ok)| h.record(*ok, t0 + Duration::from_secs(i as u64)))
+            .collect()
+    }
+
+    #[test]
+    fn rise_and_fall() {
+        let t0 = Instant::now();
+        let mut h = Hysteresis::new(2, 3, None);
+        use State::*;
+        assert_eq!(feed(&mut h, t0, &[true, true]), [None, Some(Up)]);
+        // Two failures are tolerated, the third takes it down.
+        assert_eq!(h.record(false, t0), None);
+        assert_eq!(h.record(false, t0), None);
+        assert_eq!(h.record(true, t0), None, "a pass resets the failure run");
+        assert_eq!(
+            feed(&mut h, t0, &[false, false, false]),
+            [None, None, Some(Down)]
+        );
+        assert_eq!(
+            feed(&mut h, t0, &[true, false, true, true]),
+            [None, None, None, Some(Up)]
+        );
+    }
+
+    #[test]
+    fn unknown_goes_down_at_once() {
+        let mut h = Hysteresis::new(3, 5, None);
+        assert_eq!(h.record(false, Instant::now()), Some(State::Down));
+    }
+
+    #[test]
+    fn hold_down_delays_recovery() {
+        let t0 = Instant::now();
+        let mut h = Hysteresis::new(1, 1, Some(Duration::from_secs(10)));
+        assert_eq!(h.record(true, t0), Some(State::Up));
+        assert_eq!(
+            h.record(false, t0 + Duration::from_secs(1)),
+            Some(State::Down)
+        );
+        assert_eq!(
+            h.record(true, t0 + Duration::from_secs(2)),
+            None,
+            "held down"
+        );
+        assert_eq!(
+            h.record(true, t0 + Duration::from_secs(10)),
+            None,
+            "still within 10s"
+        );
+        assert_eq!(
+            h.record(true, t0 + Duration::from_secs(11)),
+            Some(State::Up)
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! The probes: one attempt of one check, bounded by its timeout, with a
+//! specific reason on failure.
+
+mod dns;
+mod exec;
+mod http;
+mod tcp;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::spec::{CheckKey, CheckKind};
+
+/// Result of one attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub ok: bool,
+    /// `ok`, or why not: "connection refused", "timeout after 500ms",
+    /// "status 503", "body mismatch", "exit status 2", ...
+    pub reason: String,
+    /// Time the attempt took.
+    #[serde(serialize_with = "as_micros")]
+    pub latency: Duration,
+}
+
+fn as_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_micros() as u64)
+}
+
+/// Runs one attempt of `kind` for `key`, within `timeout`.
+pub async fn probe(
+    key: &CheckKey,
+    kind: &CheckKind,
+    timeout: Duration,
+    source: Option<IpAddr>,
+) -> Outcome {
+    let start = Instant::now();
+    let attempt = async {
+        match kind {
+            CheckKind::Tcp { target } => tcp::check(*target, source).await,
+            CheckKind::Http { .. } => http::check(kind, source).await,
+            CheckKind::Dns {
+                target,
+                query_name,
+                query_type,
+                expect_rcode,
+            } => dns::check(*target, source, query_name, *query_type, *expect_rcode).await,
+            CheckKind::Exec { program, args, env } => {
+                exec::check(key, program, args, env, timeout).await
+            }
+        }
+    };
+    let result = match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timeout after {}ms", timeout.as_millis())),
+    };
+    let latency = start.elapsed();
+    match result {
+        Ok(()) => Outcome {
+            ok: true,
+            reason: "ok".into(),
+            latency,
+        },
+        Err(reason) => Outcome {
+            ok: false,
+            reason,
+            latency,
+        },
+    }
+}
+
+/// Words for an I/O error, the way operators say them.
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused".into(),
+        ConnectionReset => "reset by peer".into(),
+        ConnectionAborted => "connection aborted".into(),
+        UnexpectedEof => "closed mid-response".into(),
+        TimedOut => "timed out".into(),
+        HostUnreachable => "host unreachable".into(),
+        NetworkUnreachable => "network unreachable".into(),
+        AddrNotAvailable => "source address not available".into(),
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,208 @@
+//! The checker: one tokio task per check, bounded concurrency, a shared
+//! status table, an event on every state flip. Dropping the checker
+//! cancels every task.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::AbortHandle;
+
+use crate::hysteresis::{Hysteresis, State};
+use crate::jitter::{jittered, start_offset};
+use crate::probe::{Outcome, probe};
+use crate::spec::{CheckKey, CheckSpec};
+
+/// At most this many probes run at once (connections, processes).
+const MAX_CONCURRENT: usize = 256;
+
+/// The state of one check, as `edgectl proxies` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckStatus {
+    pub state: State,
+    /// The last attempt.
+    pub last: Option<Outcome>,
+    /// When the state last changed.
+    pub since: Option<SystemTime>,
+    /// Attempts that passed / failed since the check was added.
+    pub passes: u64,
+    pub failures: u64,
+}
+
+impl Default for CheckStatus {
+    fn default() -> Self {
+        CheckStatus {
+            state: State::Unknown,
+            last: None,
+            since: None,
+            passes: 0,
+            failures: 0,
+        }
+    }
+}
+
+/// A state flip.
+#[derive(Clone, Debug)]
+pub struct HealthEvent {
+    pub key: CheckKey,
+    pub state: State,
+    /// The attempt that decided it.
+    pub outcome: Outcome,
+    pub at: SystemTime,
+}
+
+/// Called with every attempt's result (metrics).
+pub type Observer = Arc<dyn Fn(&CheckKey, &Outcome) + Send + Sync>;
+
+struct Task {
+    spec: CheckSpec,
+    handle: AbortHandle,
+}
+
+/// The running checker.
+pub struct HealthChecker {
+    tasks: Mutex<HashMap<CheckKey, Task>>,
+    status: Arc<Mutex<HashMap<CheckKey, CheckStatus>>>,
+    events: mpsc::UnboundedSender<HealthEvent>,
+    limit: Arc<Semaphore>,
+    observer: Option<Observer>,
+}
+
+impl HealthChecker {
+    /// Starts every check on the current tokio runtime.
+    pub fn spawn(
+        checks: Vec<(CheckKey, CheckSpec)>,
+        observer: Option<Observer>,
+    ) -> (HealthChecker, mpsc::UnboundedReceiver<HealthEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hc = HealthChecker {
+            tasks: Mutex::new(HashMap::new()),
+            status: Arc::new(Mutex::new(HashMap::new())),
+            events: tx,
+            limit: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+            observer,
+        };
+        hc.update(checks);
+        (hc, rx)
+    }
+
+    /// Applies a new set of checks: unchanged ones keep their state and
+    /// schedule; changed ones restart from Unknown; removed ones stop.
+    pub fn update(&self, checks: Vec<(CheckKey, CheckSpec)>) {
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        let mut status = self.status.lock().expect("status lock");
+        let wanted: HashMap<CheckKey, CheckSpec> = checks.into_iter().collect();
+        tasks.retain(|k, t| {
+            let keep = wanted.get(k) == Some(&t.spec);
+            if !keep {
+                t.handle.abort();
+                status.remove(k);
+            }
+            keep
+        });
+        for (key, spec) in wanted {
+            if tasks.contains_key(&key) {
+                continue;
+            }
+            status.insert(key.clone(), CheckStatus::default());
+            let handle = tokio::spawn(run(
+                key.clone(),
+                spec.clone(),
+                self.status.clone(),
+                self.events.clone(),
+                self.limit.clone(),
+                self.observer.clone(),
+            ))
+            .abort_handle();
+            tasks.insert(key, Task { spec, handle });
+        }
+    }
+
+    /// Every check's status.
+    pub fn snapshot(&self) -> Vec<(CheckKey, CheckStatus)> {
+        let status = self.status.lock().expect("status lock");
+        let mut v: Vec<_> = status.iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+impl Drop for HealthChecker {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.lock() {
+            for t in tasks.values() {
+                t.handle.abort();
+            }
+        }
+    }
+}
+
+async fn run(
+    key: CheckKey,
+    spec: CheckSpec,
+    status: Arc<Mutex<HashMap<CheckKey, CheckStatus>>>,
+    events: mpsc::UnboundedSender<HealthEvent>,
+    limit: Arc<Semaphore>,
+    observer: Option<Observer>,
+) {
+    let mut hyst = Hysteresis::new(spec.rise, spec.fall, spec.hold_down);
+    let mut rng = seed(&key);
+    tokio::time::sleep(start_offset(&key, spec.interval)).await;
+    loop {
+        let next = tokio::time::Instant::now()
+            + jittered(spec.interval, spec.jitter, next_random(&mut rng));
+        let outcome = {
+            let _permit = limit.acquire().await.expect("semaphore never closes");
+            probe(&key, &spec.kind, spec.timeout, spec.source).await
+        };
+        if let Some(obs) = &observer {
+            obs(&key, &outcome);
+        }
+        let flip = hyst.record(outcome.ok, tokio::time::Instant::now().into_std());
+        let now = SystemTime::now();
+        {
+            let mut st = status.lock().expect("status lock");
+            let s = st.entry(key.clone()).or_default();
+            if outcome.ok {
+                s.passes += 1;
+            } else {
+                s.failures += 1;
+            }
+            s.state = hyst.state();
+            if flip.is_some() {
+                s.since = Some(now);
+            }
+            s.last = Some(outcome.clone());
+        }
+        if let Some(state) = flip {
+            tracing::info!(vip = %key.vip, service = %key.service, proxy = %key.proxy, ?state, reason = %outcome.reason, "check changed state");
+            if events
+                .send(HealthEvent {
+                    key: key.clone(),
+                    state,
+                    outcome,
+                    at: now,
+                })
+                .is_err()
+            {
+                return; // nobody listens any more
+            }
+        }
+        tokio::time::sleep_until(next).await;
+    }
+}
+
+fn seed(key: &CheckKey) -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(key) | 1
+}
+
+/// xorshift64: cheap per-check randomness for the period jitter.
+fn next_random(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}

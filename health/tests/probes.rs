@@ -1,0 +1,171 @@
+//! Every check kind against real sockets and processes: passes, and each
+//! way of failing gives its own reason; nothing hangs past the timeout.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use edged_health::{CheckKey, CheckKind, probe};
+
+const T: Duration = Duration::from_millis(300);
+
+fn key() -> CheckKey {
+    CheckKey {
+        vip: "web".into(),
+        service: "svc".into(),
+        proxy: "px1".into(),
+    }
+}
+
+fn http(target: std::net::SocketAddr) -> CheckKind {
+    CheckKind::Http {
+        target,
+        tls: false,
+        method: "GET".into(),
+        path: "/healthz".into(),
+        host: Some("www.example.com".into()),
+        expect_status: vec![200],
+        body_contains: Some("ok".into()),
+        ca_file: None,
+        tls_verify: true,
+    }
+}
+
+#[tokio::test]
+async fn tcp_connects_or_says_refused() {
+    let srv = HttpServer::start().await;
+    let o = probe(&key(), &CheckKind::Tcp { target: srv.addr }, T, None).await;
+    assert!(o.ok, "{o:?}");
+    let o = probe(
+        &key(),
+        &CheckKind::Tcp {
+            target: closed_port().await,
+        },
+        T,
+        None,
+    )
+    .await;
+    assert_eq!((o.ok, o.reason.as_str()), (false, "connection refused"));
+}
+
+#[tokio::test]
+async fn http_each_failure_has_its_reason() {
+    let srv = HttpServer::start().await;
+    let cases = [
+        (Mode::Ok, "ok"),
+        (Mode::Status500, "status 500"),
+        (Mode::WrongBody, "body mismatch"),
+        (Mode::Hang, "timeout after 300ms"),
+        (Mode::CloseMidResponse, "closed mid-response"),
+        (Mode::Garbage, "invalid response"),
+        (Mode::Slow, "timeout after 300ms"),
+    ];
+    for (mode, want) in cases {
+        srv.set(mode);
+        let o = probe(&key(), &http(srv.addr), T, None).await;
+        assert_eq!(o.reason, want, "{mode:?}: {o:?}");
+        assert_eq!(o.ok, mode == Mode::Ok);
+        assert!(
+            o.latency < T + Duration::from_millis(100),
+            "{mode:?} took {:?}",
+            o.latency
+        );
+    }
+    srv.set(Mode::Reset);
+    let o = probe(&key(), &http(srv.addr), T, None).await;
+    assert!(!o.ok);
+    assert!(
+        ["reset by peer", "closed mid-response"].contains(&o.reason.as_str()),
+        "{o:?}"
+    );
+    let addr = srv.addr;
+    srv.stop().await;
+    let o = probe(&key(), &http(addr), T, None).await;
+    assert_eq!(o.reason, "connection refused");
+}
+
+#[tokio::test]
+async fn dns_checks_the_response_code() {
+    let srv = DnsServer::start().await;
+    let kind = |rc| CheckKind::Dns {
+        target: srv.addr,
+        query_name: "health.example.com".into(),
+        query_type: 1,
+        expect_rcode: rc,
+    };
+    assert!(probe(&key(), &kind(0), T, None).await.ok);
+    srv.set_rcode(2);
+    assert_eq!(probe(&key(), &kind(0), T, None).await.reason, "dns rcode 2");
+    srv.set_rcode(255);
+    assert_eq!(
+        probe(&key(), &kind(0), T, None).await.reason,
+        "timeout after 300ms"
+    );
+}
+
+#[tokio::test]
+async fn exec_status_signal_and_timeout_kill_the_group() {
+    let exec = |prog: &str, args: &[&str]| CheckKind::Exec {
+        program: prog.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: vec![("EXTRA".into(), "1".into())],
+    };
+    assert!(probe(&key(), &exec("/bin/true", &[]), T, None).await.ok);
+    assert_eq!(
+        probe(&key(), &exec("/bin/sh", &["-c", "exit 2"]), T, None)
+            .await
+            .reason,
+        "exit status 2"
+    );
+    assert_eq!(
+        probe(&key(), &exec("/bin/sh", &["-c", "kill -9 $$"]), T, None)
+            .await
+            .reason,
+        "killed by signal 9"
+    );
+    // The environment names the VIP, service and proxy.
+    let env_ok = exec(
+        "/bin/sh",
+        &[
+            "-c",
+            "[ \"$EDGED_VIP/$EDGED_SERVICE/$EDGED_PROXY/$EXTRA\" = web/svc/px1/1 ]",
+        ],
+    );
+    assert!(probe(&key(), &env_ok, T, None).await.ok);
+
+    // A hung check and the child it forked: both killed, both reaped.
+    let marker = format!("edged-health-test-{}", std::process::id());
+    let hang = exec(
+        "/bin/bash",
+        &[
+            "-c",
+            &format!("(exec -a {marker} sleep 30) & exec -a {marker} sleep 30"),
+        ],
+    );
+    let o = probe(&key(), &hang, T, None).await;
+    assert!(o.reason.starts_with("timeout after"), "{o:?}");
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &marker])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "process left: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    let zombies = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter(|s| {
+            s.contains(") Z ")
+                && s.split_whitespace().nth(3) == Some(&std::process::id().to_string())
+        })
+        .count();
+    assert_eq!(zombies, 0, "zombie children left");
+    let missing = probe(&key(), &exec("/nonexistent/check", &[]), T, None).await;
+    assert!(
+        missing.reason.starts_with("cannot run /nonexistent/check"),
+        "{missing:?}"
+    );
+}

@@ -1,0 +1,134 @@
+//! The checker end to end on loopback: state flips with rise and fall,
+//! reasons reach the snapshot, reloads keep unchanged checks, dropping the
+//! checker stops every probe.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::*;
+use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, HealthEvent, State};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+fn spec(target: std::net::SocketAddr) -> CheckSpec {
+    CheckSpec {
+        kind: CheckKind::Http {
+            target,
+            tls: false,
+            method: "GET".into(),
+            path: "/".into(),
+            host: None,
+            expect_status: vec![200],
+            body_contains: None,
+            ca_file: None,
+            tls_verify: true,
+        },
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(40),
+        rise: 2,
+        fall: 3,
+        jitter: 0.1,
+        hold_down: None,
+        source: None,
+    }
+}
+
+fn key(proxy: &str) -> CheckKey {
+    CheckKey {
+        vip: "web".into(),
+        service: "http".into(),
+        proxy: proxy.into(),
+    }
+}
+
+async fn flip(rx: &mut UnboundedReceiver<HealthEvent>) -> HealthEvent {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("no state change within 5 s")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn flips_with_rise_and_fall_and_reports_the_reason() {
+    let srv = HttpServer::start().await;
+    let (hc, mut rx) = HealthChecker::spawn(vec![(key("a"), spec(srv.addr))], None);
+    assert_eq!(hc.snapshot()[0].1.state, State::Unknown);
+    assert_eq!(flip(&mut rx).await.state, State::Up);
+
+    srv.set(Mode::Status500);
+    let fault = Instant::now();
+    let ev = flip(&mut rx).await;
+    let took = fault.elapsed();
+    assert_eq!(
+        (ev.state, ev.outcome.reason.as_str()),
+        (State::Down, "status 500")
+    );
+    // fall 3 at 50 ms: at least two more intervals after the first failure.
+    assert!(
+        took >= Duration::from_millis(80),
+        "went down after only {took:?}"
+    );
+    println!(
+        "fault-to-down with interval 50ms, fall 3: {} ms",
+        took.as_millis()
+    );
+    let snap = hc.snapshot();
+    assert_eq!(snap[0].1.last.as_ref().unwrap().reason, "status 500");
+    assert!(snap[0].1.failures >= 3);
+
+    srv.set(Mode::Ok);
+    assert_eq!(flip(&mut rx).await.state, State::Up);
+}
+
+#[tokio::test]
+async fn update_keeps_unchanged_checks_and_drop_stops_probing() {
+    let srv = HttpServer::start().await;
+    let (hc, mut rx) = HealthChecker::spawn(
+        vec![(key("a"), spec(srv.addr)), (key("b"), spec(srv.addr))],
+        None,
+    );
+    flip(&mut rx).await;
+    flip(&mut rx).await;
+    hc.update(vec![(key("a"), spec(srv.addr))]);
+    let snap = hc.snapshot();
+    assert_eq!(snap.len(), 1);
+    assert_eq!(
+        snap[0].1.state,
+        State::Up,
+        "an unchanged check keeps its state"
+    );
+
+    let mut slower = spec(srv.addr);
+    slower.interval = Duration::from_millis(80);
+    hc.update(vec![(key("a"), slower)]);
+    assert_eq!(
+        hc.snapshot()[0].1.state,
+        State::Unknown,
+        "a changed check starts over"
+    );
+
+    drop(hc);
+    tokio::task::yield_now().await;
+    let before = srv.accepted.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await; // 6 intervals: would be 3+ probes
+    assert!(
+        srv.accepted.load(Ordering::SeqCst) <= before + 1,
+        "probes go on after drop"
+    );
+}
+
+#[tokio::test]
+async fn observer_sees_every_attempt() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    let srv = HttpServer::start().await;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s2 = seen.clone();
+    let obs: edged_health::Observer = Arc::new(move |_, _| {
+        s2.fetch_add(1, Ordering::SeqCst);
+    });
+    let (_hc, mut rx) = HealthChecker::spawn(vec![(key("a"), spec(srv.addr))], Some(obs));
+    flip(&mut rx).await; // Up after 2 attempts
+    assert!(seen.load(Ordering::SeqCst) >= 2);
+}

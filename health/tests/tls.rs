@@ -1,0 +1,115 @@
+//! HTTPS checks against a real TLS server with a certificate from a test CA:
+//! verified with the CA file, refused without it, accepted with
+//! `tls_verify: false`, refused for the wrong server name.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edged_health::{CheckKey, CheckKind, probe};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Pki {
+    ca_pem: String,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+fn pki() -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["www.example.test".to_string()]).unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        cert: leaf_cert.der().clone(),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+    }
+}
+
+async fn tls_server(p: &Pki) -> SocketAddr {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![p.cert.clone()], p.key.clone_key())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let mut buf = [0u8; 2048];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn https_verifies_against_the_configured_ca() {
+    let p = pki();
+    let dir = edged_testlab::TempDir::new("tls");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &p.ca_pem).unwrap();
+    let addr = tls_server(&p).await;
+    let key = CheckKey {
+        vip: "web".into(),
+        service: "tls".into(),
+        proxy: "px1".into(),
+    };
+    let check = |host: &str, ca: Option<std::path::PathBuf>, verify: bool| CheckKind::Http {
+        target: addr,
+        tls: true,
+        method: "GET".into(),
+        path: "/".into(),
+        host: Some(host.into()),
+        expect_status: vec![200],
+        body_contains: Some("ok".into()),
+        ca_file: ca,
+        tls_verify: verify,
+    };
+    let t = Duration::from_secs(2);
+    let o = probe(
+        &key,
+        &check("www.example.test", Some(ca_file.clone()), true),
+        t,
+        None,
+    )
+    .await;
+    assert!(o.ok, "{o:?}");
+    let o = probe(&key, &check("www.example.test", None, true), t, None).await;
+    assert!(
+        !o.ok && o.reason.starts_with("tls:"),
+        "unknown issuer must fail: {o:?}"
+    );
+    let o = probe(
+        &key,
+        &check("other.example.test", Some(ca_file), true),
+        t,
+        None,
+    )
+    .await;
+    assert!(
+        !o.ok && o.reason.starts_with("tls:"),
+        "wrong name must fail: {o:?}"
+    );
+    let o = probe(&key, &check("www.example.test", None, false), t, None).await;
+    assert!(o.ok, "tls_verify false accepts: {o:?}");
+}
