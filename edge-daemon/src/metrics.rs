@@ -141,6 +141,21 @@ impl Metrics {
             "Failed effects by component (retried)",
             m.effect_errors.clone(),
         );
+        root.register(
+            "check_duration_seconds",
+            "Duration of health check attempts",
+            m.check_duration.clone(),
+        );
+        root.register(
+            "check_results",
+            "Health check attempts by outcome class",
+            m.check_results.clone(),
+        );
+        root.register(
+            "check_up",
+            "1 while the check is up on the proxy",
+            m.check_up.clone(),
+        );
         Metrics {
             registry: root,
             ..m

@@ -27,6 +27,13 @@ fn exported() -> BTreeSet<String> {
         }],
         ..Default::default()
     });
+    m.observe_check(true, "ok", std::time::Duration::from_millis(3));
+    let key = edged_health::CheckKey {
+        vip: "web".into(),
+        service: "http".into(),
+        proxy: "px1".into(),
+    };
+    m.observe_checks(&[(key, edged_health::CheckStatus::default())]);
     let text = m.encode();
     let mut names = BTreeSet::new();
     for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {

@@ -52,6 +52,18 @@ fn proxy_health_decides_the_vip() {
         (Some("http"), Some("up"), Some("ok"))
     );
 
+    let metrics = node
+        .ns
+        .exec_ok(&["curl", "-sf", "http://127.0.0.1:9180/metrics"]);
+    assert!(
+        metrics.contains("edged_check_up{vip=\"web\",service=\"http\",proxy=\"px1\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("edged_check_results_total{outcome=\"ok\"}"),
+        "{metrics}"
+    );
+
     nginx.set_health(Health::Error);
     let down = poll_until(Duration::from_secs(10), || decision(&node).0 == "withdrawn");
     assert!(down, "{:?}", decision(&node));
