@@ -1,1 +1,38 @@
-//! Placeholder: this crate arrives with its issue.
+//! edged's XDP data plane.
+//!
+//! - `bpf/edged_xdp.bpf.c`: the program (parsing, VIP match, connection
+//!   table, Maglev pick, L2 delivery, ICMP errors, counters), built by
+//!   `build.rs` with clang and embedded here.
+//! - [`Forwarder`]: loads or re-adopts it (pinned under edged's bpffs dir),
+//!   writes proxies, VIPs and Maglev tables, reads counters.
+//! - [`maglev`]: the pure weighted Maglev table builder.
+//!
+//! Network namespaces: interface names and devmap entries are resolved in
+//! the network namespace of the calling thread.
+
+pub mod abi;
+#[doc(hidden)]
+pub mod bench;
+mod counters;
+mod error;
+mod forwarder;
+mod load;
+pub mod maglev;
+mod maps;
+mod proxies;
+mod spec;
+mod sys;
+mod vips;
+
+pub use counters::{Counters, GlobalCounters, ProxyCounters, VipCounters};
+pub use error::ForwarderError;
+pub use forwarder::Forwarder;
+pub use spec::{
+    DEFAULT_TABLE_SIZE, Delivery, ForwarderSpec, NoHealthy, Proto, ProxyTarget, VipService, XdpMode,
+};
+
+// The daemon moves the forwarder into its effect driver.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Forwarder>();
+};

@@ -1,0 +1,168 @@
+//! `cargo bench -p edged-ebpf` (root): ns/packet of the XDP program through
+//! BPF_PROG_TEST_RUN (repeat 1,048,576, 5 rounds, median) and its ratio to a
+//! bare baseline measured in the same run, plus the Maglev build time.
+//!
+//! Method per path (every measured path's verdict and output are checked):
+//! - baseline: bounds check, dst MAC from an array map, devmap redirect.
+//! - pass: TCP SYN to a non-VIP address (untouched XDP_PASS).
+//! - hit: TCP ACK of a flow already in the connection table (redirect).
+//! - miss: bench build of the program (`-DEDGED_BENCH_FRESH_FLOW`) that bumps
+//!   the source port (and address on wrap) in the packet after forwarding,
+//!   so each repeat is a fresh SYN, inserted into the connection table of
+//!   2^20 entries (2^18 sets of 4), filled beforehand (>= 97 % in use,
+//!   checked) by unmeasured rounds of 2^22 fresh flows: every insert evicts.
+//!   1 VIP, 100 proxies, M = 65537, as Katran's figures were taken.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use common::packet::{ACK, Frame, SYN};
+use common::{Netns, PinDir, veth};
+use edged_ebpf::bench::{Baseline, open_fresh_flow, run};
+use edged_ebpf::{
+    Delivery, Forwarder, ForwarderSpec, Proto, ProxyTarget, VipService, XdpMode, maglev,
+};
+
+const REPEAT: u32 = 1 << 20;
+const ROUNDS: usize = 5;
+const PASS: u32 = 2;
+const REDIRECT: u32 = 4;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn setup(edge: &Netns, fwd: &mut Forwarder) {
+    let proxies: Vec<ProxyTarget> = (0..100)
+        .map(|i| ProxyTarget {
+            name: format!("proxy-{i:03}"),
+            delivery: Delivery::L2 {
+                ifname: "px0".into(),
+                mac: [2, 0, 0, 0, 1, i as u8],
+            },
+        })
+        .collect();
+    edge.run(|| fwd.set_proxies(&proxies)).expect("proxies");
+    let serving: Vec<(String, u32)> = proxies.iter().map(|p| (p.name.clone(), 1)).collect();
+    let vip = VipService {
+        addr: "192.0.2.10".parse().unwrap(),
+        ports: vec![(80, Proto::Tcp)],
+    };
+    fwd.set_vip(&vip, &serving).expect("vip");
+}
+
+fn spec(pins: &PinDir) -> ForwarderSpec {
+    let mut s = ForwarderSpec::new(vec![], pins.path.clone());
+    s.mode = XdpMode::Generic;
+    s.conntrack_entries = 1 << 20;
+    s
+}
+
+/// Checks a redirect to one of the bench proxies with only MACs changed
+/// (apart from `skip`, bytes the bench build rewrites).
+fn check_redirect(v: u32, input: &[u8], out: &[u8], what: &str) {
+    assert_eq!(v, REDIRECT, "{what}: verdict");
+    assert_eq!(out[0..5], [2, 0, 0, 0, 1], "{what}: dst MAC of a proxy");
+    assert_eq!(out[12..], input[12..], "{what}: only MACs rewritten");
+}
+
+/// Source (address, port) of an IPv4 TCP frame as one 48-bit counter.
+fn flow_counter(f: &[u8]) -> u64 {
+    let addr = u32::from_be_bytes(f[26..30].try_into().unwrap()) as u64;
+    let port = u16::from_be_bytes(f[34..36].try_into().unwrap()) as u64;
+    (addr << 16) | port
+}
+
+fn main() {
+    let edge = Netns::new("edbe");
+    let peer = Netns::new("edbp");
+    veth(&edge, "px0", &peer, "px0p");
+    let ifindex = edge.ifindex("px0");
+    let pins = PinDir::new();
+    let pins_miss = PinDir::new();
+    let base = edge
+        .run(|| Baseline::load([2, 0, 0, 0, 1, 1], ifindex))
+        .expect("baseline");
+    let mut fwd = edge.run(|| Forwarder::open(&spec(&pins))).expect("open");
+    setup(&edge, &mut fwd);
+    let mut miss = edge
+        .run(|| open_fresh_flow(&spec(&pins_miss)))
+        .expect("open bench build");
+    setup(&edge, &mut miss);
+
+    let syn = Frame::tcp("198.51.100.7", "192.0.2.10", 40000, 80, SYN).bytes();
+    let ack = Frame::tcp("198.51.100.7", "192.0.2.10", 40000, 80, ACK).bytes();
+    let other = Frame::tcp("198.51.100.7", "192.0.2.99", 40000, 80, SYN).bytes();
+    run(&fwd, &syn, 1).expect("prime the hit flow");
+
+    // Fill the connection table with 2^22 fresh flows (unmeasured).
+    let mut fresh = Frame::tcp("10.0.0.0", "192.0.2.10", 0, 80, SYN).bytes();
+    for _ in 0..4 {
+        let (_, out, _) = run(&miss, &fresh, REPEAT).expect("fill");
+        fresh = out;
+    }
+    let c0 = miss.counters().unwrap().vips[0].new_flows;
+    assert_eq!(c0, 4 * REPEAT as u64, "every fill repeat inserted a flow");
+    let filled = miss.conntrack_len();
+    eprintln!("connection table: {filled} of {} entries in use", 1 << 20);
+    assert!(filled as f64 >= 0.97 * (1 << 20) as f64, "table filled");
+
+    let (mut b, mut p, mut h, mut m) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let (v, out, ns) = base.run(&syn, REPEAT).expect("baseline");
+        assert_eq!(v, REDIRECT, "baseline verdict");
+        assert_eq!(out[0..6], [2, 0, 0, 0, 1, 1]);
+        b.push(ns as f64);
+
+        let (v, out, ns) = run(&fwd, &other, REPEAT).expect("pass");
+        assert_eq!((v, &out[..]), (PASS, &other[..]), "pass path untouched");
+        p.push(ns as f64);
+
+        let (v, out, ns) = run(&fwd, &ack, REPEAT).expect("hit");
+        check_redirect(v, &ack, &out, "hit");
+        h.push(ns as f64);
+
+        let before = miss.counters().unwrap().vips[0].new_flows;
+        let (v, out, ns) = run(&miss, &fresh, REPEAT).expect("miss");
+        assert_eq!(v, REDIRECT, "miss verdict");
+        assert_eq!(out[0..5], [2, 0, 0, 0, 1], "miss: dst MAC of a proxy");
+        let unchanged = |f: &[u8]| [&f[12..26], &f[30..34], &f[36..]].concat();
+        assert_eq!(
+            unchanged(&out),
+            unchanged(&fresh),
+            "miss: only MACs and the source rewritten"
+        );
+        assert_eq!(
+            flow_counter(&out),
+            flow_counter(&fresh) + REPEAT as u64,
+            "one fresh flow per repeat"
+        );
+        let after = miss.counters().unwrap().vips[0].new_flows;
+        assert_eq!(after - before, REPEAT as u64, "every repeat inserted");
+        fresh = out;
+        m.push(ns as f64);
+    }
+    let base_ns = median(b);
+    println!("BENCH xdp_baseline_ns {base_ns:.1} ns");
+    for (name, v) in [("pass", p), ("hit", h), ("miss", m)] {
+        let ns = median(v);
+        println!("BENCH xdp_{name}_ns {ns:.1} ns");
+        println!("BENCH xdp_{name}_ratio_to_baseline {:.2} x", ns / base_ns);
+    }
+
+    let ids: Vec<String> = (0..100).map(|i| format!("proxy-{i:03}")).collect();
+    let backends: Vec<(&str, u32)> = ids.iter().map(|s| (s.as_str(), 1)).collect();
+    let mut t = vec![];
+    for _ in 0..9 {
+        let start = Instant::now();
+        let table = maglev::build(65537, &backends);
+        t.push(start.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(table.len(), 65537);
+    }
+    println!("BENCH maglev_build_65537x100_ms {:.3} ms", median(t));
+    drop(fwd);
+    drop(miss);
+}

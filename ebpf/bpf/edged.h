@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Layout shared between the XDP program and the Rust loader
+ * (ebpf/src/abi.rs mirrors every struct here, with size and offset
+ * assertions). Bump EDGED_LAYOUT_VERSION on any change to a struct or map.
+ */
+#ifndef EDGED_H
+#define EDGED_H
+
+#include <linux/types.h>
+
+#define EDGED_LAYOUT_VERSION 6
+
+#define MAX_VIPS 64
+#define MAX_PROXIES 256
+#define MAX_VIP_KEYS 4096
+#define VIP_INDEX_SIZE 65536 /* ed_vipidx: 16-bit fold of the destination */
+#define VIP_INDEX_COLLIDE 0xffffffff /* two VIPs share a fold: use ed_vips */
+#define PORT_WORDS 1024		     /* 65536 port bits per (VIP, TCP|UDP) */
+
+#define FAMILY_V4 4
+#define FAMILY_V6 6
+
+#define PROXY_NONE 0
+#define PROXY_L2 1
+#define PROXY_HOST 2
+
+#define NO_HEALTHY_DROP 0
+#define NO_HEALTHY_PASS 1
+
+/* Global reasons (ed_glob index). */
+#define G_TRUNCATED 0  /* a header ended before its bounds: passed */
+#define G_VLAN_DEEP 1  /* more than two VLAN tags: passed */
+#define G_BAD_IP 2     /* bad version or IHL: passed */
+#define G_NO_PROXY 3   /* ring pointed at an empty proxy slot: dropped */
+#define G_ICMP_OTHER 4 /* ICMP error about a non-VIP or non-TCP/UDP flow */
+#define G_NUM 8
+
+/* ed_cfg[0]: written once by the loader, read on the miss path. */
+struct edged_cfg {
+	__u32 version;
+	__u32 table_size;
+	__u32 hash_seed;
+	__u32 max_vips;
+	__u64 udp_timeout_ns;
+	__u32 conntrack_entries;
+	__u32 no_healthy;
+	__u32 ct_buckets; /* power of two */
+	__u32 pad;
+};
+
+/* ed_vips key; port 0 + proto 0 is the address-only entry of a VIP. */
+struct vip_key {
+	__u32 addr[4]; /* network order; IPv4 in addr[0], rest zero */
+	__u16 port;    /* network order */
+	__u8 proto;
+	__u8 family;
+};
+
+struct vip_val {
+	__u32 vip_id;
+	__u32 flags;
+};
+
+/* ed_vipinfo[vip_id]: the address, checked after the ed_vipidx hit. */
+struct vip_info {
+	__u32 addr[4];
+	__u32 family; /* 0 = slot unused */
+};
+
+/* ed_vipst[vip_id]: which half of the VIP's ring is live. */
+struct vip_state {
+	__u32 active;	/* 0 or 1 */
+	__u32 count[2]; /* proxies in each half; 0 = no healthy proxy */
+	__u32 no_healthy;
+};
+
+/* ed_proxy[proxy_id] */
+struct proxy {
+	__u8 mac[6];	 /* destination: the proxy's interface */
+	__u8 src_mac[6]; /* source: our egress interface */
+	__u32 ifindex;	 /* egress interface (devmap ed_tx holds it too) */
+	__u32 kind;	 /* PROXY_* */
+};
+
+/* ed_ct key: the 5-tuple as seen on ingress. */
+struct flow {
+	__u32 src[4];
+	__u32 dst[4];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+/*
+ * Connection table: ed_ct[hash & (ct_buckets - 1)] is a set of CT_WAYS
+ * 8-byte entries, shared by all CPUs, read and written inline (no helper
+ * call). An entry is written with one aligned 8-byte store, so it is
+ * never torn. It holds a fingerprint of the 5-tuple (the 55 high bits of
+ * its 64-bit hash; with the set index, a false match has a chance of about
+ * 2^-43 per lookup), the proxy slot and a "used since" bit. Replacement in
+ * a set: an empty way, else one whose bit is clear (the bits then restart:
+ * second chance, an approximation of LRU). UDP flows also keep a coarse
+ * last-use time in ed_ctts (same index) for the idle timeout. The whole
+ * table is 8 bytes per entry so that it stays in cache and TLB reach.
+ */
+#define CT_WAYS 4
+#define CT_FP_MASK (~0x1ffULL) /* bits 9..63: fingerprint */
+#define CT_PROXY_SHIFT 1       /* bits 1..8: proxy slot */
+#define CT_REF 1ULL	       /* bit 0: used since the last eviction */
+
+struct ct_bucket {
+	__u64 way[CT_WAYS];
+};
+
+struct vip_counters {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+	__u64 nonsyn_miss;
+	__u64 drop_no_healthy;
+	__u64 pass_no_healthy;
+	__u64 frag_pass;
+	__u64 icmp_fwd;
+	__u64 ext_pass;
+};
+
+struct proxy_counters {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+};
+
+/* ed_pxname[proxy_id]: the proxy's name, so a restarted edged re-adopts
+ * the slot numbers the connection table refers to. Userspace only. */
+struct proxy_name {
+	char name[64];
+};
+
+/* The Rust side (src/abi.rs) asserts the same sizes and offsets. */
+_Static_assert(sizeof(struct edged_cfg) == 40, "edged_cfg");
+_Static_assert(__builtin_offsetof(struct edged_cfg, udp_timeout_ns) == 16,
+	       "cfg");
+_Static_assert(sizeof(struct vip_key) == 20, "vip_key");
+_Static_assert(__builtin_offsetof(struct vip_key, port) == 16, "vip_key");
+_Static_assert(sizeof(struct vip_val) == 8, "vip_val");
+_Static_assert(sizeof(struct vip_info) == 20, "vip_info");
+_Static_assert(sizeof(struct vip_state) == 16, "vip_state");
+_Static_assert(sizeof(struct proxy) == 20, "proxy");
+_Static_assert(__builtin_offsetof(struct proxy, ifindex) == 12, "proxy");
+_Static_assert(sizeof(struct flow) == 40, "flow");
+_Static_assert(__builtin_offsetof(struct flow, proto) == 36, "flow");
+_Static_assert(sizeof(struct ct_bucket) == 32, "ct_bucket");
+_Static_assert(MAX_PROXIES <= 256, "proxy slot fits 8 bits");
+_Static_assert(sizeof(struct vip_counters) == 72, "vip_counters");
+_Static_assert(sizeof(struct proxy_counters) == 24, "proxy_counters");
+_Static_assert(sizeof(struct proxy_name) == 64, "proxy_name");
+
+#endif

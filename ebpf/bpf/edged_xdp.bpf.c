@@ -1,0 +1,425 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * edged XDP forwarder: VIP packets go to one local proxy picked by a weighted
+ * Maglev ring and remembered in an LRU connection table; everything else is
+ * XDP_PASSed untouched.
+ *
+ * Fragments: never guess a port. A fragment (first or later) whose
+ * destination is a VIP address is XDP_PASSed and counted (frag_pass): the
+ * host reassembles it. IPv6 extension headers likewise (ext_pass).
+ *
+ * Bench build (-DEDGED_BENCH_FRESH_FLOW): after forwarding an IPv4 TCP
+ * packet the program bumps the source port (and address on wrap) in the
+ * packet, so BPF_PROG_TEST_RUN's repeats each see a fresh flow.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/icmpv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "edged.h"
+#include "maps.h"
+
+#define F_NEW_OK 1 /* a miss may record the flow (SYN, UDP) */
+#define F_TCP_NOSYN 2
+#define F_ICMP 4
+#define F_UDP 8
+
+struct vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+static __always_inline int glob(__u32 reason, int verdict)
+{
+	__u64 *c = bpf_map_lookup_elem(&ed_glob, &reason);
+
+	if (c)
+		*c += 1;
+	return verdict;
+}
+
+static __always_inline __u32 mix(__u32 h, __u32 w)
+{
+	w *= 0xcc9e2d51;
+	w = (w << 15) | (w >> 17);
+	w *= 0x1b873593;
+	h ^= w;
+	h = (h << 13) | (h >> 19);
+	return h * 5 + 0xe6546b64;
+}
+
+static __always_inline __u32 fmix(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	return h ^ (h >> 16);
+}
+
+/*
+ * Seeded 64-bit hash of the 5-tuple: two murmur3-style lanes with
+ * different seeds. The low lane picks the Maglev slot and the connection
+ * table set; both lanes are the flow's fingerprint in that set.
+ */
+static __always_inline __u64 flow_hash(const struct flow *f, __u32 seed)
+{
+	__u32 a = seed, b = seed ^ 0x9e3779b9;
+
+	if (f->family == FAMILY_V6) {
+#pragma unroll
+		for (int i = 1; i < 4; i++) {
+			a = mix(a, f->src[i]);
+			b = mix(b, f->src[i] ^ 0x7f4a7c15);
+			a = mix(a, f->dst[i]);
+			b = mix(b, f->dst[i] ^ 0x7f4a7c15);
+		}
+	}
+	__u32 w[4] = {f->src[0], f->dst[0], ((__u32)f->sport << 16) | f->dport,
+		      ((__u32)f->family << 8) | f->proto};
+
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		a = mix(a, w[i]);
+		b = mix(b, w[i] ^ 0x7f4a7c15);
+	}
+	return ((__u64)fmix(b) << 32) | fmix(a);
+}
+
+/*
+ * The VIP id of (addr, port, proto), or -1. proto 0 matches the address
+ * alone (fragments, extension headers). Three inlined array lookups; the
+ * hash map only when two VIPs share the 16-bit fold of their address.
+ */
+static __always_inline int vip_match(const __u32 *addr, __u8 family, __u16 port,
+				     __u8 proto)
+{
+	__u32 x = addr[0] ^ addr[1] ^ addr[2] ^ addr[3];
+	__u32 h = (x ^ (x >> 16)) & 0xffff;
+	__u32 *idx = bpf_map_lookup_elem(&ed_vipidx, &h);
+	__u32 id, word;
+
+	if (!idx || *idx == 0)
+		return -1;
+	if (*idx == VIP_INDEX_COLLIDE) {
+		struct vip_key k = {.port = proto ? port : 0,
+				    .proto = proto,
+				    .family = family};
+		struct vip_val *vv;
+
+		__builtin_memcpy(k.addr, addr, 16);
+		vv = bpf_map_lookup_elem(&ed_vips, &k);
+		return vv ? (int)vv->vip_id : -1;
+	}
+	id = *idx - 1;
+	struct vip_info *vi = bpf_map_lookup_elem(&ed_vipinfo, &id);
+
+	if (!vi || vi->family != family || vi->addr[0] != addr[0] ||
+	    vi->addr[1] != addr[1] || vi->addr[2] != addr[2] ||
+	    vi->addr[3] != addr[3])
+		return -1;
+	if (proto == 0)
+		return id;
+	port = bpf_ntohs(port);
+	word = (id * 2 + (proto == IPPROTO_UDP)) * PORT_WORDS + (port >> 6);
+	__u64 *bits = bpf_map_lookup_elem(&ed_ports, &word);
+
+	if (!bits || !(*bits & (1ULL << (port & 63))))
+		return -1;
+	return id;
+}
+
+static __always_inline void count_vip(int vip, int frag)
+{
+	__u32 id = vip;
+	struct vip_counters *vc;
+
+	if (vip < 0)
+		return;
+	vc = bpf_map_lookup_elem(&ed_vipcnt, &id);
+	if (!vc)
+		return;
+	if (frag)
+		vc->frag_pass += 1;
+	else
+		vc->ext_pass += 1;
+}
+
+#include "conntrack.h"
+
+static __always_inline int no_healthy(struct vip_counters *vc, __u32 action)
+{
+	if (action == NO_HEALTHY_PASS) {
+		if (vc)
+			vc->pass_no_healthy += 1;
+		return XDP_PASS;
+	}
+	if (vc)
+		vc->drop_no_healthy += 1;
+	return XDP_DROP;
+}
+
+/* The UDP idle clock of a table entry. */
+static __always_inline __u32 *ct_time(__u32 bkt, int way)
+{
+	__u32 i = bkt * CT_WAYS + (way & (CT_WAYS - 1));
+
+	return bpf_map_lookup_elem(&ed_ctts, &i);
+}
+
+/* Picks (or recalls) the flow's proxy and delivers the frame to it. */
+static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
+				   const struct flow *f, __u32 vip_id,
+				   __u32 flags)
+{
+	__u64 len = ctx->data_end - ctx->data;
+	struct vip_counters *vc = bpf_map_lookup_elem(&ed_vipcnt, &vip_id);
+	__u32 zero = 0, pid = 0, hash, bkt, now, *t;
+	struct edged_cfg *cfg = bpf_map_lookup_elem(&ed_cfg, &zero);
+	struct ct_bucket *b;
+	struct proxy *px = 0;
+	int is_new = 0, way;
+	__u64 h;
+
+	if (!cfg || cfg->table_size == 0)
+		return glob(G_NO_PROXY, XDP_DROP);
+	h = flow_hash(f, cfg->hash_seed);
+	hash = h;
+	bkt = hash & (cfg->ct_buckets - 1);
+	b = bpf_map_lookup_elem(&ed_ct, &bkt);
+	if (!b)
+		return glob(G_NO_PROXY, XDP_DROP);
+	h = (h & CT_FP_MASK) | (1ULL << 63); /* never 0: 0 is an empty way */
+	way = ct_find(b, h);
+	if (way >= 0) {
+		__u64 *e = &b->way[way & (CT_WAYS - 1)];
+
+		pid = ct_proxy(*e);
+		px = bpf_map_lookup_elem(&ed_proxy, &pid);
+		if (px && (flags & F_UDP)) {
+			now = bpf_ktime_get_coarse_ns() >> 20;
+			t = ct_time(bkt, way);
+			if (t && now - *t > (cfg->udp_timeout_ns >> 20))
+				px = 0; /* idle too long: pick again */
+			else if (t)
+				*t = now;
+		} else if (!(*e & CT_REF)) {
+			*e |= CT_REF;
+		}
+	}
+	if (!px || px->kind == PROXY_NONE) {
+		struct vip_state *st = bpf_map_lookup_elem(&ed_vipst, &vip_id);
+		__u32 half, idx, ring_slot;
+		__u64 *word;
+
+		if (!st)
+			return no_healthy(vc, NO_HEALTHY_DROP);
+		half = st->active & 1;
+		if (st->count[half] == 0)
+			return no_healthy(vc, st->no_healthy);
+		/* hash * M >> 32: uniform over [0, M) without a division. */
+		ring_slot = ((__u64)hash * cfg->table_size) >> 32;
+		idx = (vip_id * 2 + half) * ((cfg->table_size + 7) / 8) +
+		      ring_slot / 8;
+		word = bpf_map_lookup_elem(&ed_ring, &idx);
+		if (!word)
+			return glob(G_NO_PROXY, XDP_DROP);
+		pid = (*word >> ((ring_slot % 8) * 8)) & 0xff;
+		px = bpf_map_lookup_elem(&ed_proxy, &pid);
+		if (!px || px->kind == PROXY_NONE)
+			return glob(G_NO_PROXY, XDP_DROP);
+		if (flags & F_NEW_OK) {
+			way = ct_insert(b, h, pid);
+			if (flags & F_UDP) {
+				t = ct_time(bkt, way);
+				if (t)
+					*t = bpf_ktime_get_coarse_ns() >> 20;
+			}
+			is_new = 1;
+		} else if ((flags & F_TCP_NOSYN) && vc) {
+			vc->nonsyn_miss += 1;
+		}
+	}
+
+	struct proxy_counters *pc = bpf_map_lookup_elem(&ed_pxcnt, &pid);
+
+	if (vc) {
+		vc->packets += 1;
+		vc->bytes += len;
+		vc->new_flows += is_new;
+		if (flags & F_ICMP)
+			vc->icmp_fwd += 1;
+	}
+	if (pc) {
+		pc->packets += 1;
+		pc->bytes += len;
+		pc->new_flows += is_new;
+	}
+	if (px->kind == PROXY_HOST)
+		return XDP_PASS;
+	__builtin_memcpy(eth->h_dest, px->mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, px->src_mac, ETH_ALEN);
+	if (px->ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect_map(&ed_tx, pid, XDP_DROP);
+}
+
+#include "icmp.h"
+
+static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
+				     void *l3, void *end)
+{
+	struct iphdr *iph = l3;
+	struct flow f = {};
+	__u32 flags;
+	int vip;
+	void *l4;
+
+	if ((void *)(iph + 1) > end)
+		return glob(G_TRUNCATED, XDP_PASS);
+	f.dst[0] = iph->daddr;
+	__u32 fold = (f.dst[0] ^ (f.dst[0] >> 16)) & 0xffff;
+	__u32 *idx = bpf_map_lookup_elem(&ed_vipidx, &fold);
+
+	if (!idx || *idx == 0)
+		return XDP_PASS; /* not a VIP: the pass path stops here */
+	if (iph->version != 4 || iph->ihl < 5)
+		return glob(G_BAD_IP, XDP_PASS);
+	f.src[0] = iph->saddr;
+	f.family = FAMILY_V4;
+	f.proto = iph->protocol;
+	if (iph->frag_off & bpf_htons(0x3fff)) {
+		count_vip(vip_match(f.dst, FAMILY_V4, 0, 0), 1);
+		return XDP_PASS;
+	}
+	l4 = l3 + iph->ihl * 4;
+	if (f.proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+
+		if ((void *)(th + 1) > end)
+			return glob(G_TRUNCATED, XDP_PASS);
+		f.sport = th->source;
+		f.dport = th->dest;
+		flags = (th->syn && !th->ack) ? F_NEW_OK : F_TCP_NOSYN;
+		vip = vip_match(f.dst, FAMILY_V4, f.dport, IPPROTO_TCP);
+		if (vip < 0)
+			return XDP_PASS;
+		int verdict = forward(ctx, eth, &f, vip, flags);
+#ifdef EDGED_BENCH_FRESH_FLOW
+		__u16 sp = bpf_ntohs(th->source) + 1;
+
+		th->source = bpf_htons(sp);
+		if (sp == 0)
+			iph->saddr = bpf_htonl(bpf_ntohl(iph->saddr) + 1);
+#endif
+		return verdict;
+	}
+	if (f.proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+
+		if ((void *)(uh + 1) > end)
+			return glob(G_TRUNCATED, XDP_PASS);
+		f.sport = uh->source;
+		f.dport = uh->dest;
+		vip = vip_match(f.dst, FAMILY_V4, f.dport, IPPROTO_UDP);
+		if (vip < 0)
+			return XDP_PASS;
+		return forward(ctx, eth, &f, vip, F_NEW_OK | F_UDP);
+	}
+	if (f.proto == IPPROTO_ICMP)
+		return handle_icmp4(ctx, eth, l4, end);
+	return XDP_PASS;
+}
+
+static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
+				     void *l3, void *end)
+{
+	struct ipv6hdr *ip6 = l3;
+	struct flow f = {};
+	void *l4 = ip6 + 1;
+	__u32 flags;
+	int vip;
+
+	if (l4 > end)
+		return glob(G_TRUNCATED, XDP_PASS);
+	__builtin_memcpy(f.dst, &ip6->daddr, 16);
+	__u32 x = f.dst[0] ^ f.dst[1] ^ f.dst[2] ^ f.dst[3];
+	__u32 fold = (x ^ (x >> 16)) & 0xffff;
+	__u32 *idx = bpf_map_lookup_elem(&ed_vipidx, &fold);
+
+	if (!idx || *idx == 0)
+		return XDP_PASS;
+	__builtin_memcpy(f.src, &ip6->saddr, 16);
+	f.family = FAMILY_V6;
+	f.proto = ip6->nexthdr;
+	if (f.proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+
+		if ((void *)(th + 1) > end)
+			return glob(G_TRUNCATED, XDP_PASS);
+		f.sport = th->source;
+		f.dport = th->dest;
+		flags = (th->syn && !th->ack) ? F_NEW_OK : F_TCP_NOSYN;
+	} else if (f.proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+
+		if ((void *)(uh + 1) > end)
+			return glob(G_TRUNCATED, XDP_PASS);
+		f.sport = uh->source;
+		f.dport = uh->dest;
+		flags = F_NEW_OK | F_UDP;
+	} else if (f.proto == IPPROTO_ICMPV6) {
+		return handle_icmp6(ctx, eth, l4, end);
+	} else {
+		/* Fragment or other extension header: never guess a port. */
+		count_vip(vip_match(f.dst, FAMILY_V6, 0, 0),
+			  f.proto == IPPROTO_FRAGMENT);
+		return XDP_PASS;
+	}
+	vip = vip_match(f.dst, FAMILY_V6, f.dport, f.proto);
+	if (vip < 0)
+		return XDP_PASS;
+	return forward(ctx, eth, &f, vip, flags);
+}
+
+SEC("xdp")
+int edged_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	void *l3 = eth + 1;
+	__u16 proto;
+
+	if (l3 > end)
+		return glob(G_TRUNCATED, XDP_PASS);
+	proto = eth->h_proto;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) &&
+		    proto != bpf_htons(ETH_P_8021AD))
+			break;
+		struct vlan_hdr *vh = l3;
+
+		if ((void *)(vh + 1) > end)
+			return glob(G_TRUNCATED, XDP_PASS);
+		proto = vh->proto;
+		l3 = vh + 1;
+	}
+	if (proto == bpf_htons(ETH_P_IP))
+		return handle_v4(ctx, eth, l3, end);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return handle_v6(ctx, eth, l3, end);
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return glob(G_VLAN_DEEP, XDP_PASS);
+	return XDP_PASS;
+}
+
+char _license[] SEC("license") = "GPL";

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Maps of the edged XDP program; all pinned by name under edged's bpffs dir. */
+#ifndef EDGED_MAPS_H
+#define EDGED_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "edged.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct edged_cfg);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_cfg SEC(".maps");
+
+/* Authoritative VIP keys; the fast path only asks it on a fold collision. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_VIP_KEYS);
+	__type(key, struct vip_key);
+	__type(value, struct vip_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_vips SEC(".maps");
+
+/* Fold of the destination -> vip_id + 1 (0: no VIP; COLLIDE: ask ed_vips).
+ * Array lookups are inlined by the verifier: the VIP match makes no call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIP_INDEX_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_vipidx SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct vip_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_vipinfo SEC(".maps");
+
+/* (vip_id * 2 + is_udp) * PORT_WORDS + port / 64 -> bit port % 64 */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_VIPS * 2 * PORT_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct vip_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_vipst SEC(".maps");
+
+/* Maglev rings, 8 proxy slots (one byte each) per word, so a ring of
+ * 65537 slots is 64 KiB: word (vip_id * 2 + half) * ring_words + slot / 8,
+ * byte slot % 8. Resized by the loader.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_VIPS * 2 * 8193);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_PROXIES);
+	__type(key, __u32);
+	__type(value, struct proxy);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_proxy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_PROXIES);
+	__type(key, __u32);
+	__type(value, struct proxy_name);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_pxname SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, MAX_PROXIES);
+	__type(key, __u32);
+	__type(value, struct bpf_devmap_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_tx SEC(".maps");
+
+/* Connection table (see struct ct_bucket); resized by the loader.
+ * Mmapable only for its page-aligned values: a set never spans two lines. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1 << 18);
+	__type(key, __u32);
+	__type(value, struct ct_bucket);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_ct SEC(".maps");
+
+/* Coarse last-use time (2^20 ns units) of UDP entries: ed_ct set * 4 + way. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << 20);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_ctts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct vip_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_vipcnt SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_PROXIES);
+	__type(key, __u32);
+	__type(value, struct proxy_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_pxcnt SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, G_NUM);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_glob SEC(".maps");
+
+#endif

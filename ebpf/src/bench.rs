@@ -1,0 +1,89 @@
+//! Hooks for `benches/xdp.rs` (not a stable API): the bench build of the
+//! program (fresh flow per repeat), the bare baseline program, and
+//! `BPF_PROG_TEST_RUN` with repeats.
+
+use aya::maps::{Array, xdp::DevMap};
+use aya::programs::Xdp;
+use aya::{Ebpf, EbpfLoader};
+
+use crate::{Forwarder, ForwarderError, ForwarderSpec};
+
+static BENCH_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/edged_xdp_bench.o"));
+static BASE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench_base.o"));
+
+/// The program built with `-DEDGED_BENCH_FRESH_FLOW`: after forwarding an
+/// IPv4 TCP packet it bumps the source port in the packet, so each repeat
+/// of `BPF_PROG_TEST_RUN` is a new flow.
+pub fn open_fresh_flow(spec: &ForwarderSpec) -> Result<Forwarder, ForwarderError> {
+    Forwarder::open_object(spec, BENCH_OBJ)
+}
+
+/// `BPF_PROG_TEST_RUN` with `repeat`: (verdict, output, mean ns/repeat).
+pub fn run(
+    fwd: &Forwarder,
+    frame: &[u8],
+    repeat: u32,
+) -> Result<(u32, Vec<u8>, u64), ForwarderError> {
+    crate::load::test_run(&fwd.prog, frame, None, repeat)
+}
+
+/// The bare baseline: bounds check, destination MAC from an array map,
+/// devmap redirect.
+pub struct Baseline {
+    ebpf: Ebpf,
+}
+
+impl Baseline {
+    pub fn load(mac: [u8; 6], ifindex: u32) -> Result<Baseline, ForwarderError> {
+        let load = |source| ForwarderError::Load {
+            source: Box::new(source),
+        };
+        let mut ebpf = EbpfLoader::new().load(BASE_OBJ).map_err(load)?;
+        let mut m: Array<_, [u8; 8]> =
+            Array::try_from(ebpf.map_mut("base_mac").expect("in object"))
+                .map_err(crate::error::map_err("base_mac", "open"))?;
+        let mut v = [0u8; 8];
+        v[..6].copy_from_slice(&mac);
+        m.set(0, v, 0)
+            .map_err(crate::error::map_err("base_mac", "set"))?;
+        let mut tx = DevMap::try_from(ebpf.map_mut("base_tx").expect("in object"))
+            .map_err(crate::error::map_err("base_tx", "open"))?;
+        tx.set(0, ifindex, None, 0)
+            .map_err(|source| ForwarderError::Devmap {
+                op: "set".into(),
+                source: Box::new(source),
+            })?;
+        let prog: &mut Xdp = ebpf
+            .program_mut("edged_base")
+            .ok_or(ForwarderError::MissingProgram("edged_base"))?
+            .try_into()
+            .map_err(|source| ForwarderError::Program {
+                op: "find edged_base",
+                source: Box::new(source),
+            })?;
+        prog.load().map_err(|source| ForwarderError::Program {
+            op: "load baseline",
+            source: Box::new(source),
+        })?;
+        Ok(Baseline { ebpf })
+    }
+
+    pub fn run(&self, frame: &[u8], repeat: u32) -> Result<(u32, Vec<u8>, u64), ForwarderError> {
+        let prog: &Xdp = self
+            .ebpf
+            .program("edged_base")
+            .ok_or(ForwarderError::MissingProgram("edged_base"))?
+            .try_into()
+            .map_err(|source| ForwarderError::Program {
+                op: "find edged_base",
+                source: Box::new(source),
+            })?;
+        crate::load::test_run(prog, frame, None, repeat)
+    }
+}
+
+/// The embedded program object (for the layout test against its BTF).
+pub fn object() -> &'static [u8] {
+    crate::forwarder::OBJ
+}

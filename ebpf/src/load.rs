@@ -1,0 +1,165 @@
+//! Loading the program afresh, validating the spec, and BPF_PROG_TEST_RUN.
+
+use std::path::{Path, PathBuf};
+
+use aya::EbpfLoader;
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+
+use crate::abi::*;
+use crate::{ForwarderError, ForwarderSpec, NoHealthy};
+
+pub(crate) fn validate(spec: &ForwarderSpec) -> Result<(), ForwarderError> {
+    let m = spec.table_size;
+    if !(3..=262_139).contains(&m) || !is_prime(m) {
+        return Err(ForwarderError::InvalidSpec {
+            field: "table_size",
+            value: m.to_string(),
+            reason: "must be a prime between 3 and 262139 (default 65537)",
+        });
+    }
+    if !(1..=1 << 26).contains(&spec.conntrack_entries) {
+        return Err(ForwarderError::InvalidSpec {
+            field: "conntrack_entries",
+            value: spec.conntrack_entries.to_string(),
+            reason: "must be between 1 and 67108864",
+        });
+    }
+    if !spec.pin_dir.is_absolute() || spec.pin_dir.parent().is_none() {
+        return Err(ForwarderError::InvalidSpec {
+            field: "pin_dir",
+            value: spec.pin_dir.display().to_string(),
+            reason: "must be an absolute directory under /sys/fs/bpf",
+        });
+    }
+    Ok(())
+}
+
+fn is_prime(n: u32) -> bool {
+    n >= 2
+        && (2..)
+            .take_while(|d: &u32| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
+}
+
+pub(crate) fn wanted_cfg(spec: &ForwarderSpec) -> EdgedCfg {
+    EdgedCfg {
+        version: LAYOUT_VERSION,
+        table_size: spec.table_size,
+        hash_seed: spec.hash_seed,
+        max_vips: MAX_VIPS,
+        udp_timeout_ns: spec.udp_idle_timeout.as_nanos().min(u64::MAX as u128) as u64,
+        conntrack_entries: spec.conntrack_entries,
+        no_healthy: match spec.no_healthy {
+            NoHealthy::Drop => NO_HEALTHY_DROP,
+            NoHealthy::Pass => NO_HEALTHY_PASS,
+        },
+        ct_buckets: ct_buckets(spec.conntrack_entries),
+        pad: 0,
+    }
+}
+
+/// What cannot change under a running program (the rest is rewritten).
+pub(crate) fn same_layout(a: &EdgedCfg, b: &EdgedCfg) -> bool {
+    a.version == b.version
+        && a.table_size == b.table_size
+        && a.hash_seed == b.hash_seed
+        && a.max_vips == b.max_vips
+        && a.conntrack_entries == b.conntrack_entries
+        && a.ct_buckets == b.ct_buckets
+}
+
+/// Words of one Maglev ring (8 one-byte proxy slots per word).
+pub(crate) fn ring_words(table_size: u32) -> u32 {
+    table_size.div_ceil(8)
+}
+
+/// Sets in the connection table: enough for `entries`, a power of two.
+pub(crate) fn ct_buckets(entries: u32) -> u32 {
+    entries.div_ceil(CT_WAYS as u32).next_power_of_two()
+}
+
+pub(crate) fn load_fresh(spec: &ForwarderSpec, obj: &[u8]) -> Result<(), ForwarderError> {
+    let dir = &spec.pin_dir;
+    std::fs::create_dir_all(dir).map_err(pin_err("create", dir))?;
+    let load = |source| ForwarderError::Load {
+        source: Box::new(source),
+    };
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(dir)
+        .map_max_entries("ed_ring", MAX_VIPS * 2 * ring_words(spec.table_size))
+        .map_max_entries("ed_ct", ct_buckets(spec.conntrack_entries))
+        .map_max_entries(
+            "ed_ctts",
+            ct_buckets(spec.conntrack_entries) * CT_WAYS as u32,
+        )
+        .load(obj)
+        .map_err(load)?;
+    let prog: &mut Xdp = ebpf
+        .program_mut("edged_xdp")
+        .ok_or(ForwarderError::MissingProgram("edged_xdp"))?
+        .try_into()
+        .map_err(|source| ForwarderError::Program {
+            op: "find edged_xdp",
+            source: Box::new(source),
+        })?;
+    prog.load().map_err(|source| ForwarderError::Program {
+        op: "verify and load",
+        source: Box::new(source),
+    })?;
+    let path = dir.join("prog");
+    prog.pin(&path).map_err(|e| ForwarderError::Pin {
+        op: "pin program",
+        path,
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(())
+}
+
+/// Removes the pin dir: unpinning the links detaches the program.
+pub(crate) fn remove_pins(dir: &Path) -> Result<(), ForwarderError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ForwarderError::Pin {
+            op: "remove",
+            path: dir.into(),
+            source: e,
+        }),
+    }
+}
+
+pub(crate) fn pin_err(
+    op: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> ForwarderError {
+    let path: PathBuf = path.into();
+    move |source| ForwarderError::Pin { op, path, source }
+}
+
+/// One `BPF_PROG_TEST_RUN`: (verdict, output frame, mean ns per repeat).
+pub(crate) fn test_run(
+    prog: &Xdp,
+    frame: &[u8],
+    ingress_ifindex: Option<u32>,
+    repeat: u32,
+) -> Result<(u32, Vec<u8>, u64), ForwarderError> {
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ingress_ifindex.unwrap_or(0).to_ne_bytes());
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: ingress_ifindex.map(|_| &ctx[..]),
+        repeat,
+        ..Default::default()
+    };
+    let r = prog
+        .test_run(opts)
+        .map_err(|source| ForwarderError::Program {
+            op: "BPF_PROG_TEST_RUN",
+            source: Box::new(source),
+        })?;
+    out.truncate(r.data_size_out as usize);
+    Ok((r.return_value, out, r.duration.as_nanos() as u64))
+}
