@@ -4,15 +4,17 @@
 # completions, docs. Prints the path of the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="edge-daemon"))')
+meta=$(cargo metadata --no-deps --format-version 1)
+version=$(echo "$meta" | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="edge-daemon"))')
+target=$(echo "$meta" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 arch=$(dpkg --print-architecture)
 cargo build -q --release -p edge-daemon --bins
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 cargo run -q --release -p edge-daemon --example gen-assets -- "$root/assets" >/dev/null
 
-install -D -m 0755 target/release/edged "$root/pkg/usr/sbin/edged"
-install -D -m 0755 target/release/edgectl "$root/pkg/usr/bin/edgectl"
+install -D -m 0755 "$target/release/edged" "$root/pkg/usr/sbin/edged"
+install -D -m 0755 "$target/release/edgectl" "$root/pkg/usr/bin/edgectl"
 install -D -m 0644 systemd/edged.service "$root/pkg/lib/systemd/system/edged.service"
 install -D -m 0644 packaging/debian/edged.yaml "$root/pkg/etc/edged/edged.yaml"
 for page in edged edgectl; do
@@ -38,7 +40,7 @@ echo "Installed-Size: $(du -sk "$root/pkg" | cut -f1)" >> "$root/pkg/DEBIAN/cont
 install -m 0644 packaging/debian/conffiles "$root/pkg/DEBIAN/conffiles"
 for s in postinst prerm postrm; do install -m 0755 "packaging/debian/$s" "$root/pkg/DEBIAN/$s"; done
 
-mkdir -p target/debian
-out="target/debian/edged_${version}_${arch}.deb"
+mkdir -p "$target/debian"
+out="$target/debian/edged_${version}_${arch}.deb"
 dpkg-deb --root-owner-group -Zxz --build "$root/pkg" "$out" >/dev/null
 echo "$out"

@@ -92,6 +92,14 @@ pub enum EdgectlCommand {
     },
     /// Re-read the config; a bad file is rejected and the running one kept.
     Reload,
+    /// Set a proxy's weight at run time (e.g. a canary at 10 %), or `reset`
+    /// it to the config's. Persists across restarts.
+    Weight {
+        /// Proxy name.
+        proxy: String,
+        /// A weight (0-10000) or `reset`.
+        weight: String,
+    },
 }
 
 /// on/off.

@@ -29,6 +29,10 @@ pub struct Intents {
     /// Drained VIPs, by name.
     #[serde(default)]
     pub drained: BTreeMap<String, Since>,
+    /// Runtime proxy weights that override the config (a canary at 10 %,
+    /// then forward or back), by proxy name.
+    #[serde(default)]
+    pub weights: BTreeMap<String, u32>,
 }
 
 /// Errors reading or writing the intents file.

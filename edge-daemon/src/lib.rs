@@ -9,6 +9,7 @@ pub mod effects;
 pub mod health;
 pub mod intents;
 pub mod metrics;
+pub mod metrics_xdp;
 pub mod reconcile;
 
 #[cfg(test)]

@@ -82,6 +82,8 @@ pub struct Metrics {
     pub check_up: Family<CheckLabels, Gauge>,
     known_vips: Mutex<Vec<String>>,
     known_checks: Mutex<Vec<CheckLabels>>,
+    /// The data plane's counters, refreshed by the loop.
+    pub xdp: crate::metrics_xdp::SharedSnapshot,
 }
 
 impl Metrics {
@@ -109,6 +111,7 @@ impl Metrics {
             check_up: Family::default(),
             known_vips: Mutex::new(Vec::new()),
             known_checks: Mutex::new(Vec::new()),
+            xdp: Default::default(),
             registry: Registry::default(),
         };
         root.register(
@@ -156,6 +159,7 @@ impl Metrics {
             "1 while the check is up on the proxy",
             m.check_up.clone(),
         );
+        root.register_collector(Box::new(crate::metrics_xdp::XdpCollector(m.xdp.clone())));
         Metrics {
             registry: root,
             ..m

@@ -168,7 +168,8 @@ pub fn step(i: &Inputs<'_>) -> Plan {
             want.addrs.insert(vip.address);
         }
         let members = members(i.config, vip);
-        let (serving, not_serving) = split_by_health(i.health, &vip.name, &members);
+        let (serving, not_serving) =
+            split_by_health(i.health, &vip.name, &members, &i.intents.weights);
         let (route, reason, wake) =
             decide_route(i, vip, serving.len(), members.len(), &not_serving);
         if let Some(w) = wake {
@@ -213,6 +214,7 @@ fn split_by_health<'a>(
     h: &HealthView,
     vip: &str,
     members: &[&'a edged_config::Proxy],
+    weights: &std::collections::BTreeMap<String, u32>,
 ) -> Split<'a> {
     let mut serving = Vec::new();
     let mut why_not = Vec::new();
@@ -220,7 +222,9 @@ fn split_by_health<'a>(
     for p in members {
         let name = p.name.as_str();
         match verdicts.and_then(|v| v.get(name)) {
-            Some(Serve::Serving) => serving.push((name, p.weight)),
+            Some(Serve::Serving) => {
+                serving.push((name, weights.get(name).copied().unwrap_or(p.weight)))
+            }
             Some(Serve::NotServing(r)) => why_not.push(format!("{name}: {r}")),
             None if h.running => why_not.push(format!("{name}: no health result yet")),
             None => why_not.push(format!("{name}: no health checker running")),

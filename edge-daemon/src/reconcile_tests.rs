@@ -324,3 +324,16 @@ fn no_vip_interface_means_no_address_actions() {
     );
     assert_eq!(route(&plan, "web"), RouteState::Announced);
 }
+
+#[test]
+fn runtime_weights_override_the_config() {
+    let cfg = config();
+    let h = healthy(&[("web", "a"), ("web", "b")]);
+    let mut i = Intents::default();
+    i.weights.insert("a".into(), 1);
+    let plan = run(&cfg, &h, &i, &Applied::default(), t(0));
+    assert!(plan.actions.contains(&Action::SetTable {
+        vip: "web".into(),
+        proxies: vec![("a".into(), 1), ("b".into(), 50)]
+    }));
+}

@@ -21,7 +21,8 @@ fn edged_bin() -> PathBuf {
 
 #[test]
 fn default_lab_carries_traffic_over_kernel_ecmp_and_tears_down() {
-    let spec = Spec::parse(lab::spec::DEFAULT).unwrap();
+    let mut spec = Spec::parse(lab::spec::DEFAULT).unwrap();
+    spec.xdp = None; // the kernel-routing baseline
     let names: Vec<String>;
     {
         let mut lab = Lab::up(spec, &edged_bin());

@@ -40,6 +40,17 @@ async fn run(cli: &Cli) -> Result<String, ClientError> {
         Command::Maintenance { state: OnOff::On } => ("POST", "/v1/maintenance/on".into()),
         Command::Maintenance { state: OnOff::Off } => ("POST", "/v1/maintenance/off".into()),
         Command::Reload => ("POST", "/v1/reload".into()),
+        Command::Weight { proxy, weight } if weight == "reset" => {
+            ("POST", format!("/v1/proxies/{proxy}/weight-reset"))
+        }
+        Command::Weight { proxy, weight } => match weight.parse::<u32>() {
+            Ok(w) => ("POST", format!("/v1/proxies/{proxy}/weight/{w}")),
+            Err(_) => {
+                return Err(ClientError::Protocol(format!(
+                    "weight `{weight}`: a number 0-10000 or `reset`"
+                )));
+            }
+        },
     };
     let value = client::call(&cli.socket, method, &path).await?;
     if cli.output == Output::Json {
@@ -177,7 +188,14 @@ mod render {
                     p.name.clone(),
                     p.address.clone(),
                     p.delivery.clone(),
-                    p.weight.to_string(),
+                    if p.weight == p.configured_weight {
+                        p.weight.to_string()
+                    } else {
+                        format!("{} (config {})", p.weight, p.configured_weight)
+                    },
+                    p.traffic.as_ref().map_or("-".into(), |t| {
+                        format!("{} pkts, {} flows", t.packets, t.new_flows)
+                    }),
                     v.vip.clone(),
                     state.into(),
                     checks.join("; "),
@@ -190,6 +208,7 @@ mod render {
                 "ADDRESS",
                 "DELIVERY",
                 "WEIGHT",
+                "TRAFFIC",
                 "VIP",
                 "STATE",
                 "CHECKS (last result, latency)",

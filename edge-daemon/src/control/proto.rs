@@ -10,6 +10,8 @@
 //! | POST   | /v1/vips/{vip}/undrain    | [`Done`]       |
 //! | POST   | /v1/maintenance/{on,off}  | [`Done`]       |
 //! | POST   | /v1/reload                | [`Done`]       |
+//! | POST   | /v1/proxies/{p}/weight/{n}| [`Done`]       |
+//! | POST   | /v1/proxies/{p}/weight-reset | [`Done`]    |
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status.
 
@@ -100,10 +102,24 @@ pub struct ProxyInfo {
     pub address: String,
     /// `l2 via IF (MAC)` or `host`.
     pub delivery: String,
-    /// Configured weight.
+    /// Weight in force (a runtime override, else the config's).
     pub weight: u32,
+    /// Weight in the config.
+    #[serde(default)]
+    pub configured_weight: u32,
+    /// Data plane counters (`None` without a forwarder).
+    #[serde(default)]
+    pub traffic: Option<ProxyTraffic>,
     /// Per VIP this proxy is configured for.
     pub vips: Vec<ProxyVip>,
+}
+
+/// What the data plane delivered to a proxy.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProxyTraffic {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
 }
 
 /// A proxy's state for one VIP.

@@ -24,6 +24,8 @@ pub enum Query {
     Undrain(String),
     Maintenance(bool),
     Reload,
+    /// A runtime weight for a proxy (`None`: back to the config's).
+    Weight(String, Option<u32>),
 }
 
 /// An error for the client, with its HTTP status.
@@ -84,6 +86,14 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Request>) -> std::io
             post(|s| ask(s, Query::Maintenance(false))),
         )
         .route("/v1/reload", post(|s| ask(s, Query::Reload)))
+        .route(
+            "/v1/proxies/{proxy}/weight/{weight}",
+            post(|s, UrlPath((p, w)): UrlPath<(String, u32)>| ask(s, Query::Weight(p, Some(w)))),
+        )
+        .route(
+            "/v1/proxies/{proxy}/weight-reset",
+            post(|s, UrlPath(p): UrlPath<String>| ask(s, Query::Weight(p, None))),
+        )
         .with_state(tx);
     axum::serve(listener, app).await
 }

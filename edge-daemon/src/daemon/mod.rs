@@ -30,10 +30,13 @@ pub use state::State;
 use edged_health::HealthChecker;
 
 use crate::control;
-use crate::effects::{Addresses, NetlinkAddresses};
+use crate::effects::{Addresses, NetlinkAddresses, XdpForwarder};
 use crate::health;
 use crate::intents::Intents;
 use crate::metrics::Metrics;
+
+/// How often the data plane's counters are read for the metrics.
+const COUNTERS_EVERY: Duration = Duration::from_secs(5);
 
 /// How soon a pass with failed effects is retried.
 const RETRY: Duration = Duration::from_secs(1);
@@ -55,6 +58,8 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
         }
         None => (None, Default::default()),
     };
+    // Load or re-adopt the XDP data plane (pinned: flows survive a restart).
+    let forwarder = XdpForwarder::open(&config).context("forwarder")?;
     let metrics = Arc::new(Metrics::new());
     metrics.reload(true, unix_now());
 
@@ -70,6 +75,8 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
     let socket_path = node.control_socket.clone();
     let mut st = State::new(config_path, config, intents, addresses, metrics.clone());
     st.applied.addresses = adopted;
+    st.forwarder = forwarder;
+    st.refresh_counters();
 
     let (checker, mut health_rx) = HealthChecker::spawn(
         health::checks(&st.config),
@@ -84,6 +91,8 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+    let mut counters_tick = tokio::time::interval(COUNTERS_EVERY);
+    counters_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watchdog_at = Instant::now();
 
     tracing::info!(vips = st.config.vips.len(), "edged started");
@@ -119,6 +128,7 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = counters_tick.tick() => st.refresh_counters(),
             _ = sleep_until(deadline) => {}
         }
         if let Some(w) = watchdog

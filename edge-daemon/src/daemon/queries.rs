@@ -32,11 +32,15 @@ impl State {
         match q {
             Query::Status => json(self.status()),
             Query::Vips => json(self.vips()),
-            Query::Proxies => json(self.proxies()),
+            Query::Proxies => {
+                self.refresh_counters();
+                json(self.proxies())
+            }
             Query::Peers => json(self.peers()),
             Query::Drain(v) => self.drain(&v, true),
             Query::Undrain(v) => self.drain(&v, false),
             Query::Maintenance(on) => self.maintenance(on),
+            Query::Weight(proxy, w) => self.weight(&proxy, w),
             Query::Reload => match self.reload() {
                 Ok(msg) => done(format!("reloaded: {msg}")),
                 Err(e) => Err(ApiError {
@@ -86,6 +90,40 @@ impl State {
         })?;
         tracing::info!(vip = %name, "{verb} by operator");
         done(format!("{name}: {verb}"))
+    }
+
+    fn weight(&mut self, proxy: &str, w: Option<u32>) -> Answer {
+        if !self.config.proxies.iter().any(|p| p.name == proxy) {
+            return Err(ApiError {
+                status: 404,
+                message: format!("no proxy named `{proxy}` (see edgectl proxies)"),
+            });
+        }
+        if let Some(w) = w
+            && w > edged_config::MAX_WEIGHT
+        {
+            let max = edged_config::MAX_WEIGHT;
+            return Err(ApiError {
+                status: 400,
+                message: format!("weight {w} is above the maximum {max}"),
+            });
+        }
+        let mut next = self.intents.clone();
+        match w {
+            Some(w) => next.weights.insert(proxy.to_string(), w),
+            None => next.weights.remove(proxy),
+        };
+        self.set_intents(next).map_err(|e| ApiError {
+            status: 500,
+            message: e,
+        })?;
+        tracing::info!(proxy, ?w, "runtime weight changed by operator");
+        match w {
+            Some(w) => done(format!(
+                "{proxy}: weight {w} (runtime; edgectl weight {proxy} reset to undo)"
+            )),
+            None => done(format!("{proxy}: weight back to the config's")),
+        }
     }
 
     fn maintenance(&mut self, on: bool) -> Answer {
@@ -142,14 +180,25 @@ impl State {
                     "disabled",
                     "no forwarder section in the config".into(),
                 ),
-                (None, Some(_)) => component(
-                    "forwarder",
-                    "not-available",
-                    "XDP forwarder not built yet (issue #3)".into(),
-                ),
-                (Some(_), Some(f)) => {
-                    component("forwarder", "ok", format!("XDP on {}", f.uplinks.join(",")))
+                (None, Some(_)) => {
+                    component("forwarder", "error", "the data plane did not load".into())
                 }
+                (Some(_), Some(f)) => component(
+                    "forwarder",
+                    if self.last_errors.iter().any(|e| e.starts_with("forwarder")) {
+                        "error"
+                    } else {
+                        "ok"
+                    },
+                    format!(
+                        "XDP ({:?}) on {}; {} VIP tables",
+                        f.xdp_mode,
+                        f.uplinks.join(","),
+                        self.applied.tables.len()
+                    )
+                    .replace("(Native)", "(native)")
+                    .replace("(Generic)", "(generic)"),
+                ),
             },
             {
                 let count = |st: edged_health::State| {
@@ -240,7 +289,27 @@ impl State {
                     (_, Some(i), Some(m)) => format!("l2 via {i} ({m})"),
                     _ => "l2".into(),
                 },
-                weight: p.weight,
+                weight: self
+                    .intents
+                    .weights
+                    .get(&p.name)
+                    .copied()
+                    .unwrap_or(p.weight),
+                configured_weight: p.weight,
+                traffic: self.metrics.xdp.lock().ok().and_then(|snap| {
+                    let c = snap
+                        .as_ref()?
+                        .counters
+                        .proxies
+                        .iter()
+                        .find(|c| c.name == p.name)?
+                        .clone();
+                    Some(ProxyTraffic {
+                        packets: c.packets,
+                        bytes: c.bytes,
+                        new_flows: c.new_flows,
+                    })
+                }),
                 vips: self
                     .config
                     .vips

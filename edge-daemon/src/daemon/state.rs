@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use edged_config::Config;
 
 use crate::control::proto::ReloadInfo;
-use crate::effects::{Addresses, Announcer, Forwarder};
+use crate::effects::{Addresses, Announcer};
 use crate::intents::Intents;
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Applied, HealthView, Inputs, Plan};
@@ -23,8 +23,8 @@ pub struct State {
     pub applied: Applied,
     /// VIP addresses; `None` when `node.vip_interface` is null.
     pub addresses: Option<Box<dyn Addresses>>,
-    /// The XDP forwarder; `None` until issue #3 lands (status says so).
-    pub forwarder: Option<Box<dyn Forwarder>>,
+    /// The XDP forwarder; `None` without a `forwarder:` section.
+    pub forwarder: Option<crate::effects::XdpForwarder>,
     /// The BIRD announcer; `None` until issue #5 lands (status says so).
     pub announcer: Option<Box<dyn Announcer>>,
     pub metrics: Arc<Metrics>,
@@ -108,6 +108,15 @@ impl State {
             ok,
             error,
         };
+        let result = result.and_then(|new| {
+            if let Some(f) = &mut self.forwarder {
+                let changed = f.reconfigure(&new).map_err(|e| e.to_string())?;
+                for vip in changed {
+                    self.applied.tables.remove(&vip);
+                }
+            }
+            Ok(new)
+        });
         match result {
             Ok(new) => {
                 let msg = describe_change(&self.config, &new);
@@ -124,6 +133,24 @@ impl State {
                 tracing::error!("config reload rejected, running config kept: {e}");
                 Err(e)
             }
+        }
+    }
+
+    /// Reads the data plane's counters into the metrics snapshot.
+    pub fn refresh_counters(&mut self) {
+        let Some(f) = &self.forwarder else { return };
+        match f.counters() {
+            Ok(counters) => {
+                let names = self
+                    .config
+                    .vips
+                    .iter()
+                    .map(|v| (v.address, v.name.clone()))
+                    .collect();
+                let snap = crate::metrics_xdp::XdpSnapshot { counters, names };
+                *self.metrics.xdp.lock().expect("xdp snapshot lock") = Some(snap);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read forwarder counters"),
         }
     }
 
@@ -155,6 +182,7 @@ fn restart_only_fields(old: &Config, new: &Config) -> Result<(), String> {
         ("node.control_group", o.control_group != n.control_group),
         ("node.metrics_listen", o.metrics_listen != n.metrics_listen),
         ("node.vip_interface", o.vip_interface != n.vip_interface),
+        ("forwarder", old.forwarder != new.forwarder),
     ];
     match checks.iter().find(|(_, changed)| *changed) {
         Some((field, _)) => Err(format!(

@@ -4,12 +4,14 @@
 //! issues); a missing one is `None` and the status says so.
 
 mod netlink;
+mod xdp;
 
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
 pub use netlink::NetlinkAddresses;
+pub use xdp::XdpForwarder;
 
 use crate::reconcile::RouteState;
 

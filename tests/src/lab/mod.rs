@@ -25,6 +25,8 @@ pub struct Node {
     pub name: String,
     pub edged: Option<Proc>,
     pub proxies: Vec<Proxy>,
+    /// edged's bpffs directory (removed after edged is gone).
+    pub pins: PinDir,
     pub ns: NetNs,
     pub dir: TempDir,
     /// The node's address on its ToR link.
@@ -141,10 +143,12 @@ impl Lab {
                 address_v4: pl.v4.1,
             });
         }
+        let pins = PinDir(PathBuf::from(format!("/sys/fs/bpf/{}", ns.name())));
         Node {
             name,
             edged: None,
             proxies,
+            pins,
             ns,
             dir: TempDir::new("labnode"),
             uplink_v4: link.v4.1,
@@ -161,6 +165,12 @@ impl Lab {
             asn = self.spec.node_asn,
             dir = n.dir.path().display()
         );
+        if let Some(mode) = &self.spec.xdp {
+            y += &format!(
+                "forwarder:\n  uplinks: [uplink]\n  xdp_mode: {mode}\n  pin_dir: {}\n",
+                n.pins.0.display()
+            );
+        }
         y += "proxies:\n";
         for (j, p) in n.proxies.iter().enumerate() {
             let mac = net::mac(&p.ns, "eth0");
@@ -216,6 +226,15 @@ impl Lab {
     }
 }
 
+/// A node's bpffs pin directory, removed on drop (detaching its XDP link).
+pub struct PinDir(pub PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Removes every lab namespace (and the processes in it) a crashed run left.
 pub fn cleanup() -> usize {
     let out = crate::sh_ok("ip", &["netns", "list"]);
@@ -246,41 +265,41 @@ pub fn cleanup() -> usize {
 
 // === kernel-routing baseline ===
 
+type Pick = fn(&spec::Link) -> &String;
+
+fn family(a: std::net::IpAddr) -> (&'static str, u8, Pick) {
+    if a.is_ipv4() {
+        ("-4", 32, |l| &l.v4.1)
+    } else {
+        ("-6", 128, |l| &l.v6.1)
+    }
+}
+
+fn multipath(ns: &NetNs, fam: &str, prefix: &str, hops: impl Iterator<Item = String>) {
+    let mut args: Vec<String> = ["ip", fam, "route", "replace", prefix]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for h in hops {
+        args.extend(["nexthop".into(), "via".into(), h]);
+    }
+    ns.exec_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
 impl Lab {
     /// Routes every VIP with plain kernel ECMP instead of BGP and XDP: the
     /// ToR over all nodes, each node over its proxies. The baseline the
     /// XDP path is measured against; also lets the lab carry traffic
     /// before edged announces anything.
     pub fn kernel_routes(&self) {
+        self.tor_routes();
         for v in &self.spec.vips {
-            let (fam, plen, pick): (&str, u8, fn(&spec::Link) -> &String) = if v.address.is_ipv4() {
-                ("-4", 32, |l| &l.v4.1)
-            } else {
-                ("-6", 128, |l| &l.v6.1)
-            };
+            let (fam, plen, pick) = family(v.address);
             let prefix = format!("{}/{plen}", v.address);
-            let mut args: Vec<String> = ["ip", fam, "route", "replace", &prefix]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            for i in 0..self.nodes.len() {
-                args.extend(["nexthop".into(), "via".into(), pick(&tor_link(i)).clone()]);
-            }
-            self.tor_ns
-                .exec_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
             for (i, n) in self.nodes.iter().enumerate() {
-                let mut args: Vec<String> = ["ip", fam, "route", "replace", &prefix]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                for j in 0..n.proxies.len() {
-                    args.extend([
-                        "nexthop".into(),
-                        "via".into(),
-                        pick(&proxy_link(i, j, self.spec.proxies_per_node)).clone(),
-                    ]);
-                }
-                n.ns.exec_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+                let hops = (0..n.proxies.len())
+                    .map(|j| pick(&proxy_link(i, j, self.spec.proxies_per_node)).clone());
+                multipath(&n.ns, fam, &prefix, hops);
                 // Policy 1 reuses the skb's hash, which a veth carries over
                 // from the ToR: every ToR choice would pin one proxy (hash
                 // polarisation). Policy 3 hashes the 5-tuple afresh with
@@ -296,6 +315,15 @@ impl Lab {
                 let seed = format!("net.ipv4.fib_multipath_hash_seed={}", 7919 * (i + 1));
                 n.ns.exec_ok(&["sysctl", "-qw", &seed]);
             }
+        }
+    }
+
+    /// Static ECMP at the ToR over every node (instead of BGP).
+    pub fn tor_routes(&self) {
+        for v in &self.spec.vips {
+            let (fam, plen, pick) = family(v.address);
+            let hops = (0..self.nodes.len()).map(|i| pick(&tor_link(i)).clone());
+            multipath(&self.tor_ns, fam, &format!("{}/{plen}", v.address), hops);
         }
     }
 

@@ -27,6 +27,10 @@ pub struct Spec {
     pub client_sources: usize,
     /// The VIPs every node serves.
     pub vips: Vec<LabVip>,
+    /// XDP mode of each node's forwarder (`native`, `generic`); absent:
+    /// no forwarder (the kernel-routing baseline).
+    #[serde(default)]
+    pub xdp: Option<String>,
 }
 
 /// `tor:`.

@@ -1,0 +1,167 @@
+//! The forwarder driver: edged's config and reconcile actions onto the XDP
+//! data plane (`edged-ebpf`). Map writes are synchronous and short (a
+//! Maglev build for 65537 slots is about a millisecond), so they run on the
+//! loop's task.
+
+use std::collections::HashMap;
+
+use edged_config::{
+    Config, Delivery as CfgDelivery, NoHealthy as CfgNoHealthy, Protocol, XdpMode as CfgXdpMode,
+};
+use edged_ebpf::{Delivery, ForwarderSpec, NoHealthy, Proto, ProxyTarget, VipService, XdpMode};
+
+use super::{EffectError, EffectFuture, Forwarder};
+
+/// The XDP data plane, configured from edged's config.
+pub struct XdpForwarder {
+    inner: edged_ebpf::Forwarder,
+    vips: HashMap<String, VipService>,
+}
+
+fn err(op: impl Into<String>, e: impl std::fmt::Display) -> EffectError {
+    EffectError {
+        component: "forwarder",
+        op: op.into(),
+        message: e.to_string(),
+    }
+}
+
+/// The forwarder spec of a config that has a `forwarder:` section.
+pub fn spec(cfg: &Config) -> Option<ForwarderSpec> {
+    let f = cfg.forwarder.as_ref()?;
+    Some(ForwarderSpec {
+        uplinks: f.uplinks.clone(),
+        mode: match f.xdp_mode {
+            CfgXdpMode::Native => XdpMode::Native,
+            CfgXdpMode::Generic => XdpMode::Generic,
+        },
+        pin_dir: f.pin_dir.clone(),
+        hash_seed: f.hash_seed,
+        table_size: f.table_size,
+        no_healthy: match f.no_healthy_proxy {
+            CfgNoHealthy::Drop => NoHealthy::Drop,
+            CfgNoHealthy::Pass => NoHealthy::Pass,
+        },
+        conntrack_entries: f.conntrack_entries,
+        udp_idle_timeout: f.udp_idle_timeout,
+    })
+}
+
+fn targets(cfg: &Config) -> Vec<ProxyTarget> {
+    cfg.proxies
+        .iter()
+        .map(|p| ProxyTarget {
+            name: p.name.clone(),
+            delivery: match (p.delivery, &p.interface, p.mac) {
+                (CfgDelivery::L2, Some(ifname), Some(mac)) => Delivery::L2 {
+                    ifname: ifname.clone(),
+                    mac: mac.0,
+                },
+                _ => Delivery::HostStack,
+            },
+        })
+        .collect()
+}
+
+fn services(cfg: &Config) -> HashMap<String, VipService> {
+    cfg.vips
+        .iter()
+        .map(|v| {
+            let ports = v
+                .ports
+                .iter()
+                .map(|p| {
+                    (
+                        p.port,
+                        if p.protocol == Protocol::Tcp {
+                            Proto::Tcp
+                        } else {
+                            Proto::Udp
+                        },
+                    )
+                })
+                .collect();
+            (
+                v.name.clone(),
+                VipService {
+                    addr: v.address,
+                    ports,
+                },
+            )
+        })
+        .collect()
+}
+
+impl XdpForwarder {
+    /// Loads or re-adopts the data plane and registers the proxies.
+    /// `None` when the config has no forwarder section.
+    pub fn open(cfg: &Config) -> Result<Option<Self>, EffectError> {
+        let Some(spec) = spec(cfg) else {
+            return Ok(None);
+        };
+        let inner =
+            edged_ebpf::Forwarder::open(&spec).map_err(|e| err("open the XDP data plane", e))?;
+        let mut f = XdpForwarder {
+            inner,
+            vips: HashMap::new(),
+        };
+        f.reconfigure(cfg)?;
+        Ok(Some(f))
+    }
+
+    /// After a (re)load: the proxy set, and the VIPs' addresses and ports.
+    /// Returns the VIPs whose address or ports changed: their tables were
+    /// removed from the data plane and must be written again.
+    pub fn reconfigure(&mut self, cfg: &Config) -> Result<Vec<String>, EffectError> {
+        self.inner
+            .set_proxies(&targets(cfg))
+            .map_err(|e| err("set proxies", e))?;
+        let new = services(cfg);
+        let mut changed = Vec::new();
+        for (name, old) in &self.vips {
+            if new.get(name).is_some_and(|n| n != old) {
+                self.inner
+                    .remove_vip(old.addr)
+                    .map_err(|e| err(format!("remove old {name}"), e))?;
+                changed.push(name.clone());
+            }
+        }
+        // VIPs gone from the config stay known until their table is removed.
+        for (name, svc) in new {
+            self.vips.insert(name, svc);
+        }
+        Ok(changed)
+    }
+
+    /// Counters summed over CPUs.
+    pub fn counters(&self) -> Result<edged_ebpf::Counters, EffectError> {
+        self.inner.counters().map_err(|e| err("read counters", e))
+    }
+}
+
+impl Forwarder for XdpForwarder {
+    fn set_table(&mut self, vip: &str, proxies: &[(String, u32)]) -> EffectFuture<'_> {
+        let r = match self.vips.get(vip) {
+            Some(svc) => self
+                .inner
+                .set_vip(svc, proxies)
+                .map_err(|e| err(format!("set table of {vip}"), e)),
+            None => Err(err(
+                format!("set table of {vip}"),
+                "VIP not in the forwarder's config",
+            )),
+        };
+        Box::pin(std::future::ready(r))
+    }
+
+    fn remove_table(&mut self, vip: &str) -> EffectFuture<'_> {
+        let r = match self.vips.remove(vip) {
+            Some(svc) => self
+                .inner
+                .remove_vip(svc.addr)
+                .map_err(|e| err(format!("remove {vip}"), e)),
+            None => Ok(()),
+        };
+        Box::pin(std::future::ready(r))
+    }
+}

@@ -1,0 +1,186 @@
+//! The data plane's counters as Prometheus counters, read from the last
+//! snapshot the daemon loop took (the loop owns the forwarder).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::TypedMetric;
+use prometheus_client::metrics::counter::ConstCounter;
+
+/// The last counters and the VIP names of their addresses.
+#[derive(Debug, Default)]
+pub struct XdpSnapshot {
+    pub counters: edged_ebpf::Counters,
+    pub names: HashMap<IpAddr, String>,
+}
+
+/// Shared between the loop (writer) and the collector (reader).
+pub type SharedSnapshot = Arc<Mutex<Option<XdpSnapshot>>>;
+
+/// Encodes the snapshot on each scrape.
+#[derive(Debug)]
+pub struct XdpCollector(pub SharedSnapshot);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VipReason {
+    vip: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Vip {
+    vip: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Proxy {
+    proxy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+fn family<L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(L, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, ConstCounter::<u64>::TYPE)?;
+    for (labels, v) in rows {
+        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for XdpCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let guard = self.0.lock().map_err(|_| std::fmt::Error)?;
+        let Some(s) = guard.as_ref() else {
+            return Ok(());
+        };
+        let c = &s.counters;
+        let name = |a: &Option<IpAddr>| {
+            a.and_then(|a| s.names.get(&a).cloned())
+                .unwrap_or_else(|| a.map_or("?".into(), |a| a.to_string()))
+        };
+        let vip = |f: fn(&edged_ebpf::VipCounters) -> u64| -> Vec<(Vip, u64)> {
+            c.vips
+                .iter()
+                .map(|v| (Vip { vip: name(&v.addr) }, f(v)))
+                .collect()
+        };
+        family(
+            &mut enc,
+            "xdp_vip_packets",
+            "Packets forwarded to a proxy, per VIP",
+            &vip(|v| v.packets),
+        )?;
+        family(
+            &mut enc,
+            "xdp_vip_bytes",
+            "Bytes forwarded to a proxy, per VIP",
+            &vip(|v| v.bytes),
+        )?;
+        family(
+            &mut enc,
+            "xdp_vip_new_flows",
+            "Flows recorded in the connection table, per VIP",
+            &vip(|v| v.new_flows),
+        )?;
+        family(
+            &mut enc,
+            "xdp_vip_nonsyn_misses",
+            "TCP non-SYN packets with no connection entry (Maglev pick)",
+            &vip(|v| v.nonsyn_miss),
+        )?;
+        family(
+            &mut enc,
+            "xdp_vip_icmp_forwarded",
+            "ICMP errors forwarded to the flow's proxy",
+            &vip(|v| v.icmp_forwarded),
+        )?;
+        let mut drops = Vec::new();
+        let mut passes = Vec::new();
+        for v in &c.vips {
+            let n = name(&v.addr);
+            let row = |reason: &str, val| {
+                (
+                    VipReason {
+                        vip: n.clone(),
+                        reason: reason.into(),
+                    },
+                    val,
+                )
+            };
+            drops.push(row("no_healthy_proxy", v.drop_no_healthy));
+            passes.push(row("no_healthy_proxy", v.pass_no_healthy));
+            passes.push(row("fragment", v.frag_pass));
+            passes.push(row("ipv6_extension_header", v.ext_header_pass));
+        }
+        family(
+            &mut enc,
+            "xdp_vip_drops",
+            "VIP packets dropped, by reason",
+            &drops,
+        )?;
+        family(
+            &mut enc,
+            "xdp_vip_passes",
+            "VIP packets passed to the host stack, by reason",
+            &passes,
+        )?;
+        let proxy = |f: fn(&edged_ebpf::ProxyCounters) -> u64| -> Vec<(Proxy, u64)> {
+            c.proxies
+                .iter()
+                .map(|p| {
+                    (
+                        Proxy {
+                            proxy: p.name.clone(),
+                        },
+                        f(p),
+                    )
+                })
+                .collect()
+        };
+        family(
+            &mut enc,
+            "xdp_proxy_packets",
+            "Packets delivered to the proxy",
+            &proxy(|p| p.packets),
+        )?;
+        family(
+            &mut enc,
+            "xdp_proxy_bytes",
+            "Bytes delivered to the proxy",
+            &proxy(|p| p.bytes),
+        )?;
+        family(
+            &mut enc,
+            "xdp_proxy_new_flows",
+            "New flows assigned to the proxy",
+            &proxy(|p| p.new_flows),
+        )?;
+        let g = &c.global;
+        let global = [
+            ("truncated", g.truncated),
+            ("vlan_too_deep", g.vlan_too_deep),
+            ("bad_ip_header", g.bad_ip_header),
+            ("no_proxy_drop", g.no_proxy_drop),
+            ("icmp_not_ours", g.icmp_not_ours),
+        ]
+        .map(|(r, v)| (Reason { reason: r.into() }, v));
+        family(
+            &mut enc,
+            "xdp_packets_by_reason",
+            "Packets the forwarder passed or dropped before a VIP, by reason",
+            &global,
+        )?;
+        Ok(())
+    }
+}

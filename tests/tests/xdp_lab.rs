@@ -1,0 +1,129 @@
+//! The whole node data path: real edged on each lab node with its XDP
+//! forwarder on the uplink, health-checked nginx proxies, client traffic
+//! through the ToR. Traffic spreads over every proxy, edgectl shows the
+//! counters, a runtime weight canaries a proxy, a failed proxy leaves the
+//! table and no request fails after convergence.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use edged_testlab::lab::{self, Lab, Spec, traffic};
+use edged_testlab::poll_until;
+
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let b = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        b.exists(),
+        "{} missing: cargo build --workspace --bins first",
+        b.display()
+    );
+    b
+}
+
+fn ctl(sock: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin("edgectl"))
+        .arg("--socket")
+        .arg(sock)
+        .args(["-o", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "edgectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn all_announced(lab: &Lab) -> bool {
+    (0..lab.nodes.len()).all(|i| {
+        ctl(&lab.socket(i), &["vips"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["route"] == "announced" && v["serving"].as_array().unwrap().len() == 2)
+    })
+}
+
+fn share(t: &BTreeMap<String, usize>, who: &str) -> f64 {
+    let node: usize = t
+        .iter()
+        .filter(|(k, _)| k.starts_with("edge1-"))
+        .map(|(_, v)| v)
+        .sum();
+    *t.get(who).unwrap_or(&0) as f64 / node.max(1) as f64
+}
+
+#[test]
+fn xdp_spreads_canaries_and_fails_over() {
+    let spec = Spec::parse(lab::spec::DEFAULT).unwrap();
+    assert_eq!(spec.xdp.as_deref(), Some("native"));
+    let mut lab = Lab::up(spec, &bin("edged"));
+    for i in 0..lab.nodes.len() {
+        lab.start_node(i);
+    }
+    lab.tor_routes(); // the ToR's ECMP comes from BGP once edged announces; static here
+    assert!(
+        poll_until(Duration::from_secs(15), || all_announced(&lab)),
+        "{}",
+        lab.node_log(0)
+    );
+    let status = ctl(&lab.socket(0), &["status"]);
+    assert_eq!(status["components"][1]["state"], "ok", "{status}");
+
+    let v4: SocketAddr = "203.0.113.10:80".parse().unwrap();
+    let v6: SocketAddr = "[2001:db8:100::10]:80".parse().unwrap();
+    for (dst, six) in [(v4, false), (v6, true)] {
+        let t = traffic::run(&lab.client.path(), lab.sources(six), dst, 400);
+        assert!(
+            t.failed.is_empty(),
+            "{dst}: {:?}",
+            &t.failed[..t.failed.len().min(3)]
+        );
+        assert_eq!(t.by_proxy.len(), 4, "{dst}: {:?}", t.by_proxy);
+    }
+    // The data plane counted what it delivered.
+    let proxies = ctl(&lab.socket(0), &["proxies"]);
+    for p in proxies.as_array().unwrap() {
+        assert!(p["traffic"]["packets"].as_u64().unwrap() > 0, "{p}");
+        assert!(p["traffic"]["new_flows"].as_u64().unwrap() > 0, "{p}");
+    }
+
+    // Canary: px1 at 10 % of node 1's new flows.
+    ctl(&lab.socket(0), &["weight", "px1", "1"]);
+    ctl(&lab.socket(0), &["weight", "px2", "9"]);
+    let t = traffic::run(&lab.client.path(), lab.sources(false), v4, 1000);
+    assert!(t.failed.is_empty());
+    let canary = share(&t.by_proxy, "edge1-px1");
+    println!(
+        "canary share of edge1's flows at weights 1:9: {:.1} %",
+        canary * 100.0
+    );
+    assert!((0.03..=0.2).contains(&canary), "{:?}", t.by_proxy);
+    ctl(&lab.socket(0), &["weight", "px1", "reset"]);
+    ctl(&lab.socket(0), &["weight", "px2", "reset"]);
+
+    // A proxy fails: its node stops sending it new flows once health says so.
+    lab.nodes[0].proxies[0].nginx.stop();
+    let gone = poll_until(Duration::from_secs(10), || {
+        ctl(&lab.socket(0), &["vips"])[0]["serving"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    });
+    assert!(gone, "edge1-px1 never left the table");
+    let t = traffic::run(&lab.client.path(), lab.sources(false), v4, 400);
+    assert!(
+        t.failed.is_empty(),
+        "after convergence: {:?}",
+        &t.failed[..t.failed.len().min(3)]
+    );
+    assert!(!t.by_proxy.contains_key("edge1-px1"));
+    assert_eq!(t.by_proxy.len(), 3, "{:?}", t.by_proxy);
+}
