@@ -34,6 +34,21 @@ fn exported() -> BTreeSet<String> {
         proxy: "px1".into(),
     };
     m.observe_checks(&[(key, edged_health::CheckStatus::default())]);
+    let counters = edged_ebpf::Counters {
+        vips: vec![edged_ebpf::VipCounters {
+            addr: Some("203.0.113.10".parse().unwrap()),
+            ..Default::default()
+        }],
+        proxies: vec![edged_ebpf::ProxyCounters {
+            name: "px1".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    *m.xdp.lock().unwrap() = Some(edge_daemon::metrics_xdp::XdpSnapshot {
+        counters,
+        names: Default::default(),
+    });
     let text = m.encode();
     let mut names = BTreeSet::new();
     for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
