@@ -19,8 +19,8 @@ build: deps
 	$(CARGO) build --workspace --all-targets
 
 demo: deps
-	$(CARGO) build --release -p edge-daemon --bins
-	bash tests/demo.sh target/release
+	$(CARGO) build --release -p edge-daemon -p edged-testlab --bins
+	$(CARGO) run --release -q -p edged-testlab --bin edged-lab -- demo
 
 test: deps
 	$(CARGO) build --workspace --bins

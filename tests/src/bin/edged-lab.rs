@@ -31,6 +31,9 @@ enum Command {
         #[arg(long)]
         edged: Option<PathBuf>,
     },
+    /// Build the lab, walk through traffic, failures, a canary and a drain,
+    /// tear down.
+    Demo,
     /// Remove namespaces and processes a crashed lab left behind.
     Cleanup,
 }
@@ -40,6 +43,35 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Cleanup => {
             println!("removed {} lab namespaces", lab::cleanup());
+            Ok(())
+        }
+        Command::Demo => {
+            let spec = Spec::parse(lab::spec::DEFAULT).map_err(anyhow::Error::msg)?;
+            let edged = std::env::current_exe()?.with_file_name("edged");
+            let edgectl = std::env::current_exe()?.with_file_name("edgectl");
+            let mut signals = SigSet::empty();
+            signals.add(Signal::SIGINT);
+            signals.add(Signal::SIGTERM);
+            signals.thread_block()?;
+            // Ctrl-C ends the demo through the same teardown.
+            std::thread::spawn(move || {
+                if signals.wait().is_ok() {
+                    lab::cleanup();
+                    std::process::exit(130);
+                }
+            });
+            println!(
+                "== building the lab: a top-of-rack (BIRD), 2 edge nodes with edged and XDP, 4 nginx proxies, a client"
+            );
+            let mut lab = Lab::up(spec, &edged);
+            for i in 0..lab.nodes.len() {
+                lab.start_node(i);
+            }
+            let result = lab::demo::run(&mut lab, &edgectl);
+            println!("\n== tearing down");
+            drop(lab);
+            result.map_err(anyhow::Error::msg)?;
+            println!("demo done");
             Ok(())
         }
         Command::Up { topology, edged } => {

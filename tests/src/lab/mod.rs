@@ -4,6 +4,7 @@
 //! `edged-lab cleanup` removes what a crashed run left (namespaces named
 //! `edl*`).
 
+pub mod demo;
 pub mod spec;
 pub mod traffic;
 

@@ -1,0 +1,121 @@
+//! `edged-lab demo`: the lab, step by step, for someone who has never seen
+//! edged. Prints what it does and what it measured.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::{Lab, traffic};
+use crate::poll_until;
+
+fn say(step: &str) {
+    println!("\n== {step}");
+}
+
+fn edgectl(bin: &Path, sock: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin)
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("edgectl");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn json(bin: &Path, sock: &Path, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["-o", "json"];
+    full.extend_from_slice(args);
+    serde_json::from_str(&edgectl(bin, sock, &full)).unwrap_or(serde_json::Value::Null)
+}
+
+fn serving(bin: &Path, sock: &Path, vip: usize) -> usize {
+    json(bin, sock, &["vips"])[vip]["serving"]
+        .as_array()
+        .map_or(0, |a| a.len())
+}
+
+fn print_spread(t: &traffic::Tally) {
+    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+    for (proxy, n) in &t.by_proxy {
+        *per_node
+            .entry(proxy.split('-').next().unwrap_or("?"))
+            .or_default() += n;
+    }
+    let total = t.ok().max(1) as f64;
+    for (node, n) in &per_node {
+        println!(
+            "  {node}: {n:4} requests ({:.0} %)",
+            100.0 * *n as f64 / total
+        );
+        for (proxy, m) in t.by_proxy.iter().filter(|(p, _)| p.starts_with(node)) {
+            println!("    {proxy}: {m:4} ({:.0} %)", 100.0 * *m as f64 / total);
+        }
+    }
+    println!("  failed requests: {}", t.failed.len());
+}
+
+/// Runs the demo on a lab that is up with edged started on every node.
+pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
+    let v4: SocketAddr = "203.0.113.10:80".parse().unwrap();
+    let sock0 = lab.socket(0);
+    say("edged on every node: waiting for the health checks to pass");
+    let t0 = Instant::now();
+    let all_up = poll_until(Duration::from_secs(20), || {
+        (0..lab.nodes.len())
+            .all(|i| serving(edgectl_bin, &lab.socket(i), 0) == lab.spec.proxies_per_node)
+    });
+    if !all_up {
+        return Err(format!(
+            "proxies never became healthy:\n{}",
+            lab.node_log(0)
+        ));
+    }
+    println!("all proxies serving after {} ms", t0.elapsed().as_millis());
+    println!("{}", edgectl(edgectl_bin, &sock0, &["status"]));
+    println!("{}", edgectl(edgectl_bin, &sock0, &["vips"]));
+
+    say("the top-of-rack's ECMP route for each VIP (kernel table)");
+    lab.tor_routes();
+    for v in &lab.spec.vips {
+        let fam = if v.address.is_ipv4() { "-4" } else { "-6" };
+        print!(
+            "{}",
+            lab.tor_ns
+                .exec_ok(&["ip", fam, "route", "show", &v.address.to_string()])
+        );
+    }
+
+    say("1,000 HTTP requests from 64 client addresses to 203.0.113.10");
+    let t = traffic::run(&lab.client.path(), lab.sources(false), v4, 1000);
+    print_spread(&t);
+
+    say("fail a proxy: stop nginx on edge1-px1");
+    let t0 = Instant::now();
+    lab.nodes[0].proxies[0].nginx.stop();
+    poll_until(Duration::from_secs(10), || {
+        serving(edgectl_bin, &sock0, 0) == lab.spec.proxies_per_node - 1
+    });
+    println!(
+        "edge1 took px1 out of its table after {} ms (interval 250ms, fall 3)",
+        t0.elapsed().as_millis()
+    );
+    let t = traffic::run(&lab.client.path(), lab.sources(false), v4, 1000);
+    print_spread(&t);
+
+    say(
+        "canary: weights 1:9 on edge1's remaining proxies is not possible with one left; on edge2: px1=1, px2=9",
+    );
+    let sock1 = lab.socket(1);
+    edgectl(edgectl_bin, &sock1, &["weight", "px1", "1"]);
+    edgectl(edgectl_bin, &sock1, &["weight", "px2", "9"]);
+    let t = traffic::run(&lab.client.path(), lab.sources(false), v4, 1000);
+    print_spread(&t);
+    println!("{}", edgectl(edgectl_bin, &sock1, &["proxies"]));
+
+    say("drain edge2 for maintenance: edgectl maintenance on");
+    println!("{}", edgectl(edgectl_bin, &sock1, &["maintenance", "on"]));
+    println!("{}", edgectl(edgectl_bin, &sock1, &["vips"]));
+    Ok(())
+}
