@@ -44,14 +44,18 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-' | '_'))
 }
 
+/// Names must be unique as written and as BIRD sees them (`-` becomes `_`).
 fn name_rule(v: &mut Errors, path: &str, name: &str, seen: &mut HashSet<String>) {
     if !valid_name(name) {
         v.push(
             path,
             format!("`{name}` is not a valid name: use a-z, 0-9, - and _, starting with a letter, at most 32 characters"),
         );
-    } else if !seen.insert(name.to_string()) {
-        v.push(path, format!("duplicate name `{name}`"));
+    } else if !seen.insert(name.replace('-', "_")) {
+        v.push(
+            path,
+            format!("duplicate name `{name}` (`-` and `_` count as the same)"),
+        );
     }
 }
 

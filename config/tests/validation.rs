@@ -518,3 +518,12 @@ fn unknown_field_message_is_one_clean_line() {
     );
     assert!(text.ends_with("(line 4, column 3)"), "{text}");
 }
+
+#[test]
+fn names_that_collide_in_bird_are_rejected() {
+    reject(
+        &with("name: px2", "name: px_2").replace("name: px1", "name: px-2"),
+        "proxies[1].name",
+        "count as the same",
+    );
+}

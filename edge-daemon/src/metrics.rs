@@ -34,6 +34,11 @@ pub struct ComponentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
 }
@@ -82,6 +87,11 @@ pub struct Metrics {
     pub check_up: Family<CheckLabels, Gauge>,
     known_vips: Mutex<Vec<String>>,
     known_checks: Mutex<Vec<CheckLabels>>,
+    pub bgp_session_up: Family<PeerLabels, Gauge>,
+    pub bgp_prefixes_exported: Family<PeerLabels, Gauge>,
+    pub bgp_bird_restarts: Counter,
+    pub bgp_export_mismatches: Counter,
+    bird_restarts_seen: AtomicU64,
     /// The data plane's counters, refreshed by the loop.
     pub xdp: crate::metrics_xdp::SharedSnapshot,
 }
@@ -112,6 +122,11 @@ impl Metrics {
             known_vips: Mutex::new(Vec::new()),
             known_checks: Mutex::new(Vec::new()),
             xdp: Default::default(),
+            bgp_session_up: Family::default(),
+            bgp_prefixes_exported: Family::default(),
+            bgp_bird_restarts: Counter::default(),
+            bgp_export_mismatches: Counter::default(),
+            bird_restarts_seen: AtomicU64::new(0),
             registry: Registry::default(),
         };
         root.register(
@@ -158,6 +173,26 @@ impl Metrics {
             "check_up",
             "1 while the check is up on the proxy",
             m.check_up.clone(),
+        );
+        root.register(
+            "bgp_session_up",
+            "1 while the BGP session is Established",
+            m.bgp_session_up.clone(),
+        );
+        root.register(
+            "bgp_prefixes_exported",
+            "Prefixes exported on the session",
+            m.bgp_prefixes_exported.clone(),
+        );
+        root.register(
+            "bgp_bird_restarts",
+            "Times edged restarted a dead BIRD",
+            m.bgp_bird_restarts.clone(),
+        );
+        root.register(
+            "bgp_export_mismatches",
+            "Differences found between what BIRD exports and what edged decided",
+            m.bgp_export_mismatches.clone(),
         );
         root.register_collector(Box::new(crate::metrics_xdp::XdpCollector(m.xdp.clone())));
         Metrics {
@@ -226,6 +261,27 @@ impl Metrics {
                 .set((s.state == edged_health::State::Up) as i64);
         }
         *known = now;
+    }
+
+    /// Sets the session gauges and counts BIRD restarts.
+    pub fn observe_bgp(&self, peers: &[edged_bgp::PeerStatus], restarts: u64) {
+        for p in peers {
+            let l = PeerLabels {
+                peer: p.name.clone(),
+            };
+            self.bgp_session_up
+                .get_or_create(&l)
+                .set((p.bgp_state == "Established") as i64);
+            self.bgp_prefixes_exported
+                .get_or_create(&l)
+                .set(p.exported as i64);
+        }
+        let seen = self
+            .bird_restarts_seen
+            .swap(restarts, std::sync::atomic::Ordering::Relaxed);
+        if restarts > seen {
+            self.bgp_bird_restarts.inc_by(restarts - seen);
+        }
     }
 
     /// Counts a reload (or the initial load) by result.

@@ -187,7 +187,7 @@ fn status_names_components_and_why_nothing_is_announced() {
     let (ok, out, _) = node.ctl(&["status"]);
     assert!(ok);
     assert!(out.contains("VIPs: 0 announced of 2"), "{out}");
-    assert!(out.contains("announcer  not-available"), "{out}");
+    assert!(out.contains("BIRD: 0 of 1 sessions established"), "{out}");
     assert!(out.contains("4 checks:"), "{out}");
     // No proxy is reachable from this namespace: withdrawn, and the reason
     // names each proxy.

@@ -220,7 +220,15 @@ mod render {
     pub fn peers(p: &Peers) -> String {
         format!("announcer: {}\n", p.announcer)
             + &table(
-                &["PEER", "ADDRESS", "ASN", "STATE"],
+                &[
+                    "PEER",
+                    "ADDRESS",
+                    "ASN",
+                    "STATE",
+                    "UPTIME",
+                    "EXPORTED",
+                    "LAST ERROR",
+                ],
                 p.peers
                     .iter()
                     .map(|x| {
@@ -229,6 +237,9 @@ mod render {
                             x.address.clone(),
                             x.asn.to_string(),
                             x.state.clone(),
+                            x.uptime_secs.map_or("-".into(), |s| format!("{s}s")),
+                            x.exported.map_or("-".into(), |n| n.to_string()),
+                            x.last_error.clone().unwrap_or_default(),
                         ]
                     })
                     .collect(),

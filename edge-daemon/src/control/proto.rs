@@ -167,8 +167,17 @@ pub struct PeerInfo {
     pub address: String,
     /// ASN.
     pub asn: u32,
-    /// Session state (`unknown` without an announcer).
+    /// BGP state (`Established`, `Active`, ...; `unknown` before the first read).
     pub state: String,
+    /// Seconds in this state.
+    #[serde(default)]
+    pub uptime_secs: Option<u64>,
+    /// Prefixes exported to the peer.
+    #[serde(default)]
+    pub exported: Option<u64>,
+    /// BIRD's last error for the session.
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 /// Reply of a command that changes something.

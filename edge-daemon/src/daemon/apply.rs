@@ -3,7 +3,7 @@
 //! computes it again.
 
 use super::State;
-use crate::effects::Forwarder;
+use crate::effects::{Announcer, Forwarder};
 use crate::metrics::ComponentLabels;
 use crate::reconcile::Action;
 

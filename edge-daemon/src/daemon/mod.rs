@@ -30,13 +30,16 @@ pub use state::State;
 use edged_health::HealthChecker;
 
 use crate::control;
-use crate::effects::{Addresses, NetlinkAddresses, XdpForwarder};
+use crate::effects::{Addresses, BirdAnnouncer, NetlinkAddresses, XdpForwarder};
 use crate::health;
 use crate::intents::Intents;
 use crate::metrics::Metrics;
 
 /// How often the data plane's counters are read for the metrics.
 const COUNTERS_EVERY: Duration = Duration::from_secs(5);
+
+/// How often BIRD is supervised, sessions read and exports verified.
+const BGP_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How soon a pass with failed effects is retried.
 const RETRY: Duration = Duration::from_secs(1);
@@ -76,6 +79,9 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
     let mut st = State::new(config_path, config, intents, addresses, metrics.clone());
     st.applied.addresses = adopted;
     st.forwarder = forwarder;
+    // BIRD (managed: our child, dies with us) with every VIP withdrawn; the
+    // first pass announces what is healthy and not drained.
+    st.announcer = Some(BirdAnnouncer::start(&st.config).await.context("bgp")?);
     st.refresh_counters();
 
     let (checker, mut health_rx) = HealthChecker::spawn(
@@ -92,6 +98,8 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
     let mut int = signal(SignalKind::interrupt())?;
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
     let mut counters_tick = tokio::time::interval(COUNTERS_EVERY);
+    let mut bgp_tick = tokio::time::interval(BGP_CHECK_EVERY);
+    bgp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     counters_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watchdog_at = Instant::now();
 
@@ -109,14 +117,14 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
         tokio::select! {
             Some((q, reply)) = rx.recv() => {
                 let generation = st.generation;
-                let _ = reply.send(st.handle(q));
+                let _ = reply.send(st.handle(q).await);
                 if st.generation != generation {
                     checker.update(health::checks(&st.config));
                     st.set_checks(checker.snapshot());
                 }
             }
             _ = hup.recv() => {
-                if st.reload().is_ok() {
+                if st.reload().await.is_ok() {
                     checker.update(health::checks(&st.config));
                     st.set_checks(checker.snapshot());
                 }
@@ -129,6 +137,7 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = counters_tick.tick() => st.refresh_counters(),
+            _ = bgp_tick.tick() => st.check_bgp().await,
             _ = sleep_until(deadline) => {}
         }
         if let Some(w) = watchdog
@@ -149,6 +158,9 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
             ?bound,
             "shutdown did not finish within node.shutdown_timeout"
         );
+    }
+    if let Some(a) = st.announcer.take() {
+        a.shutdown().await;
     }
     control_task.abort();
     if let Some(t) = metrics_task {

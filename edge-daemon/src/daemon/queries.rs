@@ -28,7 +28,7 @@ fn unix(t: SystemTime) -> u64 {
 
 impl State {
     /// Answers one query; intents and reloads change state here.
-    pub fn handle(&mut self, q: Query) -> Answer {
+    pub async fn handle(&mut self, q: Query) -> Answer {
         match q {
             Query::Status => json(self.status()),
             Query::Vips => json(self.vips()),
@@ -41,7 +41,7 @@ impl State {
             Query::Undrain(v) => self.drain(&v, false),
             Query::Maintenance(on) => self.maintenance(on),
             Query::Weight(proxy, w) => self.weight(&proxy, w),
-            Query::Reload => match self.reload() {
+            Query::Reload => match self.reload().await {
                 Ok(msg) => done(format!("reloaded: {msg}")),
                 Err(e) => Err(ApiError {
                     status: 422,
@@ -217,16 +217,29 @@ impl State {
                 component("health", state, detail)
             },
             match &self.announcer {
-                None => component(
-                    "announcer",
-                    "not-available",
-                    "BGP through BIRD not built yet (issue #5): nothing is announced".into(),
-                ),
-                Some(_) => component(
-                    "announcer",
-                    "ok",
-                    format!("{} peers", self.config.bgp.peers.len()),
-                ),
+                None => component("announcer", "error", "BIRD is not running".into()),
+                Some(_) => {
+                    let up = self
+                        .peers
+                        .iter()
+                        .filter(|p| p.bgp_state == "Established")
+                        .count();
+                    let state = if !self.export_mismatches.is_empty() {
+                        "error"
+                    } else if up < self.config.bgp.peers.len() {
+                        "degraded"
+                    } else {
+                        "ok"
+                    };
+                    let mut detail = format!(
+                        "BIRD: {up} of {} sessions established",
+                        self.config.bgp.peers.len()
+                    );
+                    if let Some(m) = self.export_mismatches.first() {
+                        detail += &format!("; export mismatch: {m}");
+                    }
+                    component("announcer", state, detail)
+                }
             },
         ];
         Status {
@@ -351,23 +364,36 @@ impl State {
     }
 
     fn peers(&self) -> Peers {
-        let announcer = if self.announcer.is_some() {
-            "ok"
-        } else {
-            "not-available (issue #5)"
-        };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         Peers {
-            announcer: announcer.into(),
+            announcer: if self.announcer.is_some() {
+                "ok".into()
+            } else {
+                "not running".into()
+            },
             peers: self
                 .config
                 .bgp
                 .peers
                 .iter()
-                .map(|p| PeerInfo {
-                    name: p.name.clone(),
-                    address: p.address.to_string(),
-                    asn: p.asn,
-                    state: "unknown".into(),
+                .map(|p| {
+                    let live = self
+                        .peers
+                        .iter()
+                        .find(|s| s.name == crate::effects::bird_name(&p.name));
+                    PeerInfo {
+                        name: p.name.clone(),
+                        address: p.address.to_string(),
+                        asn: p.asn,
+                        state: live.map_or("unknown".into(), |s| s.bgp_state.clone()),
+                        uptime_secs: live
+                            .and_then(|s| s.since_unix)
+                            .map(|t| now.saturating_sub(t)),
+                        exported: live.map(|s| s.exported),
+                        last_error: live.and_then(|s| s.last_error.clone()),
+                    }
                 })
                 .collect(),
         }

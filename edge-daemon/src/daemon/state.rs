@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use edged_config::Config;
 
 use crate::control::proto::ReloadInfo;
-use crate::effects::{Addresses, Announcer};
+use crate::effects::Addresses;
 use crate::intents::Intents;
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Applied, HealthView, Inputs, Plan};
@@ -25,8 +25,12 @@ pub struct State {
     pub addresses: Option<Box<dyn Addresses>>,
     /// The XDP forwarder; `None` without a `forwarder:` section.
     pub forwarder: Option<crate::effects::XdpForwarder>,
-    /// The BIRD announcer; `None` until issue #5 lands (status says so).
-    pub announcer: Option<Box<dyn Announcer>>,
+    /// BIRD, through its control socket.
+    pub announcer: Option<crate::effects::BirdAnnouncer>,
+    /// The BGP sessions as last read.
+    pub peers: Vec<edged_bgp::PeerStatus>,
+    /// Export mismatches found by the last verification.
+    pub export_mismatches: Vec<String>,
     pub metrics: Arc<Metrics>,
     /// The health checker's last snapshot (for edgectl and metrics).
     pub checks: Vec<(edged_health::CheckKey, edged_health::CheckStatus)>,
@@ -56,6 +60,8 @@ impl State {
             addresses,
             forwarder: None,
             announcer: None,
+            peers: Vec::new(),
+            export_mismatches: Vec::new(),
             metrics,
             checks: Vec::new(),
             last_plan: Plan::default(),
@@ -95,14 +101,21 @@ impl State {
 
     /// Re-reads the config file. A bad file is rejected and the running
     /// config stays; the error is returned for `edgectl reload`.
-    pub fn reload(&mut self) -> Result<String, String> {
+    pub async fn reload(&mut self) -> Result<String, String> {
         let now = super::unix_now();
-        let result = edged_config::load(&self.config_path)
+        let mut result = edged_config::load(&self.config_path)
             .map_err(|e| e.to_string())
             .and_then(|new| {
                 restart_only_fields(&self.config, &new)?;
                 Ok(new)
             });
+        // BIRD checks its new config before anything changes; a rejection
+        // (file:line:column) rejects the reload.
+        if let (Ok(new), Some(a)) = (&result, self.announcer.as_mut())
+            && let Err(e) = a.reconfigure(new).await
+        {
+            result = Err(e.to_string());
+        }
         let info = |ok, error| ReloadInfo {
             at: now as u64,
             ok,
@@ -134,6 +147,34 @@ impl State {
                 Err(e)
             }
         }
+    }
+
+    /// Restarts a dead BIRD, reads the sessions and checks what is
+    /// exported against what was decided.
+    pub async fn check_bgp(&mut self) {
+        let Some(a) = self.announcer.as_mut() else {
+            return;
+        };
+        match a.supervise().await {
+            Ok(Some(event)) => tracing::warn!("{event}"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "BIRD supervision failed"),
+        }
+        match a.peers().await {
+            Ok(p) => self.peers = p,
+            Err(e) => tracing::warn!(error = %e, "cannot read BGP sessions"),
+        }
+        match a.verify().await {
+            Ok(m) => {
+                for x in m.iter().filter(|x| !self.export_mismatches.contains(x)) {
+                    tracing::error!(mismatch = %x, "BIRD exports differ from edged's decision");
+                    self.metrics.bgp_export_mismatches.inc();
+                }
+                self.export_mismatches = m;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot verify exports"),
+        }
+        self.metrics.observe_bgp(&self.peers, a.restarts());
     }
 
     /// Reads the data plane's counters into the metrics snapshot.

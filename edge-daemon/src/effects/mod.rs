@@ -3,6 +3,7 @@
 //! (netlink today; the XDP forwarder and the BIRD announcer arrive with their
 //! issues); a missing one is `None` and the status says so.
 
+mod bird;
 mod netlink;
 mod xdp;
 
@@ -10,6 +11,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
+pub use bird::{BirdAnnouncer, bird_name};
 pub use netlink::NetlinkAddresses;
 pub use xdp::XdpForwarder;
 
