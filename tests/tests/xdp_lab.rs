@@ -67,7 +67,16 @@ fn xdp_spreads_canaries_and_fails_over() {
     for i in 0..lab.nodes.len() {
         lab.start_node(i);
     }
-    lab.tor_routes(); // the ToR's ECMP comes from BGP once edged announces; static here
+    // The ToR learns both nodes over BGP, for both VIPs.
+    let two = || {
+        ["203.0.113.10", "2001:db8:100::10"]
+            .iter()
+            .all(|p| edged_testlab::net::nexthops(&lab.tor_ns, p).len() == 2)
+    };
+    assert!(
+        poll_until(Duration::from_secs(20), two),
+        "no ECMP route at the ToR"
+    );
     assert!(
         poll_until(Duration::from_secs(15), || all_announced(&lab)),
         "{}",

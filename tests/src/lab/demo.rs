@@ -36,6 +36,11 @@ fn serving(bin: &Path, sock: &Path, vip: usize) -> usize {
         .map_or(0, |a| a.len())
 }
 
+/// Whether the ToR's route to the IPv4 VIP has `n` next hops.
+fn ecmp(lab: &Lab, n: usize) -> bool {
+    crate::net::nexthops(&lab.tor_ns, "203.0.113.10").len() == n
+}
+
 fn print_spread(t: &traffic::Tally) {
     let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
     for (proxy, n) in &t.by_proxy {
@@ -76,8 +81,20 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
     println!("{}", edgectl(edgectl_bin, &sock0, &["status"]));
     println!("{}", edgectl(edgectl_bin, &sock0, &["vips"]));
 
-    say("the top-of-rack's ECMP route for each VIP (kernel table)");
-    lab.tor_routes();
+    say("the top-of-rack learned each VIP from both nodes over BGP: its ECMP route (kernel table)");
+    let t0 = Instant::now();
+    let both = |lab: &Lab| {
+        lab.spec.vips.iter().all(|v| {
+            crate::net::nexthops(&lab.tor_ns, &v.address.to_string()).len() == lab.nodes.len()
+        })
+    };
+    if !poll_until(Duration::from_secs(20), || both(lab)) {
+        return Err("the ToR never learned the VIP from every node".into());
+    }
+    println!(
+        "(sessions up and routes learned {} ms after the checks passed)",
+        t0.elapsed().as_millis()
+    );
     for v in &lab.spec.vips {
         let fam = if v.address.is_ipv4() { "-4" } else { "-6" };
         print!(
@@ -86,6 +103,7 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
                 .exec_ok(&["ip", fam, "route", "show", &v.address.to_string()])
         );
     }
+    println!("{}", edgectl(edgectl_bin, &sock0, &["peers"]));
 
     say("1,000 HTTP requests from 64 client addresses to 203.0.113.10");
     let t = traffic::run(&lab.client.path(), lab.sources(false), v4, 1000);
@@ -105,7 +123,7 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
     print_spread(&t);
 
     say(
-        "canary: weights 1:9 on edge1's remaining proxies is not possible with one left; on edge2: px1=1, px2=9",
+        "canary: on edge2, edgectl weight px1 1 and px2 9 (px1 gets about 10 % of edge2's new flows)",
     );
     let sock1 = lab.socket(1);
     edgectl(edgectl_bin, &sock1, &["weight", "px1", "1"]);
@@ -114,8 +132,67 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
     print_spread(&t);
     println!("{}", edgectl(edgectl_bin, &sock1, &["proxies"]));
 
-    say("drain edge2 for maintenance: edgectl maintenance on");
+    edgectl(edgectl_bin, &sock1, &["weight", "px1", "reset"]);
+    edgectl(edgectl_bin, &sock1, &["weight", "px2", "reset"]);
+
+    say("fail edge2's service (both proxies answer 500): the ToR drops edge2");
+    let t0 = Instant::now();
+    for p in &lab.nodes[1].proxies {
+        p.nginx.set_health(crate::Health::Error);
+    }
+    poll_until(Duration::from_secs(10), || ecmp(lab, 1));
+    println!("ToR route lost edge2 after {} ms", t0.elapsed().as_millis());
+    print!(
+        "{}",
+        lab.tor_ns.exec_ok(&["ip", "route", "show", "203.0.113.10"])
+    );
+    let t = traffic::run(&lab.client.path(), lab.sources(false), v4, 1000);
+    print_spread(&t);
+    for p in &lab.nodes[1].proxies {
+        p.nginx.set_health(crate::Health::Ok);
+    }
+    poll_until(Duration::from_secs(10), || ecmp(lab, 2));
+
+    say("drain edge2 under load: edgectl maintenance on (GRACEFUL_SHUTDOWN, then withdraw)");
+    let (path, sources) = (lab.client.path(), lab.sources(false));
+    let load = std::thread::spawn(move || traffic::run(&path, sources, v4, 3000));
+    let t0 = Instant::now();
     println!("{}", edgectl(edgectl_bin, &sock1, &["maintenance", "on"]));
+    poll_until(Duration::from_secs(10), || ecmp(lab, 1));
+    println!("traffic left edge2 after {} ms", t0.elapsed().as_millis());
+    let t = load.join().map_err(|_| "load thread")?;
+    print_spread(&t);
     println!("{}", edgectl(edgectl_bin, &sock1, &["vips"]));
+    println!("{}", edgectl(edgectl_bin, &sock1, &["maintenance", "off"]));
+    poll_until(Duration::from_secs(10), || ecmp(lab, 2));
+
+    say("kill -9 edged on edge1 under load: its BIRD dies with it, the ToR withdraws");
+    let (path, sources) = (lab.client.path(), lab.sources(false));
+    let load = std::thread::spawn(move || traffic::run(&path, sources, v4, 3000));
+    let t0 = Instant::now();
+    if let Some(p) = &lab.nodes[0].edged {
+        p.signal(nix::sys::signal::Signal::SIGKILL);
+    }
+    poll_until(Duration::from_secs(10), || ecmp(lab, 1));
+    println!(
+        "ToR route lost edge1 {} ms after the kill",
+        t0.elapsed().as_millis()
+    );
+    let t = load.join().map_err(|_| "load thread")?;
+    print_spread(&t);
+    lab.nodes[0].edged = None;
+
+    say("restart edged on edge1: it rejoins once its checks pass");
+    let t0 = Instant::now();
+    lab.start_node(0);
+    poll_until(Duration::from_secs(20), || ecmp(lab, 2));
+    println!(
+        "edge1 back in the ECMP route after {} ms",
+        t0.elapsed().as_millis()
+    );
+    print!(
+        "{}",
+        lab.tor_ns.exec_ok(&["ip", "route", "show", "203.0.113.10"])
+    );
     Ok(())
 }
