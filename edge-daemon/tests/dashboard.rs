@@ -49,6 +49,17 @@ fn exported() -> BTreeSet<String> {
         counters,
         names: Default::default(),
     });
+    let peer = edged_bgp::PeerStatus {
+        name: "tor".into(),
+        state: "up".into(),
+        bgp_state: "Established".into(),
+        since_unix: None,
+        since: String::new(),
+        exported: 1,
+        last_error: None,
+    };
+    m.observe_bgp(&[peer], 1);
+    m.bgp_export_mismatches.inc();
     let text = m.encode();
     let mut names = BTreeSet::new();
     for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
