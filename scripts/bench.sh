@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+cargo build -q --release --workspace --bins
 if ! cargo bench --workspace >"$log" 2>&1; then
   cat "$log" >&2
   echo "bench: a benchmark failed (full output above)" >&2

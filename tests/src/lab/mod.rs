@@ -185,8 +185,13 @@ impl Lab {
         y += "vips:\n";
         for v in &self.spec.vips {
             y += &format!(
-                "  - name: {}\n    address: '{}'\n    ports: [{{port: {}}}]\n    services: [{{name: http, check: {{kind: http, port: {}, path: /healthz, interval: 250ms, timeout: 200ms, rise: 2, fall: 3}}}}]\n",
-                v.name, v.address, v.port, v.port
+                "  - name: {}\n    address: '{}'\n    ports: [{{port: {}}}{}]\n    services: [{{name: http, check: {{kind: http, port: {}, path: /healthz, interval: 250ms, timeout: 200ms, rise: 2, fall: 3}}}}]\n",
+                v.name,
+                v.address,
+                v.port,
+                v.udp_port
+                    .map_or(String::new(), |u| format!(", {{port: {u}, protocol: udp}}")),
+                v.port
             );
         }
         y += &format!(

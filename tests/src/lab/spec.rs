@@ -51,6 +51,9 @@ pub struct LabVip {
     pub address: IpAddr,
     /// HTTP port.
     pub port: u16,
+    /// A UDP port forwarded too (for UDP traffic; no UDP check).
+    #[serde(default)]
+    pub udp_port: Option<u16>,
 }
 
 impl Spec {
