@@ -121,13 +121,7 @@ fn udp_pps(lab: &Lab, dst: SocketAddr) -> f64 {
 }
 
 fn main() {
-    let exe = std::env::current_exe().unwrap();
-    let edged = exe.parent().unwrap().parent().unwrap().join("edged");
-    assert!(
-        edged.exists(),
-        "{} missing: cargo build --release -p edge-daemon",
-        edged.display()
-    );
+    let edged = lab::workspace_bin("edged");
     let spec = Spec::parse(lab::spec::DEFAULT).unwrap();
     let mut lab = Lab::up(spec, &edged);
     for i in 0..lab.nodes.len() {

@@ -5,40 +5,12 @@
 //! the node; a restarted edged rejoins only after its checks pass.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edged_testlab::lab::{self, Lab, Spec, traffic};
 use edged_testlab::{Health, net, poll_until};
 
 const V4: &str = "203.0.113.10";
-
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let b = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        b.exists(),
-        "{} missing: cargo build --workspace --bins first",
-        b.display()
-    );
-    b
-}
-
-fn ctl(sock: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin("edgectl"))
-        .arg("--socket")
-        .arg(sock)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "edgectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Polls the ToR's kernel table until the route to `prefix` has `want`
 /// next hops; returns how long that took.
@@ -65,7 +37,7 @@ fn under_load(lab: &Lab, count: usize, during: impl FnOnce()) -> traffic::Tally 
 #[test]
 fn bgp_ecmp_failover_drain_kill_and_restart() {
     let spec = Spec::parse(lab::spec::DEFAULT).unwrap();
-    let mut lab = Lab::up(spec, &bin("edged"));
+    let mut lab = Lab::up(spec, &lab::workspace_bin("edged"));
     for i in 0..lab.nodes.len() {
         lab.start_node(i);
     }
@@ -138,7 +110,7 @@ fn bgp_ecmp_failover_drain_kill_and_restart() {
     // then the route is withdrawn; no request fails.
     let sock0 = lab.socket(0);
     let t = under_load(&lab, 3000, || {
-        ctl(&sock0, &["drain", "web"]);
+        lab::edgectl(&sock0, &["drain", "web"]);
         until_hops(&lab, V4, 1, Duration::from_secs(5));
         assert_eq!(net::nexthops(&lab.tor_ns, V4), ["192.0.2.6"]);
     });
@@ -156,7 +128,7 @@ fn bgp_ecmp_failover_drain_kill_and_restart() {
         "{:?}",
         &t.failed[..t.failed.len().min(3)]
     );
-    ctl(&sock0, &["undrain", "web"]);
+    lab::edgectl(&sock0, &["undrain", "web"]);
     until_hops(&lab, V4, 2, Duration::from_secs(5));
 
     // kill -9 of edged on edge1: its BIRD dies with it, the ToR withdraws.
@@ -183,7 +155,7 @@ fn bgp_ecmp_failover_drain_kill_and_restart() {
     // Restart: edge1 rejoins only after its checks pass.
     let t0 = Instant::now();
     lab.start_node(0);
-    let first = ctl(&lab.socket(0), &["-o", "json", "vips"]);
+    let first = lab::edgectl(&lab.socket(0), &["-o", "json", "vips"]);
     until_hops(&lab, V4, 2, Duration::from_secs(20));
     println!(
         "restart: back in the ToR's ECMP route after {} ms",

@@ -3,21 +3,8 @@
 //! leaves nothing behind when dropped.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use edged_testlab::lab::{self, Lab, Spec, traffic};
-
-fn edged_bin() -> PathBuf {
-    // The workspace's debug build of edged, next to this test binary's dir.
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("edged");
-    assert!(
-        bin.exists(),
-        "{} missing: build the workspace first (cargo build)",
-        bin.display()
-    );
-    bin
-}
 
 #[test]
 fn default_lab_carries_traffic_over_kernel_ecmp_and_tears_down() {
@@ -25,7 +12,7 @@ fn default_lab_carries_traffic_over_kernel_ecmp_and_tears_down() {
     spec.xdp = None; // the kernel-routing baseline
     let names: Vec<String>;
     {
-        let mut lab = Lab::up(spec, &edged_bin());
+        let mut lab = Lab::up(spec, &lab::workspace_bin("edged"));
         for i in 0..lab.nodes.len() {
             lab.start_node(i);
         }

@@ -6,43 +6,21 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use edged_testlab::lab::{self, Lab, Spec, traffic};
 use edged_testlab::poll_until;
 
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let b = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        b.exists(),
-        "{} missing: cargo build --workspace --bins first",
-        b.display()
-    );
-    b
-}
-
-fn ctl(sock: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(bin("edgectl"))
-        .arg("--socket")
-        .arg(sock)
-        .args(["-o", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "edgectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+fn json(sock: &Path, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["-o", "json"];
+    full.extend_from_slice(args);
+    serde_json::from_str(&lab::edgectl(sock, &full)).unwrap()
 }
 
 fn all_announced(lab: &Lab) -> bool {
     (0..lab.nodes.len()).all(|i| {
-        ctl(&lab.socket(i), &["vips"])
+        json(&lab.socket(i), &["vips"])
             .as_array()
             .unwrap()
             .iter()
@@ -63,7 +41,7 @@ fn share(t: &BTreeMap<String, usize>, who: &str) -> f64 {
 fn xdp_spreads_canaries_and_fails_over() {
     let spec = Spec::parse(lab::spec::DEFAULT).unwrap();
     assert_eq!(spec.xdp.as_deref(), Some("native"));
-    let mut lab = Lab::up(spec, &bin("edged"));
+    let mut lab = Lab::up(spec, &lab::workspace_bin("edged"));
     for i in 0..lab.nodes.len() {
         lab.start_node(i);
     }
@@ -82,7 +60,7 @@ fn xdp_spreads_canaries_and_fails_over() {
         "{}",
         lab.node_log(0)
     );
-    let status = ctl(&lab.socket(0), &["status"]);
+    let status = json(&lab.socket(0), &["status"]);
     assert_eq!(status["components"][1]["state"], "ok", "{status}");
 
     let v4: SocketAddr = "203.0.113.10:80".parse().unwrap();
@@ -97,15 +75,15 @@ fn xdp_spreads_canaries_and_fails_over() {
         assert_eq!(t.by_proxy.len(), 4, "{dst}: {:?}", t.by_proxy);
     }
     // The data plane counted what it delivered.
-    let proxies = ctl(&lab.socket(0), &["proxies"]);
+    let proxies = json(&lab.socket(0), &["proxies"]);
     for p in proxies.as_array().unwrap() {
         assert!(p["traffic"]["packets"].as_u64().unwrap() > 0, "{p}");
         assert!(p["traffic"]["new_flows"].as_u64().unwrap() > 0, "{p}");
     }
 
     // Canary: px1 at 10 % of node 1's new flows.
-    ctl(&lab.socket(0), &["weight", "px1", "1"]);
-    ctl(&lab.socket(0), &["weight", "px2", "9"]);
+    json(&lab.socket(0), &["weight", "px1", "1"]);
+    json(&lab.socket(0), &["weight", "px2", "9"]);
     let t = traffic::run(&lab.client.path(), lab.sources(false), v4, 1000);
     assert!(t.failed.is_empty());
     let canary = share(&t.by_proxy, "edge1-px1");
@@ -114,13 +92,13 @@ fn xdp_spreads_canaries_and_fails_over() {
         canary * 100.0
     );
     assert!((0.03..=0.2).contains(&canary), "{:?}", t.by_proxy);
-    ctl(&lab.socket(0), &["weight", "px1", "reset"]);
-    ctl(&lab.socket(0), &["weight", "px2", "reset"]);
+    json(&lab.socket(0), &["weight", "px1", "reset"]);
+    json(&lab.socket(0), &["weight", "px2", "reset"]);
 
     // A proxy fails: its node stops sending it new flows once health says so.
     lab.nodes[0].proxies[0].nginx.stop();
     let gone = poll_until(Duration::from_secs(10), || {
-        ctl(&lab.socket(0), &["vips"])[0]["serving"]
+        json(&lab.socket(0), &["vips"])[0]["serving"]
             .as_array()
             .unwrap()
             .len()

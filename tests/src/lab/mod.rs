@@ -343,3 +343,35 @@ impl Lab {
             .collect()
     }
 }
+
+// === binaries and edgectl for tests ===
+
+/// A binary of this workspace's build (`edged`, `edgectl`), found next to
+/// the running test or bench binary's directory.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let b = dir.join(name);
+    assert!(
+        b.exists(),
+        "{} missing: cargo build --workspace --bins first",
+        b.display()
+    );
+    b
+}
+
+/// Runs `edgectl --socket SOCK ARGS`; panics with its stderr on failure.
+pub fn edgectl(sock: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(workspace_bin("edgectl"))
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("run edgectl");
+    assert!(
+        out.status.success(),
+        "edgectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
