@@ -2,11 +2,14 @@
 //!
 //! ```text
 //!  HealthChecker::spawn(checks) ──► one task per check (tokio; no thread per check)
-//!     task: jittered start ─► probe (tcp | http(s) | dns | exec, bounded by a semaphore)
+//!     task: jittered start ─► Prober (tcp | http(s) | dns | exec, bounded by a semaphore;
+//!           HTTP(S) keeps its connection between attempts, reconnects after any failure)
 //!           ─► Hysteresis (pure: rise, fall, hold-down) ─► status table ─► HealthEvent on a flip
 //!  aggregate(snapshot) (pure) ─► per (VIP, proxy): Serving | NotServing(reason) | unknown
 //! ```
 //! A proxy serves a VIP while every service of that VIP passes on it.
+//! Every attempt's [`Outcome`] (reason, latency) goes to the optional
+//! [`Observer`] (metrics); [`CheckStatus`] keeps pass/failure totals.
 
 mod aggregate;
 mod hysteresis;
@@ -18,6 +21,6 @@ mod spec;
 pub use aggregate::{Verdict, aggregate};
 pub use hysteresis::{Hysteresis, State};
 pub use jitter::{jittered, start_offset};
-pub use probe::{Outcome, probe};
+pub use probe::{Outcome, Prober, probe};
 pub use runner::{CheckStatus, HealthChecker, HealthEvent, Observer};
 pub use spec::{CheckKey, CheckKind, CheckSpec};

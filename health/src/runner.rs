@@ -12,7 +12,7 @@ use tokio::task::AbortHandle;
 
 use crate::hysteresis::{Hysteresis, State};
 use crate::jitter::{jittered, start_offset};
-use crate::probe::{Outcome, probe};
+use crate::probe::{Outcome, Prober};
 use crate::spec::{CheckKey, CheckSpec};
 
 /// At most this many probes run at once (connections, processes).
@@ -149,22 +149,28 @@ async fn run(
 ) {
     let mut hyst = Hysteresis::new(spec.rise, spec.fall, spec.hold_down);
     let mut rng = seed(&key);
+    let mut prober = Prober::default();
     tokio::time::sleep(start_offset(&key, spec.interval)).await;
     loop {
         let next = tokio::time::Instant::now()
             + jittered(spec.interval, spec.jitter, next_random(&mut rng));
         let outcome = {
             let _permit = limit.acquire().await.expect("semaphore never closes");
-            probe(&key, &spec.kind, spec.timeout, spec.source).await
+            prober
+                .probe(&key, &spec.kind, spec.timeout, spec.source)
+                .await
         };
         if let Some(obs) = &observer {
             obs(&key, &outcome);
         }
         let flip = hyst.record(outcome.ok, tokio::time::Instant::now().into_std());
         let now = SystemTime::now();
+        let event_outcome = flip.map(|_| outcome.clone());
         {
             let mut st = status.lock().expect("status lock");
-            let s = st.entry(key.clone()).or_default();
+            let Some(s) = st.get_mut(&key) else {
+                return; // removed by a reload; this task is being aborted
+            };
             if outcome.ok {
                 s.passes += 1;
             } else {
@@ -174,9 +180,9 @@ async fn run(
             if flip.is_some() {
                 s.since = Some(now);
             }
-            s.last = Some(outcome.clone());
+            s.last = Some(outcome);
         }
-        if let Some(state) = flip {
+        if let (Some(state), Some(outcome)) = (flip, event_outcome) {
             tracing::info!(vip = %key.vip, service = %key.service, proxy = %key.proxy, ?state, reason = %outcome.reason, "check changed state");
             if events
                 .send(HealthEvent {

@@ -169,3 +169,47 @@ async fn exec_status_signal_and_timeout_kill_the_group() {
         "{missing:?}"
     );
 }
+
+/// A check's prober keeps its HTTP connection: one accept for many
+/// attempts on a keep-alive server; and a server that closes after every
+/// answer (a stale kept connection) still passes every attempt.
+#[tokio::test]
+async fn prober_reuses_connections_and_survives_stale_ones() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let count = accepts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+                    if s.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut prober = edged_health::Prober::default();
+    for i in 0..5 {
+        let o = prober.probe(&key(), &http(addr), T, None).await;
+        assert!(o.ok, "attempt {i}: {o:?}");
+    }
+    assert_eq!(accepts.load(Ordering::SeqCst), 1, "one connection for all");
+
+    let closing = HttpServer::start().await; // closes after each answer
+    let mut prober = edged_health::Prober::default();
+    for i in 0..20 {
+        let o = prober.probe(&key(), &http(closing.addr), T, None).await;
+        assert!(o.ok, "attempt {i}: {o:?}");
+    }
+}

@@ -132,3 +132,67 @@ async fn observer_sees_every_attempt() {
     flip(&mut rx).await; // Up after 2 attempts
     assert!(seen.load(Ordering::SeqCst) >= 2);
 }
+
+/// A running exec check (and what it forked) dies with the checker: the
+/// whole process group, not only the direct child; no zombie is left.
+#[tokio::test]
+async fn dropping_the_checker_kills_running_exec_groups() {
+    let marker = format!("edged-hc-drop-{}", std::process::id());
+    let exec = CheckSpec {
+        kind: CheckKind::Exec {
+            program: "/bin/bash".into(),
+            args: vec![
+                "-c".into(),
+                format!("(exec -a {marker} sleep 30) & exec -a {marker} sleep 30"),
+            ],
+            env: vec![],
+        },
+        interval: Duration::from_secs(4),
+        timeout: Duration::from_millis(3500),
+        rise: 1,
+        fall: 1,
+        jitter: 0.0,
+        hold_down: None,
+        source: None,
+    };
+    let running = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .count()
+    };
+    let (hc, _rx) = HealthChecker::spawn(vec![(key("a"), exec)], None);
+    let deadline = Instant::now() + Duration::from_secs(6); // start offset < interval
+    while running() < 2 {
+        assert!(Instant::now() < deadline, "the exec check never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(hc);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running() > 0 {
+        assert!(Instant::now() < deadline, "processes outlive the checker");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while zombies() > 0 {
+        assert!(Instant::now() < deadline, "zombie children left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Zombie children of this process.
+fn zombies() -> usize {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter(|s| {
+            let after = s.rsplit_once(") ").map_or("", |(_, a)| a);
+            let mut f = after.split_whitespace();
+            f.next() == Some("Z") && f.next() == Some(me.as_str())
+        })
+        .count()
+}

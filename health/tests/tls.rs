@@ -31,7 +31,10 @@ fn pki() -> Pki {
     }
 }
 
-async fn tls_server(p: &Pki) -> SocketAddr {
+/// The server names (SNI) clients sent, in order.
+type Names = Arc<std::sync::Mutex<Vec<Option<String>>>>;
+
+async fn tls_server(p: &Pki, names: Names) -> SocketAddr {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -45,11 +48,13 @@ async fn tls_server(p: &Pki) -> SocketAddr {
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
-            let acceptor = acceptor.clone();
+            let (acceptor, names) = (acceptor.clone(), names.clone());
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(s).await else {
                     return;
                 };
+                let sni = tls.get_ref().1.server_name().map(str::to_string);
+                names.lock().unwrap().push(sni);
                 let mut buf = [0u8; 2048];
                 let _ = tls.read(&mut buf).await;
                 let _ = tls
@@ -68,7 +73,8 @@ async fn https_verifies_against_the_configured_ca() {
     let dir = edged_testlab::TempDir::new("tls");
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &p.ca_pem).unwrap();
-    let addr = tls_server(&p).await;
+    let names = Names::default();
+    let addr = tls_server(&p, names.clone()).await;
     let key = CheckKey {
         vip: "web".into(),
         service: "tls".into(),
@@ -94,6 +100,11 @@ async fn https_verifies_against_the_configured_ca() {
     )
     .await;
     assert!(o.ok, "{o:?}");
+    assert_eq!(
+        names.lock().unwrap().as_slice(),
+        [Some("www.example.test".to_string())],
+        "the check's host is sent as SNI"
+    );
     let o = probe(&key, &check("www.example.test", None, true), t, None).await;
     assert!(
         !o.ok && o.reason.starts_with("tls:"),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,22 +18,40 @@ use crate::spec::CheckKind;
 /// Bodies longer than this fail the check rather than fill memory.
 const MAX_BODY: usize = 64 * 1024;
 
-pub async fn check(kind: &CheckKind, source: Option<IpAddr>) -> Result<(), String> {
+/// Bytes read from a connection at a time.
+const READ_CHUNK: usize = 2048;
+
+/// A kept-alive connection of one check, reused by its next attempt: a
+/// fresh TCP (and TLS) handshake per attempt costs several times the
+/// request itself. Its driver task ends when it is dropped.
+pub struct HttpConn {
+    sender: SendRequest<Empty<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HttpConn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+pub async fn check(
+    kind: &CheckKind,
+    source: Option<IpAddr>,
+    conn: &mut Option<HttpConn>,
+) -> Result<(), String> {
     let CheckKind::Http {
         target,
-        tls,
         method,
         path,
         host,
         expect_status,
         body_contains,
-        ca_file,
-        tls_verify,
+        ..
     } = kind
     else {
         unreachable!("http::check takes an Http check")
     };
-    let stream = connect(*target, source).await?;
     let host_header = host.clone().unwrap_or_else(|| match target {
         std::net::SocketAddr::V4(a) => a.ip().to_string(),
         std::net::SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -43,25 +62,22 @@ pub async fn check(kind: &CheckKind, source: Option<IpAddr>) -> Result<(), Strin
             .uri(path.as_str())
             .header(hyper::header::HOST, host_header.as_str())
             .header(hyper::header::USER_AGENT, "edged-health")
-            .header(hyper::header::CONNECTION, "close")
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("bad request: {e}"))
     };
-    let (status, body) = if *tls {
-        let name = match host {
-            Some(h) => ServerName::try_from(h.clone())
-                .map_err(|e| format!("tls: bad server name {h}: {e}"))?,
-            None => ServerName::IpAddress(target.ip().into()),
-        };
-        let config = tls_config(ca_file.as_deref(), *tls_verify)?;
-        let tls_stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, stream)
-            .await
-            .map_err(|e| format!("tls: {e}"))?;
-        exchange(tls_stream, request()?).await?
-    } else {
-        exchange(stream, request()?).await?
+    let req = request()?;
+    // Reuse the previous attempt's connection while it is open; if the
+    // server closed it meanwhile (idle timeout, request limit), one retry
+    // on a new connection, so a stale connection is not a failure.
+    let reused = conn.take().filter(|c| !c.sender.is_closed());
+    let (status, body, c) = match reused {
+        Some(c) => match exchange(c, req).await {
+            Ok(r) => r,
+            Err(_) => exchange(open(kind, source).await?, request()?).await?,
+        },
+        None => exchange(open(kind, source).await?, req).await?,
     };
+    *conn = Some(c);
     if !expect_status.contains(&status) {
         return Err(format!("status {status}"));
     }
@@ -73,33 +89,74 @@ pub async fn check(kind: &CheckKind, source: Option<IpAddr>) -> Result<(), Strin
     Ok(())
 }
 
-async fn exchange<S>(stream: S, req: hyper::Request<Empty<Bytes>>) -> Result<(u16, Bytes), String>
+/// A new connection (TCP, then TLS if configured) and its HTTP/1.1 driver.
+async fn open(kind: &CheckKind, source: Option<IpAddr>) -> Result<HttpConn, String> {
+    let CheckKind::Http {
+        target,
+        tls,
+        host,
+        ca_file,
+        tls_verify,
+        ..
+    } = kind
+    else {
+        unreachable!("http::open takes an Http check")
+    };
+    let stream = connect(*target, source).await?;
+    if *tls {
+        let name = match host {
+            Some(h) => ServerName::try_from(h.clone())
+                .map_err(|e| format!("tls: bad server name {h}: {e}"))?,
+            None => ServerName::IpAddress(target.ip().into()),
+        };
+        let config = tls_config(ca_file.as_deref(), *tls_verify)?;
+        let tls_stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("tls: {e}"))?;
+        handshake(tls_stream).await
+    } else {
+        handshake(stream).await
+    }
+}
+
+async fn handshake<S>(stream: S) -> Result<HttpConn, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    // Small reads: thousands of kept connections each hold their buffer.
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .read_buf_exact_size(Some(READ_CHUNK))
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| hyper_reason(&e))?;
-    let driver = tokio::spawn(conn);
-    let result = async {
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| hyper_reason(&e))?;
-        let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| match e.downcast::<hyper::Error>() {
-                Ok(h) => hyper_reason(&h),
-                Err(e) => format!("body: {e}"),
-            })?
-            .to_bytes();
-        Ok((status, body))
-    }
-    .await;
-    driver.abort();
-    result
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(HttpConn { sender, driver })
+}
+
+/// One request and its whole body (bounded) on `c`; gives `c` back.
+async fn exchange(
+    mut c: HttpConn,
+    req: hyper::Request<Empty<Bytes>>,
+) -> Result<(u16, Bytes, HttpConn), String> {
+    c.sender.ready().await.map_err(|e| hyper_reason(&e))?;
+    let resp = c
+        .sender
+        .send_request(req)
+        .await
+        .map_err(|e| hyper_reason(&e))?;
+    let status = resp.status().as_u16();
+    let body = Limited::new(resp.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| match e.downcast::<hyper::Error>() {
+            Ok(h) => hyper_reason(&h),
+            Err(e) => format!("body: {e}"),
+        })?
+        .to_bytes();
+    Ok((status, body, c))
 }
 
 fn hyper_reason(e: &hyper::Error) -> String {

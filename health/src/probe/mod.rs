@@ -29,45 +29,77 @@ fn as_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
     s.serialize_u64(d.as_micros() as u64)
 }
 
-/// Runs one attempt of `kind` for `key`, within `timeout`.
+/// Runs one attempt of `kind` for `key`, within `timeout`, on fresh
+/// connections.
 pub async fn probe(
     key: &CheckKey,
     kind: &CheckKind,
     timeout: Duration,
     source: Option<IpAddr>,
 ) -> Outcome {
-    let start = Instant::now();
-    let attempt = async {
-        match kind {
-            CheckKind::Tcp { target } => tcp::check(*target, source).await,
-            CheckKind::Http { .. } => http::check(kind, source).await,
-            CheckKind::Dns {
-                target,
-                query_name,
-                query_type,
-                expect_rcode,
-            } => dns::check(*target, source, query_name, *query_type, *expect_rcode).await,
-            CheckKind::Exec { program, args, env } => {
-                exec::check(key, program, args, env, timeout).await
+    Prober::default().probe(key, kind, timeout, source).await
+}
+
+/// The attempts of one check: keeps an HTTP connection open from one
+/// attempt to the next (a failed or timed-out attempt drops it, so the
+/// next one connects afresh).
+#[derive(Default)]
+pub struct Prober {
+    http: Option<http::HttpConn>,
+}
+
+// === impl Prober ===
+
+impl Prober {
+    /// Runs one attempt of `kind` for `key`, within `timeout`.
+    pub async fn probe(
+        &mut self,
+        key: &CheckKey,
+        kind: &CheckKind,
+        timeout: Duration,
+        source: Option<IpAddr>,
+    ) -> Outcome {
+        let start = Instant::now();
+        // Taken out for the attempt: put back only by a completed one.
+        let mut conn = self.http.take();
+        let attempt = async {
+            match kind {
+                CheckKind::Tcp { target } => tcp::check(*target, source).await,
+                CheckKind::Http { .. } => http::check(kind, source, &mut conn).await,
+                CheckKind::Dns {
+                    target,
+                    query_name,
+                    query_type,
+                    expect_rcode,
+                } => dns::check(*target, source, query_name, *query_type, *expect_rcode).await,
+                CheckKind::Exec { program, args, env } => {
+                    exec::check(key, program, args, env, timeout).await
+                }
             }
+        };
+        let result = match tokio::time::timeout(timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => {
+                conn = None; // mid-request: unusable
+                Err(format!("timeout after {}ms", timeout.as_millis()))
+            }
+        };
+        let latency = start.elapsed();
+        match result {
+            Ok(()) => {
+                self.http = conn;
+                Outcome {
+                    ok: true,
+                    reason: "ok".into(),
+                    latency,
+                }
+            }
+            Err(reason) => Outcome {
+                ok: false,
+                reason,
+                latency,
+            },
         }
-    };
-    let result = match tokio::time::timeout(timeout, attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("timeout after {}ms", timeout.as_millis())),
-    };
-    let latency = start.elapsed();
-    match result {
-        Ok(()) => Outcome {
-            ok: true,
-            reason: "ok".into(),
-            latency,
-        },
-        Err(reason) => Outcome {
-            ok: false,
-            reason,
-            latency,
-        },
     }
 }
 

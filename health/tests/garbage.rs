@@ -1,0 +1,145 @@
+//! Robustness: servers answering with random and mutated bytes (seeded, so
+//! a failure replays). Every probe ends within its timeout with a reason;
+//! none panics or hangs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use edged_health::{CheckKey, CheckKind, probe};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const VALID: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nok\n";
+
+/// splitmix64: a small seeded PRNG.
+fn next(s: &mut u64) -> u64 {
+    *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Random bytes, or the valid answer truncated, with flipped bytes, or with
+/// random bytes spliced in.
+fn mutated(seed: u64) -> Vec<u8> {
+    let mut s = seed;
+    let mut v = VALID.to_vec();
+    match next(&mut s) % 4 {
+        0 => {
+            let len = (next(&mut s) % 300) as usize;
+            return (0..len).map(|_| next(&mut s) as u8).collect();
+        }
+        1 => v.truncate((next(&mut s) as usize) % VALID.len()),
+        2 => {
+            for _ in 0..1 + next(&mut s) % 4 {
+                let i = (next(&mut s) as usize) % v.len();
+                v[i] = next(&mut s) as u8;
+            }
+        }
+        _ => {
+            let at = (next(&mut s) as usize) % v.len();
+            let junk: Vec<u8> = (0..next(&mut s) % 40).map(|_| next(&mut s) as u8).collect();
+            v.splice(at..at, junk);
+        }
+    }
+    v
+}
+
+fn key() -> CheckKey {
+    CheckKey {
+        vip: "web".into(),
+        service: "svc".into(),
+        proxy: "px1".into(),
+    }
+}
+
+/// Answers connection n with `mutated(seed of n)`, then closes.
+async fn garbage_http_server(case: Arc<AtomicU64>) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let reply = mutated(case.load(Ordering::SeqCst));
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(&reply).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn http_survives_mutated_responses() {
+    let case = Arc::new(AtomicU64::new(0));
+    let addr = garbage_http_server(case.clone()).await;
+    let t = Duration::from_millis(500);
+    let mut failed = 0;
+    for seed in 0..400u64 {
+        case.store(seed, Ordering::SeqCst);
+        let kind = CheckKind::Http {
+            target: addr,
+            tls: false,
+            method: "GET".into(),
+            path: "/".into(),
+            host: None,
+            expect_status: vec![200],
+            body_contains: Some("ok".into()),
+            ca_file: None,
+            tls_verify: true,
+        };
+        let o = probe(&key(), &kind, t, None).await;
+        assert!(!o.reason.is_empty(), "seed {seed}: {o:?}");
+        assert!(
+            o.latency < t + Duration::from_millis(200),
+            "seed {seed}: {o:?}"
+        );
+        failed += usize::from(!o.ok);
+    }
+    println!("mutated HTTP responses: {failed} of 400 failed the check");
+    assert!(failed > 200, "mutations should mostly fail the check");
+}
+
+#[tokio::test]
+async fn dns_survives_garbage_replies() {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        let mut s = 7u64;
+        while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+            // Random bytes; every other reply keeps the query's id and sets
+            // the response bit, so the header parser sees plausible input.
+            let len = (next(&mut s) % 40) as usize;
+            let mut r: Vec<u8> = (0..len).map(|_| next(&mut s) as u8).collect();
+            if next(&mut s).is_multiple_of(2) && r.len() >= 4 && n >= 2 {
+                r[..2].copy_from_slice(&buf[..2]);
+                r[2] |= 0x80;
+            }
+            let _ = sock.send_to(&r, peer).await;
+        }
+    });
+    let t = Duration::from_millis(60);
+    let kind = CheckKind::Dns {
+        target: addr,
+        query_name: "health.example.com".into(),
+        query_type: 1,
+        expect_rcode: 0,
+    };
+    for i in 0..60 {
+        let o = probe(&key(), &kind, t, None).await;
+        assert!(!o.reason.is_empty(), "case {i}: {o:?}");
+        assert!(
+            o.latency < t + Duration::from_millis(200),
+            "case {i}: {o:?}"
+        );
+        assert!(
+            o.ok || o.reason.starts_with("dns rcode") || o.reason.starts_with("timeout"),
+            "case {i}: {o:?}"
+        );
+    }
+}
