@@ -303,6 +303,11 @@ pub struct Check {
     /// http/https: Host header and SNI; defaults to the VIP's `host`.
     #[serde(default)]
     pub host: Option<String>,
+    /// http/https: keep the connection between attempts (default true); false
+    /// opens a new one per attempt (notices a proxy that stops accepting at
+    /// once, costs more CPU).
+    #[serde(default)]
+    pub reuse_connection: Option<bool>,
     /// https: CA bundle to verify the proxy's certificate.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,

@@ -345,6 +345,12 @@ fn check(v: &mut Errors, at: &str, c: &Check) {
         "http or https",
     );
     only(v, !http && c.host.is_some(), "host", "http or https");
+    only(
+        v,
+        !http && c.reuse_connection.is_some(),
+        "reuse_connection",
+        "http or https",
+    );
     let https = c.kind == CheckKind::Https;
     only(v, !https && c.ca_file.is_some(), "ca_file", "https");
     only(v, !https && c.tls_verify.is_some(), "tls_verify", "https");

@@ -527,3 +527,17 @@ fn names_that_collide_in_bird_are_rejected() {
         "count as the same",
     );
 }
+
+#[test]
+fn reuse_connection_is_for_http_only() {
+    edged_config::parse(&check("          reuse_connection: false\n")).unwrap();
+    let tcp = with(
+        "          kind: http\n",
+        "          kind: tcp\n          port: 80\n          reuse_connection: false\n",
+    );
+    reject(
+        &tcp,
+        "vips[0].services[0].check.reuse_connection",
+        "only valid for kind http or https",
+    );
+}

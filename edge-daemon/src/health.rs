@@ -69,6 +69,7 @@ pub fn checks(cfg: &Config) -> Vec<(CheckKey, CheckSpec)> {
                     fall: c.fall,
                     jitter: JITTER,
                     hold_down: c.hold_down,
+                    reuse_connection: c.reuse_connection.unwrap_or(true),
                     source: c.source,
                 };
                 out.push((key, spec));

@@ -122,6 +122,7 @@ fn spec(target: SocketAddr, interval: Duration) -> CheckSpec {
         fall: 3,
         jitter: 0.1,
         hold_down: None,
+        reuse_connection: true,
         source: None,
     }
 }

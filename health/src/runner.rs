@@ -149,7 +149,7 @@ async fn run(
 ) {
     let mut hyst = Hysteresis::new(spec.rise, spec.fall, spec.hold_down);
     let mut rng = seed(&key);
-    let mut prober = Prober::default();
+    let mut prober = Prober::new(spec.reuse_connection);
     tokio::time::sleep(start_offset(&key, spec.interval)).await;
     loop {
         let next = tokio::time::Instant::now()

@@ -38,6 +38,10 @@ pub struct CheckSpec {
     pub hold_down: Option<Duration>,
     /// Source address of the check's packets.
     pub source: Option<IpAddr>,
+    /// HTTP(S): keep the connection between attempts (a failure drops it).
+    /// `false`: a new connection per attempt, so a proxy that stops
+    /// accepting is noticed at once, at a higher cost.
+    pub reuse_connection: bool,
 }
 
 /// The check itself.

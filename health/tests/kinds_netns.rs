@@ -25,6 +25,7 @@ fn spec(kind: CheckKind) -> CheckSpec {
         fall: 3,
         jitter: 0.0,
         hold_down: None,
+        reuse_connection: true,
         source: Some("198.51.100.1".parse().unwrap()),
     }
 }

@@ -38,6 +38,7 @@ fn http_spec() -> CheckSpec {
         fall: 3,
         jitter: 0.0,
         hold_down: None,
+        reuse_connection: true,
         source: Some("198.51.100.1".parse().unwrap()),
     }
 }

@@ -205,6 +205,17 @@ async fn prober_reuses_connections_and_survives_stale_ones() {
         assert!(o.ok, "attempt {i}: {o:?}");
     }
     assert_eq!(accepts.load(Ordering::SeqCst), 1, "one connection for all");
+    // reuse_connection: false opens one per attempt against the same server.
+    let mut fresh = edged_health::Prober::new(false);
+    for i in 0..5 {
+        let o = fresh.probe(&key(), &http(addr), T, None).await;
+        assert!(o.ok, "attempt {i} without reuse: {o:?}");
+    }
+    assert_eq!(
+        accepts.load(Ordering::SeqCst),
+        6,
+        "without reuse: a connection per attempt"
+    );
 
     let closing = HttpServer::start().await; // closes after each answer
     let mut prober = edged_health::Prober::default();

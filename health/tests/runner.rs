@@ -30,6 +30,7 @@ fn spec(target: std::net::SocketAddr) -> CheckSpec {
         fall: 3,
         jitter: 0.1,
         hold_down: None,
+        reuse_connection: true,
         source: None,
     }
 }
@@ -153,6 +154,7 @@ async fn dropping_the_checker_kills_running_exec_groups() {
         fall: 1,
         jitter: 0.0,
         hold_down: None,
+        reuse_connection: true,
         source: None,
     };
     let running = || {

@@ -42,15 +42,26 @@ pub async fn probe(
 
 /// The attempts of one check: keeps an HTTP connection open from one
 /// attempt to the next (a failed or timed-out attempt drops it, so the
-/// next one connects afresh).
-#[derive(Default)]
+/// next one connects afresh), unless made with `reuse` false.
 pub struct Prober {
     http: Option<http::HttpConn>,
+    reuse: bool,
+}
+
+impl Default for Prober {
+    fn default() -> Self {
+        Prober::new(true)
+    }
 }
 
 // === impl Prober ===
 
 impl Prober {
+    /// A prober that keeps HTTP connections (`reuse`) or not.
+    pub fn new(reuse: bool) -> Self {
+        Prober { http: None, reuse }
+    }
+
     /// Runs one attempt of `kind` for `key`, within `timeout`.
     pub async fn probe(
         &mut self,
@@ -87,7 +98,9 @@ impl Prober {
         let latency = start.elapsed();
         match result {
             Ok(()) => {
-                self.http = conn;
+                if self.reuse {
+                    self.http = conn;
+                }
                 Outcome {
                     ok: true,
                     reason: "ok".into(),
