@@ -3,6 +3,7 @@
 
 use edged_bgp::client::{ClientError, check};
 use edged_bgp::reply::{Assembler, LineKind, ReplyError, Step, parse_config_location, parse_line};
+use edged_testlab::Rng;
 
 fn feed(asm: &mut Assembler, bytes: &[u8]) -> Vec<Result<Step, ReplyError>> {
     bytes
@@ -146,21 +147,6 @@ fn config_location_forms() {
     assert!(parse_config_location("file:x:3 msg").is_none());
 }
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn random_and_mutated_input_never_panics() {
     let seeds: &[&[u8]] = &[
@@ -173,7 +159,7 @@ fn random_and_mutated_input_never_panics() {
     let (mut ok, mut err) = (0u32, 0u32);
     for i in 0..20_000 {
         let mut input: Vec<u8> = if i % 4 == 0 {
-            (0..rng.below(200)).map(|_| rng.next() as u8).collect()
+            (0..rng.below(200)).map(|_| rng.next_u64() as u8).collect()
         } else {
             seeds[rng.below(seeds.len())].to_vec()
         };
@@ -183,7 +169,7 @@ fn random_and_mutated_input_never_panics() {
             }
             let p = rng.below(input.len());
             match rng.below(4) {
-                0 => input[p] = rng.next() as u8,
+                0 => input[p] = rng.next_u64() as u8,
                 1 => input.insert(p, [b'\n', b' ', b'-', b'+', b'9'][rng.below(5)]),
                 2 => {
                     input.remove(p);

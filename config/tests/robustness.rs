@@ -3,22 +3,8 @@
 //! swaps, splices of other lines). A libFuzzer target over the same entry
 //! point lives in `config/fuzz` (needs nightly: `cargo +nightly fuzz run parse`).
 
+use edged_testlab::Rng;
 use std::path::Path;
-
-/// xorshift64*: a small deterministic PRNG, so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn mutate(rng: &mut Rng, src: &str) -> String {
     let mut lines: Vec<String> = src.lines().map(str::to_string).collect();

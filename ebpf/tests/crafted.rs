@@ -6,6 +6,7 @@ mod common;
 use common::packet::{ACK, Frame, L4, SYN};
 use common::{Netns, PinDir, veth};
 use edged_ebpf::{Delivery, Forwarder, ForwarderSpec, Proto, ProxyTarget, VipService, XdpMode};
+use edged_testlab::Rng;
 
 const DROP: u32 = 1;
 const PASS: u32 = 2;
@@ -357,21 +358,6 @@ fn vips_sharing_an_index_fold_both_match_exactly() {
     r.forwarded(&Frame::tcp("2001:db8:1::7", "2001:db8::10", 2, 443, SYN).bytes());
 }
 
-/// xorshift64*: a seeded PRNG, so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// The IP destination of a frame (after up to two VLAN tags), if any.
 fn ip_dst(f: &[u8]) -> Option<std::net::IpAddr> {
     let mut off = 12;
@@ -428,10 +414,10 @@ fn mutated_frames_never_abort_nor_misforward() {
                 }
                 1 => {
                     let at = 12 + rng.below(f.len() - 12);
-                    f[at] = rng.next() as u8;
+                    f[at] = rng.next_u64() as u8;
                 }
                 2 => f.truncate(14 + rng.below(f.len() - 13)),
-                _ => f.extend((0..rng.below(64)).map(|_| rng.next() as u8)),
+                _ => f.extend((0..rng.below(64)).map(|_| rng.next_u64() as u8)),
             }
         }
         let (v, out) = r.run(&f);

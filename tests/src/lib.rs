@@ -15,8 +15,10 @@ pub mod lab;
 pub mod net;
 mod nginx;
 mod poll;
+mod rng;
 
 pub use bird::{BirdTor, Neighbor};
 pub use guard::{NetNs, Proc, TempDir, unique};
 pub use nginx::{Health, Nginx};
 pub use poll::{poll_until, sh, sh_ok};
+pub use rng::Rng;
