@@ -9,10 +9,12 @@
 
 #include <linux/types.h>
 
-#define EDGED_LAYOUT_VERSION 6
+#define EDGED_LAYOUT_VERSION 7
 
 #define MAX_VIPS 64
-#define MAX_PROXIES 256
+#define MAX_PROXIES 256 /* slots; the last MAX_PEERS are handoff peers */
+#define MAX_PEERS 8
+#define PEER_SLOT_BASE (MAX_PROXIES - MAX_PEERS)
 #define MAX_VIP_KEYS 4096
 #define VIP_INDEX_SIZE 65536 /* ed_vipidx: 16-bit fold of the destination */
 #define VIP_INDEX_COLLIDE 0xffffffff /* two VIPs share a fold: use ed_vips */
@@ -24,6 +26,7 @@
 #define PROXY_NONE 0
 #define PROXY_L2 1
 #define PROXY_HOST 2
+#define PROXY_PEER 3 /* another edge node: encapsulate (ed_handoff) */
 
 #define NO_HEALTHY_DROP 0
 #define NO_HEALTHY_PASS 1
@@ -34,6 +37,9 @@
 #define G_BAD_IP 2     /* bad version or IHL: passed */
 #define G_NO_PROXY 3   /* ring pointed at an empty proxy slot: dropped */
 #define G_ICMP_OTHER 4 /* ICMP error about a non-VIP or non-TCP/UDP flow */
+#define G_HANDOFF_OUT 5 /* encapsulated to a peer node: XDP_TX */
+#define G_HANDOFF_IN 6  /* decapsulated from a peer node */
+#define G_HANDOFF_ERR 7 /* not encapsulable, or unwrapped but not a VIP's: dropped */
 #define G_NUM 8
 
 /* ed_cfg[0]: written once by the loader, read on the miss path. */
@@ -73,6 +79,22 @@ struct vip_state {
 	__u32 active;	/* 0 or 1 */
 	__u32 count[2]; /* proxies in each half; 0 = no healthy proxy */
 	__u32 no_healthy;
+};
+
+/*
+ * ed_handoff[0]: connection handoff between edge nodes. While a VIP is
+ * drained, the node keeps its route for a while but sends the VIP's new TCP
+ * connections to peer nodes, encapsulated (IPv4 protocol 4 or 41, IPv6 next
+ * header 4 or 41) and XDP_TXed back to the top-of-rack; the peer's program
+ * strips the outer header (only from a listed peer to `local`) and forwards
+ * the inner packet as its own. Established flows stay; when the route goes,
+ * the handed-off flows already live on the peers.
+ */
+struct handoff {
+	__u32 local[4]; /* this node's address: peers send to it */
+	__u32 family;	/* of local and the peers; 0 = handoff off */
+	__u32 count;	/* peers in use */
+	__u32 peer[MAX_PEERS][4];
 };
 
 /* ed_proxy[proxy_id] */
@@ -157,5 +179,6 @@ _Static_assert(MAX_PROXIES <= 256, "proxy slot fits 8 bits");
 _Static_assert(sizeof(struct vip_counters) == 72, "vip_counters");
 _Static_assert(sizeof(struct proxy_counters) == 24, "proxy_counters");
 _Static_assert(sizeof(struct proxy_name) == 64, "proxy_name");
+_Static_assert(sizeof(struct handoff) == 152, "handoff");
 
 #endif

@@ -8,6 +8,10 @@
  * destination is a VIP address is XDP_PASSed and counted (frag_pass): the
  * host reassembles it. IPv6 extension headers likewise (ext_pass).
  *
+ * Handoff (handoff.h): while a VIP is drained its new TCP flows go to peer
+ * edge nodes, encapsulated; a peer's encapsulated packets are unwrapped
+ * and served here.
+ *
  * Bench build (-DEDGED_BENCH_FRESH_FLOW): after forwarding an IPv4 TCP
  * packet the program bumps the source port (and address on wrap) in the
  * packet, so BPF_PROG_TEST_RUN's repeats each see a fresh flow.
@@ -25,6 +29,12 @@
 
 #include "edged.h"
 #include "maps.h"
+
+/* XDP_PASS of a VIP packet to the host on purpose (host-stack proxy, or no
+ * healthy proxy with `pass`): the entry point turns it into XDP_PASS. Any
+ * other pass of an unwrapped peer packet is dropped instead, so a peer can
+ * only hand us VIP traffic. */
+#define V_HOST 0x100
 
 #define F_NEW_OK 1 /* a miss may record the flow (SYN, UDP) */
 #define F_TCP_NOSYN 2
@@ -153,13 +163,14 @@ static __always_inline void count_vip(int vip, int frag)
 }
 
 #include "conntrack.h"
+#include "handoff.h"
 
 static __always_inline int no_healthy(struct vip_counters *vc, __u32 action)
 {
 	if (action == NO_HEALTHY_PASS) {
 		if (vc)
 			vc->pass_no_healthy += 1;
-		return XDP_PASS;
+		return V_HOST;
 	}
 	if (vc)
 		vc->drop_no_healthy += 1;
@@ -214,7 +225,21 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 			*e |= CT_REF;
 		}
 	}
+	/* A SYN opens a new connection: pick afresh, so that a reused 5-tuple
+	 * does not follow an old connection's entry to a proxy that has left
+	 * the table since. */
+	if ((flags & (F_NEW_OK | F_UDP)) == F_NEW_OK)
+		px = 0;
+	if (px && px->kind == PROXY_PEER && (flags & F_FROM_PEER))
+		px = 0; /* a peer handed it back: serve it here, never loop */
 	if (!px || px->kind == PROXY_NONE) {
+		px = 0;
+		way = -1; /* pick afresh and record */
+		/* bits 31..62 of the fingerprint: the second lane (63 is set) */
+		if ((flags & (F_NEW_OK | F_UDP | F_FROM_PEER)) == F_NEW_OK)
+			px = handoff_pick(vip_id, h >> 31, eth, &pid);
+	}
+	if (!px) {
 		struct vip_state *st = bpf_map_lookup_elem(&ed_vipst, &vip_id);
 		__u32 half, idx, ring_slot;
 		__u64 *word;
@@ -233,8 +258,10 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 			return glob(G_NO_PROXY, XDP_DROP);
 		pid = (*word >> ((ring_slot % 8) * 8)) & 0xff;
 		px = bpf_map_lookup_elem(&ed_proxy, &pid);
-		if (!px || px->kind == PROXY_NONE)
+		if (!px || px->kind == PROXY_NONE || px->kind == PROXY_PEER)
 			return glob(G_NO_PROXY, XDP_DROP);
+	}
+	if (way < 0) {
 		if (flags & F_NEW_OK) {
 			way = ct_insert(b, h, pid);
 			if (flags & F_UDP) {
@@ -262,8 +289,10 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 		pc->bytes += len;
 		pc->new_flows += is_new;
 	}
+	if (px->kind == PROXY_PEER)
+		return handoff_encap(ctx, pid - PEER_SLOT_BASE);
 	if (px->kind == PROXY_HOST)
-		return XDP_PASS;
+		return V_HOST;
 	__builtin_memcpy(eth->h_dest, px->mac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, px->src_mac, ETH_ALEN);
 	if (px->ifindex == ctx->ingress_ifindex)
@@ -274,7 +303,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 #include "icmp.h"
 
 static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
-				     void *l3, void *end)
+				     void *l3, void *end, __u32 from)
 {
 	struct iphdr *iph = l3;
 	struct flow f = {};
@@ -307,7 +336,7 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 			return glob(G_TRUNCATED, XDP_PASS);
 		f.sport = th->source;
 		f.dport = th->dest;
-		flags = (th->syn && !th->ack) ? F_NEW_OK : F_TCP_NOSYN;
+		flags = ((th->syn && !th->ack) ? F_NEW_OK : F_TCP_NOSYN) | from;
 		vip = vip_match(f.dst, FAMILY_V4, f.dport, IPPROTO_TCP);
 		if (vip < 0)
 			return XDP_PASS;
@@ -331,15 +360,15 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 		vip = vip_match(f.dst, FAMILY_V4, f.dport, IPPROTO_UDP);
 		if (vip < 0)
 			return XDP_PASS;
-		return forward(ctx, eth, &f, vip, F_NEW_OK | F_UDP);
+		return forward(ctx, eth, &f, vip, F_NEW_OK | F_UDP | from);
 	}
 	if (f.proto == IPPROTO_ICMP)
-		return handle_icmp4(ctx, eth, l4, end);
+		return handle_icmp4(ctx, eth, l4, end, from);
 	return XDP_PASS;
 }
 
 static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
-				     void *l3, void *end)
+				     void *l3, void *end, __u32 from)
 {
 	struct ipv6hdr *ip6 = l3;
 	struct flow f = {};
@@ -366,7 +395,7 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
 			return glob(G_TRUNCATED, XDP_PASS);
 		f.sport = th->source;
 		f.dport = th->dest;
-		flags = (th->syn && !th->ack) ? F_NEW_OK : F_TCP_NOSYN;
+		flags = ((th->syn && !th->ack) ? F_NEW_OK : F_TCP_NOSYN) | from;
 	} else if (f.proto == IPPROTO_UDP) {
 		struct udphdr *uh = l4;
 
@@ -374,9 +403,9 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
 			return glob(G_TRUNCATED, XDP_PASS);
 		f.sport = uh->source;
 		f.dport = uh->dest;
-		flags = F_NEW_OK | F_UDP;
+		flags = F_NEW_OK | F_UDP | from;
 	} else if (f.proto == IPPROTO_ICMPV6) {
-		return handle_icmp6(ctx, eth, l4, end);
+		return handle_icmp6(ctx, eth, l4, end, from);
 	} else {
 		/* Fragment or other extension header: never guess a port. */
 		count_vip(vip_match(f.dst, FAMILY_V6, 0, 0),
@@ -389,8 +418,8 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
 	return forward(ctx, eth, &f, vip, flags);
 }
 
-SEC("xdp")
-int edged_xdp(struct xdp_md *ctx)
+/* Parses the frame as it is now in ctx (after any decapsulation). */
+static __always_inline int dispatch(struct xdp_md *ctx, __u32 from)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -399,7 +428,7 @@ int edged_xdp(struct xdp_md *ctx)
 	__u16 proto;
 
 	if (l3 > end)
-		return glob(G_TRUNCATED, XDP_PASS);
+		return glob(G_TRUNCATED, from ? XDP_DROP : XDP_PASS);
 	proto = eth->h_proto;
 #pragma unroll
 	for (int i = 0; i < 2; i++) {
@@ -414,12 +443,28 @@ int edged_xdp(struct xdp_md *ctx)
 		l3 = vh + 1;
 	}
 	if (proto == bpf_htons(ETH_P_IP))
-		return handle_v4(ctx, eth, l3, end);
+		return handle_v4(ctx, eth, l3, end, from);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return handle_v6(ctx, eth, l3, end);
+		return handle_v6(ctx, eth, l3, end, from);
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
 		return glob(G_VLAN_DEEP, XDP_PASS);
 	return XDP_PASS;
+}
+
+SEC("xdp")
+int edged_xdp(struct xdp_md *ctx)
+{
+	int d = handoff_decap(ctx);
+	int v;
+
+	if (d < 0)
+		return glob(G_TRUNCATED, XDP_DROP);
+	v = dispatch(ctx, d > 0 ? F_FROM_PEER : 0);
+	if (v == V_HOST)
+		return XDP_PASS;
+	if (d > 0 && v == XDP_PASS)
+		return glob(G_HANDOFF_ERR, XDP_DROP); /* unwrapped, not a VIP's */
+	return v;
 }
 
 char _license[] SEC("license") = "GPL";

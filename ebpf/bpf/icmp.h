@@ -26,7 +26,8 @@ struct l4ports {
 };
 
 static __always_inline int inner_flow(struct xdp_md *ctx, struct ethhdr *eth,
-				      struct flow *f, void *l4, void *end)
+				      struct flow *f, void *l4, void *end,
+				      __u32 from)
 {
 	struct l4ports *p = l4;
 	int vip;
@@ -41,11 +42,11 @@ static __always_inline int inner_flow(struct xdp_md *ctx, struct ethhdr *eth,
 	vip = vip_match(f->dst, f->family, f->dport, f->proto);
 	if (vip < 0)
 		return glob(G_ICMP_OTHER, XDP_PASS);
-	return forward(ctx, eth, f, vip, F_ICMP);
+	return forward(ctx, eth, f, vip, F_ICMP | from);
 }
 
 static __always_inline int handle_icmp4(struct xdp_md *ctx, struct ethhdr *eth,
-					void *l4, void *end)
+					void *l4, void *end, __u32 from)
 {
 	struct icmphdr *ic = l4;
 	struct iphdr *in = (void *)(ic + 1);
@@ -63,11 +64,11 @@ static __always_inline int handle_icmp4(struct xdp_md *ctx, struct ethhdr *eth,
 	f.dst[0] = in->saddr;
 	f.proto = in->protocol;
 	f.family = FAMILY_V4;
-	return inner_flow(ctx, eth, &f, (void *)in + in->ihl * 4, end);
+	return inner_flow(ctx, eth, &f, (void *)in + in->ihl * 4, end, from);
 }
 
 static __always_inline int handle_icmp6(struct xdp_md *ctx, struct ethhdr *eth,
-					void *l4, void *end)
+					void *l4, void *end, __u32 from)
 {
 	struct icmp6hdr *ic = l4;
 	struct ipv6hdr *in = (void *)(ic + 1);
@@ -83,7 +84,7 @@ static __always_inline int handle_icmp6(struct xdp_md *ctx, struct ethhdr *eth,
 	__builtin_memcpy(f.dst, &in->saddr, 16);
 	f.proto = in->nexthdr;
 	f.family = FAMILY_V6;
-	return inner_flow(ctx, eth, &f, in + 1, end);
+	return inner_flow(ctx, eth, &f, in + 1, end, from);
 }
 
 #endif

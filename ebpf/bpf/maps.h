@@ -87,6 +87,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ed_pxname SEC(".maps");
 
+/* Connection handoff to peer nodes (struct handoff). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct handoff);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_handoff SEC(".maps");
+
+/* ed_vipho[vip_id] = 1: the VIP's new TCP connections go to peer nodes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_vipho SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP);
 	__uint(max_entries, MAX_PROXIES);

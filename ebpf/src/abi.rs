@@ -5,10 +5,15 @@
 use std::mem::{offset_of, size_of};
 
 /// Bumped with `EDGED_LAYOUT_VERSION` in `bpf/edged.h` on any layout change.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 pub const CT_WAYS: usize = 4;
 pub const MAX_VIPS: u32 = 64;
+/// Slots of `ed_proxy`; the last [`MAX_PEERS`] are handoff peers.
 pub const MAX_PROXIES: u32 = 256;
+/// Peer nodes a drained VIP's new connections can be handed to.
+pub const MAX_PEERS: u32 = 8;
+/// First peer slot; local proxies use the slots below it.
+pub const PEER_SLOT_BASE: u32 = MAX_PROXIES - MAX_PEERS;
 pub const MAX_VIP_KEYS: u32 = 4096;
 pub const VIP_INDEX_SIZE: u32 = 65536;
 pub const VIP_INDEX_COLLIDE: u32 = u32::MAX;
@@ -18,6 +23,7 @@ pub const FAMILY_V6: u8 = 6;
 pub const PROXY_NONE: u32 = 0;
 pub const PROXY_L2: u32 = 1;
 pub const PROXY_HOST: u32 = 2;
+pub const PROXY_PEER: u32 = 3;
 pub const NO_HEALTHY_DROP: u32 = 0;
 pub const NO_HEALTHY_PASS: u32 = 1;
 /// Number of global reason counters (`G_NUM`).
@@ -110,6 +116,17 @@ pub struct ProxyCountersRaw {
     pub new_flows: u64,
 }
 
+/// `ed_handoff[0]`: this node's address and its peers' (network order,
+/// IPv4 in word 0); `family` 0 turns handoff off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Handoff {
+    pub local: [u32; 4],
+    pub family: u32,
+    pub count: u32,
+    pub peer: [[u32; 4]; MAX_PEERS as usize],
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProxyName {
@@ -135,6 +152,7 @@ unsafe impl aya::Pod for CtBucket {}
 unsafe impl aya::Pod for VipCountersRaw {}
 unsafe impl aya::Pod for ProxyCountersRaw {}
 unsafe impl aya::Pod for ProxyName {}
+unsafe impl aya::Pod for Handoff {}
 
 // === layout assertions (same numbers as the C `_Static_assert`s) ===
 
@@ -152,4 +170,5 @@ const _: () = {
     assert!(size_of::<VipCountersRaw>() == 72);
     assert!(size_of::<ProxyCountersRaw>() == 24);
     assert!(size_of::<ProxyName>() == 64);
+    assert!(size_of::<Handoff>() == 152);
 };

@@ -59,6 +59,13 @@ pub struct GlobalCounters {
     pub no_proxy_drop: u64,
     /// ICMP error about a flow that is not a VIP's TCP/UDP flow: passed.
     pub icmp_not_ours: u64,
+    /// Packets of drained VIPs' flows encapsulated to a peer node.
+    pub handoff_out: u64,
+    /// Packets a peer node handed to us, unwrapped and served here.
+    pub handoff_in: u64,
+    /// Handoff packets that could not be encapsulated, or that a peer sent
+    /// but were not for a VIP here: dropped.
+    pub handoff_error: u64,
 }
 
 // === impl Forwarder: counters ===
@@ -121,6 +128,9 @@ impl Forwarder {
             bad_ip_header: g(2)?,
             no_proxy_drop: g(3)?,
             icmp_not_ours: g(4)?,
+            handoff_out: g(5)?,
+            handoff_in: g(6)?,
+            handoff_error: g(7)?,
         };
         Ok(out)
     }
@@ -137,7 +147,7 @@ impl Forwarder {
 
     /// Rebuilds proxy slots and VIP ids from the maps of an adopted program.
     pub(crate) fn recover(&mut self) -> Result<(), ForwarderError> {
-        for slot in 0..MAX_PROXIES {
+        for slot in 0..PEER_SLOT_BASE {
             let p = self
                 .maps
                 .proxy
@@ -154,7 +164,7 @@ impl Forwarder {
             let len = n.name.iter().position(|&b| b == 0).unwrap_or(n.name.len());
             let name = String::from_utf8_lossy(&n.name[..len]).into_owned();
             self.proxies.insert(name, slot);
-            self.next_slot = (slot + 1) % MAX_PROXIES;
+            self.next_slot = (slot + 1) % PEER_SLOT_BASE;
         }
         let keys: Vec<VipKey> = self.maps.vips.keys().filter_map(Result::ok).collect();
         for k in keys {

@@ -1,7 +1,8 @@
 //! edged's XDP data plane.
 //!
 //! - `bpf/edged_xdp.bpf.c`: the program (parsing, VIP match, connection
-//!   table, Maglev pick, L2 delivery, ICMP errors, counters), built by
+//!   table, Maglev pick, L2 delivery, ICMP errors, handoff to peer nodes,
+//!   counters), built by
 //!   `build.rs` with clang and embedded here.
 //! - [`Forwarder`]: loads or re-adopts it (pinned under edged's bpffs dir),
 //!   writes proxies, VIPs and Maglev tables, reads counters.
@@ -16,6 +17,7 @@ pub mod bench;
 mod counters;
 mod error;
 mod forwarder;
+mod handoff;
 mod load;
 pub mod maglev;
 mod maps;
@@ -27,6 +29,7 @@ mod vips;
 pub use counters::{Counters, GlobalCounters, ProxyCounters, VipCounters};
 pub use error::ForwarderError;
 pub use forwarder::Forwarder;
+pub use handoff::HandoffSpec;
 pub use spec::{
     DEFAULT_TABLE_SIZE, Delivery, ForwarderSpec, NoHealthy, Proto, ProxyTarget, VipService, XdpMode,
 };

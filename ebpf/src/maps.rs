@@ -23,6 +23,8 @@ pub(crate) struct Maps {
     pub vipcnt: PerCpuArray<MapData, VipCountersRaw>,
     pub pxcnt: PerCpuArray<MapData, ProxyCountersRaw>,
     pub glob: PerCpuArray<MapData, u64>,
+    pub handoff: Array<MapData, Handoff>,
+    pub vipho: Array<MapData, u32>,
 }
 
 // === impl Maps ===
@@ -44,6 +46,8 @@ impl Maps {
             vipcnt: typed(dir, "ed_vipcnt")?,
             pxcnt: typed(dir, "ed_pxcnt")?,
             glob: typed(dir, "ed_glob")?,
+            handoff: typed(dir, "ed_handoff")?,
+            vipho: typed(dir, "ed_vipho")?,
         })
     }
 

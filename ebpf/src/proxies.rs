@@ -30,10 +30,10 @@ impl Forwarder {
             .filter(|n| !keep.contains(n.as_str()))
             .cloned()
             .collect();
-        if keep.len() > MAX_PROXIES as usize {
+        if keep.len() > PEER_SLOT_BASE as usize {
             return Err(ForwarderError::Full {
                 what: "proxies",
-                max: MAX_PROXIES,
+                max: PEER_SLOT_BASE,
             });
         }
         if !gone.is_empty() {
@@ -99,10 +99,10 @@ impl Forwarder {
         let used: BTreeSet<u32> = self.proxies.values().copied().collect();
         // Round robin from the last allocation: a freed slot is reused last,
         // so stale connection-table entries rarely meet a new proxy.
-        for i in 0..MAX_PROXIES {
-            let slot = (self.next_slot + i) % MAX_PROXIES;
+        for i in 0..PEER_SLOT_BASE {
+            let slot = (self.next_slot + i) % PEER_SLOT_BASE;
             if !used.contains(&slot) {
-                self.next_slot = (slot + 1) % MAX_PROXIES;
+                self.next_slot = (slot + 1) % PEER_SLOT_BASE;
                 let zero = PerCpuValues::try_from(vec![ProxyCountersRaw::default(); ncpus()])
                     .map_err(|source| ForwarderError::Cpus { source })?;
                 self.maps
@@ -114,7 +114,7 @@ impl Forwarder {
         }
         Err(ForwarderError::Full {
             what: "proxies",
-            max: MAX_PROXIES,
+            max: PEER_SLOT_BASE,
         })
     }
 }

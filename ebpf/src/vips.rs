@@ -130,6 +130,10 @@ impl Forwarder {
             .vipst
             .set(entry.id, VipState::default(), 0)
             .map_err(map_err("ed_vipst", "reset"))?;
+        self.maps
+            .vipho
+            .set(entry.id, 0, 0)
+            .map_err(map_err("ed_vipho", "reset"))?;
         tracing::info!(vip = %addr, "VIP removed");
         Ok(())
     }

@@ -505,3 +505,285 @@ fn bad_input_is_rejected_and_changes_nothing() {
     let err = Forwarder::open(&spec).err().expect("not prime");
     assert!(err.to_string().contains("table_size"), "{err}");
 }
+
+/// An outer IPv4 header (protocol 4 or 41) around `inner` in a frame from
+/// the ToR (MACs as in `Frame::bytes`).
+fn wrap_v4(src: &str, dst: &str, inner: &Frame) -> Vec<u8> {
+    let ip = inner.ip();
+    let proto = if inner.src.is_ipv4() { 4 } else { 41 };
+    let (s, d): (std::net::Ipv4Addr, std::net::Ipv4Addr) =
+        (src.parse().unwrap(), dst.parse().unwrap());
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&((20 + ip.len()) as u16).to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0, 0, 64, proto, 0, 0]);
+    h.extend_from_slice(&s.octets());
+    h.extend_from_slice(&d.octets());
+    let mut f = inner.bytes()[..12].to_vec();
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&h);
+    f.extend_from_slice(&ip);
+    f
+}
+
+fn ip4_checksum_ok(h: &[u8]) -> bool {
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum == 0xffff
+}
+
+const LOCAL: &str = "192.0.2.201";
+const PEERS: [&str; 2] = ["192.0.2.202", "192.0.2.203"];
+
+impl Rig {
+    /// Asserts the frame went back out encapsulated to a peer; returns the
+    /// peer's address.
+    fn handed_off(&self, frame: &[u8]) -> std::net::Ipv4Addr {
+        let (v, out) = self.run(frame);
+        assert_eq!(v, TX, "verdict");
+        assert_eq!(out.len(), frame.len() + 20);
+        assert_eq!(out[0..6], frame[6..12], "back to the router it came from");
+        assert_eq!(out[6..12], frame[0..6], "from our own MAC");
+        assert_eq!(out[12..14], [0x08, 0x00]);
+        let outer = &out[14..34];
+        assert_eq!(outer[0], 0x45);
+        assert_eq!(
+            u16::from_be_bytes([outer[2], outer[3]]) as usize,
+            frame.len() - 14 + 20
+        );
+        let inner_proto = if frame[12..14] == [0x08, 0x00] { 4 } else { 41 };
+        assert_eq!(outer[9], inner_proto, "protocol");
+        assert!(ip4_checksum_ok(outer), "outer checksum {outer:x?}");
+        assert_eq!(
+            outer[12..16],
+            LOCAL.parse::<std::net::Ipv4Addr>().unwrap().octets()
+        );
+        assert_eq!(out[34..], frame[14..], "inner packet unchanged");
+        let peer = std::net::Ipv4Addr::new(outer[16], outer[17], outer[18], outer[19]);
+        assert!(PEERS.contains(&peer.to_string().as_str()), "{peer}");
+        peer
+    }
+}
+
+#[test]
+fn handoff_sends_a_drained_vips_new_flows_to_peers_and_serves_theirs() {
+    let mut r = rig();
+    let spec = edged_ebpf::HandoffSpec {
+        local: LOCAL.parse().unwrap(),
+        peers: PEERS.iter().map(|p| p.parse().unwrap()).collect(),
+    };
+    r.fwd.set_handoff(Some(&spec)).unwrap();
+    let vip: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+    let est = |flags| Frame::tcp("198.51.100.7", "192.0.2.10", 41000, 80, flags).bytes();
+    let owner = r.forwarded(&est(SYN));
+    assert!(!r.fwd.vip_handoff(vip).unwrap());
+    r.fwd.set_vip_handoff(vip, true).unwrap();
+    assert!(r.fwd.vip_handoff(vip).unwrap());
+
+    // An established flow stays on its proxy; UDP is not handed off.
+    assert_eq!(r.forwarded(&est(ACK)), owner);
+    r.forwarded(&Frame::udp("198.51.100.7", "192.0.2.10", 5000, 53).bytes());
+    // New TCP flows go to the peers, spread over both, and stay there.
+    let mut seen = std::collections::BTreeSet::new();
+    for port in 42000..42040 {
+        let syn = Frame::tcp("198.51.100.7", "192.0.2.10", port, 80, SYN).bytes();
+        let peer = r.handed_off(&syn);
+        let ack = Frame::tcp("198.51.100.7", "192.0.2.10", port, 80, ACK).bytes();
+        assert_eq!(r.handed_off(&ack), peer, "the flow's later packets follow");
+        seen.insert(peer);
+    }
+    assert_eq!(seen.len(), 2, "both peers get flows: {seen:?}");
+    // IPv6 inside IPv4 (protocol 41).
+    let v6: std::net::IpAddr = "2001:db8::10".parse().unwrap();
+    r.fwd.set_vip_handoff(v6, true).unwrap();
+    r.handed_off(&Frame::tcp("2001:db8:1::7", "2001:db8::10", 42000, 443, SYN).bytes());
+    // A VLAN-tagged SYN cannot be encapsulated as is: served here.
+    let mut tagged = Frame::tcp("198.51.100.7", "192.0.2.10", 43000, 80, SYN);
+    tagged.vlans = vec![7];
+    let (v, _) = r.run(&tagged.bytes());
+    assert_eq!(v, REDIRECT);
+    let g = r.fwd.counters().unwrap().global;
+    assert_eq!((g.handoff_out, g.handoff_error), (81, 0));
+
+    // Undrained: new flows are served here; handed-off ones stay away.
+    r.fwd.set_vip_handoff(vip, false).unwrap();
+    r.forwarded(&Frame::tcp("198.51.100.7", "192.0.2.10", 44000, 80, SYN).bytes());
+    r.handed_off(&Frame::tcp("198.51.100.7", "192.0.2.10", 42000, 80, ACK).bytes());
+
+    // A peer's packet to us is unwrapped and served by our proxies, even
+    // for a flow we had handed off (never sent back: no loop).
+    for (port, flags) in [(45000, SYN), (42001, ACK)] {
+        let inner = Frame::tcp("198.51.100.7", "192.0.2.10", port, 80, flags);
+        let wrapped = wrap_v4(PEERS[1], LOCAL, &inner);
+        let (v, out) = r.run(&wrapped);
+        assert_eq!(v, REDIRECT, "port {port}");
+        assert_eq!(out.len(), wrapped.len() - 20);
+        assert_eq!(out[6..12], r.px0_mac);
+        assert_eq!(out[12..], inner.bytes()[12..], "the inner frame");
+    }
+    let inner6 = Frame::tcp("2001:db8:1::7", "2001:db8::10", 45001, 443, SYN);
+    let (v, out) = r.run(&wrap_v4(PEERS[0], LOCAL, &inner6));
+    assert_eq!((v, &out[12..]), (REDIRECT, &inner6.bytes()[12..]));
+    // Not from a peer, or not to us: the host's business, untouched.
+    let inner = Frame::tcp("198.51.100.7", "192.0.2.10", 45002, 80, SYN);
+    r.passed_untouched(&wrap_v4("192.0.2.99", LOCAL, &inner));
+    r.passed_untouched(&wrap_v4(PEERS[0], "192.0.2.250", &inner));
+    assert_eq!(r.fwd.counters().unwrap().global.handoff_in, 3);
+
+    // Handoff off: nothing is unwrapped, flows handed to a peer come home.
+    r.fwd.set_handoff(None).unwrap();
+    r.passed_untouched(&wrap_v4(PEERS[1], LOCAL, &inner));
+    r.forwarded(&Frame::tcp("198.51.100.7", "192.0.2.10", 42002, 80, ACK).bytes());
+}
+
+#[test]
+fn a_new_syn_on_a_reused_five_tuple_is_picked_afresh() {
+    let mut r = rig();
+    let syn = Frame::tcp("198.51.100.7", "192.0.2.10", 40100, 80, SYN).bytes();
+    let ack = Frame::tcp("198.51.100.7", "192.0.2.10", 40100, 80, ACK).bytes();
+    let first = r.forwarded(&syn);
+    // The first proxy leaves the table: the old connection's packets still
+    // follow the entry, but a new connection on the same 5-tuple does not.
+    r.only(
+        "192.0.2.10",
+        vec![(80, Proto::Tcp), (53, Proto::Udp)],
+        other(first),
+    );
+    assert_eq!(r.forwarded(&ack), first);
+    let again = r.forwarded(&syn);
+    assert_ne!(again, first, "the SYN went to the proxy that left");
+    assert_eq!(r.forwarded(&ack), again, "and the entry now says so");
+    assert_eq!(r.vip("192.0.2.10").new_flows, 2);
+}
+
+#[test]
+fn handoff_over_ipv6_between_nodes() {
+    let mut r = rig();
+    let (local, peer): (std::net::Ipv6Addr, std::net::Ipv6Addr) = (
+        "2001:db8:ff::1".parse().unwrap(),
+        "2001:db8:ff::2".parse().unwrap(),
+    );
+    let spec = edged_ebpf::HandoffSpec {
+        local: local.into(),
+        peers: vec![peer.into()],
+    };
+    r.fwd.set_handoff(Some(&spec)).unwrap();
+    r.fwd
+        .set_vip_handoff("192.0.2.10".parse().unwrap(), true)
+        .unwrap();
+    let syn = Frame::tcp("198.51.100.7", "192.0.2.10", 46000, 80, SYN).bytes();
+    let (v, out) = r.run(&syn);
+    assert_eq!(v, TX);
+    assert_eq!(out.len(), syn.len() + 40);
+    assert_eq!(out[12..14], [0x86, 0xdd]);
+    let outer = &out[14..54];
+    assert_eq!(outer[0] >> 4, 6);
+    assert_eq!(
+        u16::from_be_bytes([outer[4], outer[5]]) as usize,
+        syn.len() - 14
+    );
+    assert_eq!(outer[6], 4, "next header: IPv4");
+    assert_eq!(outer[8..24], local.octets());
+    assert_eq!(outer[24..40], peer.octets());
+    assert_eq!(out[54..], syn[14..]);
+
+    // The peer's packets to us: IPv6 outer, IPv6 inner (next header 41).
+    let inner = Frame::tcp("2001:db8:1::7", "2001:db8::10", 46001, 443, SYN);
+    let ip = inner.ip();
+    let mut wrapped = inner.bytes()[..12].to_vec();
+    wrapped.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    wrapped.extend_from_slice(&(ip.len() as u16).to_be_bytes());
+    wrapped.extend_from_slice(&[41, 64]);
+    wrapped.extend_from_slice(&peer.octets());
+    wrapped.extend_from_slice(&local.octets());
+    wrapped.extend_from_slice(&ip);
+    let (v, out) = r.run(&wrapped);
+    assert_eq!((v, &out[12..]), (REDIRECT, &inner.bytes()[12..]));
+    // An IPv4 outer header is not ours when the nodes speak IPv6.
+    r.passed_untouched(&wrap_v4(PEERS[0], LOCAL, &inner));
+}
+
+/// The IP packet of an Ethernet frame (untagged), if any.
+fn l3(f: &[u8]) -> &[u8] {
+    &f[14.min(f.len())..]
+}
+
+#[test]
+fn mutated_handoff_frames_never_abort_nor_misforward() {
+    let mut r = rig();
+    let spec = edged_ebpf::HandoffSpec {
+        local: LOCAL.parse().unwrap(),
+        peers: PEERS.iter().map(|p| p.parse().unwrap()).collect(),
+    };
+    r.fwd.set_handoff(Some(&spec)).unwrap();
+    r.fwd
+        .set_vip_handoff("192.0.2.10".parse().unwrap(), true)
+        .unwrap();
+    let vips: Vec<std::net::IpAddr> = ["192.0.2.10", "2001:db8::10", "192.0.2.30", "192.0.2.40"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let inner4 = Frame::tcp("198.51.100.7", "192.0.2.10", 47000, 80, SYN);
+    let inner6 = Frame::tcp("2001:db8:1::7", "2001:db8::10", 47000, 443, ACK);
+    let seeds: Vec<Vec<u8>> = vec![
+        wrap_v4(PEERS[0], LOCAL, &inner4),
+        wrap_v4(PEERS[1], LOCAL, &inner6),
+        wrap_v4(
+            PEERS[0],
+            LOCAL,
+            &Frame::udp("198.51.100.7", "192.0.2.10", 5, 53),
+        ),
+        inner4.bytes(),
+    ];
+    let mut rng = Rng(0x5eed_edfe_0000_0004);
+    let (mut unwrapped, mut handed) = (0, 0);
+    for i in 0..4000 {
+        let mut f = seeds[rng.below(seeds.len())].clone();
+        for _ in 0..1 + rng.below(3) {
+            match rng.below(4) {
+                0 => {
+                    let at = 12 + rng.below(f.len() - 12);
+                    f[at] ^= 1 << rng.below(8);
+                }
+                1 => {
+                    let at = 14 + rng.below(f.len() - 14);
+                    f[at] = rng.next_u64() as u8;
+                }
+                2 => f.truncate(15 + rng.below(f.len() - 14)),
+                _ => f.extend((0..rng.below(32)).map(|_| rng.next_u64() as u8)),
+            }
+        }
+        let (v, out) = r.run(&f);
+        let is_vip = |frame: &[u8]| ip_dst(frame).is_some_and(|d| vips.contains(&d));
+        match v {
+            PASS => assert_eq!(out, f, "case {i}: passed frames are untouched"),
+            DROP => {}
+            REDIRECT if out.len() == f.len() => {
+                assert_eq!(out[12..], f[12..], "case {i}");
+                assert!(is_vip(&f), "case {i}: forwarded, not a VIP");
+            }
+            REDIRECT => {
+                // Unwrapped: what goes to the proxy is the inner packet.
+                assert_eq!(out.len() + 20, f.len(), "case {i}");
+                assert_eq!(l3(&out), &f[34..], "case {i}: the inner packet, unchanged");
+                assert!(is_vip(&out), "case {i}: unwrapped to {:?}", ip_dst(&out));
+                unwrapped += 1;
+            }
+            TX => {
+                assert_eq!(out.len(), f.len() + 20, "case {i}");
+                assert_eq!(&out[34..], l3(&f), "case {i}: the packet, wrapped");
+                assert!(is_vip(&f), "case {i}: handed off, not a VIP");
+                handed += 1;
+            }
+            other => panic!("case {i}: verdict {other} on {f:02x?}"),
+        }
+    }
+    assert!(
+        unwrapped > 100 && handed > 100,
+        "{unwrapped} unwrapped, {handed} handed off"
+    );
+}
