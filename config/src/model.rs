@@ -113,6 +113,36 @@ pub struct Forwarder {
     /// bpffs directory where maps and the XDP link are pinned.
     #[serde(default = "default_pin_dir")]
     pub pin_dir: PathBuf,
+    /// Connection handoff to the other edge nodes while a VIP is drained.
+    /// Absent: a drain moves traffic by BGP alone, and connections in flight
+    /// when the top-of-rack switch moves them are reset.
+    #[serde(default)]
+    pub handoff: Option<Handoff>,
+}
+
+/// `forwarder.handoff:` on a drain (or maintenance), the VIP stays
+/// announced for `time` while its new TCP connections are sent, encapsulated
+/// (IP in IP, by the XDP program), to the peers; connections already here
+/// finish here. Then the graceful shutdown and withdrawal run as without
+/// handoff, and flows the peers took over reach them directly. Every node
+/// lists the others. The fabric must carry packets 20 (IPv4) or 40 (IPv6)
+/// bytes larger than the clients' MTU between nodes.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Handoff {
+    /// This node's address that peers send handed-off packets to (on an
+    /// uplink); the outer source of what this node hands off.
+    pub address: IpAddr,
+    /// The other edge nodes' `handoff.address` (1 to 8, same family).
+    pub peers: Vec<IpAddr>,
+    /// How long new connections go to the peers before the graceful
+    /// shutdown starts; longer than most requests take.
+    #[serde(default = "default_handoff_time", with = "duration")]
+    pub time: Duration,
+}
+
+fn default_handoff_time() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// XDP attach mode.

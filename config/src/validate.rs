@@ -146,6 +146,44 @@ fn forwarder(v: &mut Errors, f: &Forwarder) {
             "must be under /sys/fs/bpf (the bpffs mount)",
         );
     }
+    if let Some(h) = &f.handoff {
+        handoff(v, h);
+    }
+}
+
+/// Peers a drained VIP's connections can be handed to (the XDP program's
+/// limit).
+pub const MAX_HANDOFF_PEERS: usize = 8;
+
+fn handoff(v: &mut Errors, h: &Handoff) {
+    if h.address.is_unspecified() || h.address.is_multicast() || h.address.is_loopback() {
+        v.push(
+            "forwarder.handoff.address",
+            format!("{} is not a unicast address of this node", h.address),
+        );
+    }
+    if h.peers.is_empty() || h.peers.len() > MAX_HANDOFF_PEERS {
+        v.push(
+            "forwarder.handoff.peers",
+            format!("needs 1 to {MAX_HANDOFF_PEERS} peer addresses"),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, p) in h.peers.iter().enumerate() {
+        let at = format!("forwarder.handoff.peers[{i}]");
+        if p.is_ipv4() != h.address.is_ipv4() {
+            v.push(at, format!("{p} is not of handoff.address's family"));
+        } else if *p == h.address {
+            v.push(at, format!("{p} is this node's own handoff.address"));
+        } else if p.is_unspecified() || p.is_multicast() || p.is_loopback() {
+            v.push(at, format!("{p} is not a unicast address"));
+        } else if !seen.insert(p) {
+            v.push(at, format!("duplicate peer {p}"));
+        }
+    }
+    if h.time.is_zero() || h.time > Duration::from_secs(600) {
+        v.push("forwarder.handoff.time", "must be between 1ms and 10m");
+    }
 }
 
 /// Trial division; table sizes are at most 2^24.

@@ -175,6 +175,66 @@ fn forwarder_rules() {
     reject(&y, "proxies[0].mac", "required");
 }
 
+fn handoff(address: &str, peers: &str, time: &str) -> String {
+    forwarder(&format!(
+        "  handoff:\n    address: '{address}'\n    peers: {peers}\n    time: {time}\n"
+    ))
+}
+
+#[test]
+fn handoff_rules() {
+    let cfg = edged_config::parse(&handoff("192.0.2.2", "[192.0.2.6, 192.0.2.10]", "3s")).unwrap();
+    let h = cfg.forwarder.unwrap().handoff.unwrap();
+    assert_eq!((h.peers.len(), h.time.as_secs()), (2, 3));
+    reject(
+        &handoff("0.0.0.0", "[192.0.2.6]", "1s"),
+        "forwarder.handoff.address",
+        "unicast",
+    );
+    reject(
+        &handoff("192.0.2.2", "[]", "1s"),
+        "forwarder.handoff.peers",
+        "1 to 8",
+    );
+    let nine = format!(
+        "[{}]",
+        (10..19)
+            .map(|i| format!("192.0.2.{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    reject(
+        &handoff("192.0.2.2", &nine, "1s"),
+        "forwarder.handoff.peers",
+        "1 to 8",
+    );
+    reject(
+        &handoff("192.0.2.2", "['2001:db8::6']", "1s"),
+        "forwarder.handoff.peers[0]",
+        "family",
+    );
+    reject(
+        &handoff("192.0.2.2", "[192.0.2.6, 192.0.2.2]", "1s"),
+        "forwarder.handoff.peers[1]",
+        "own",
+    );
+    reject(
+        &handoff("192.0.2.2", "[192.0.2.6, 192.0.2.6]", "1s"),
+        "forwarder.handoff.peers[1]",
+        "duplicate",
+    );
+    reject(
+        &handoff("192.0.2.2", "[192.0.2.6]", "0s"),
+        "forwarder.handoff.time",
+        "between",
+    );
+    reject(
+        &handoff("192.0.2.2", "[192.0.2.6]", "11m"),
+        "forwarder.handoff.time",
+        "between",
+    );
+}
+
 #[test]
 fn proxy_rules() {
     reject(
