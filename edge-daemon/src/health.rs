@@ -11,8 +11,10 @@ use edged_health::{CheckKey, CheckKind, CheckSpec, CheckStatus, Observer, Verdic
 use crate::metrics::Metrics;
 use crate::reconcile::{HealthView, Serve};
 
-/// Jitter of every check: ±10 % of its interval.
-const JITTER: f64 = 0.1;
+/// Checks are spread by their start time (a per-check offset within the
+/// interval) and then run on an exact period: no per-period jitter, so a
+/// fault is seen within fall × interval (plus the check's own time).
+const JITTER: f64 = 0.0;
 
 /// One check per (VIP, service, proxy serving the VIP).
 pub fn checks(cfg: &Config) -> Vec<(CheckKey, CheckSpec)> {

@@ -45,6 +45,11 @@ struct Reason {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Direction {
+    direction: String,
+}
+
 fn family<L: EncodeLabelSet>(
     enc: &mut DescriptorEncoder,
     name: &str,
@@ -180,6 +185,25 @@ impl Collector for XdpCollector {
             "xdp_packets_by_reason",
             "Packets the forwarder passed or dropped before a VIP, by reason",
             &global,
+        )?;
+        let handoff = [
+            ("out", g.handoff_out),
+            ("in", g.handoff_in),
+            ("error", g.handoff_error),
+        ]
+        .map(|(r, v)| {
+            (
+                Direction {
+                    direction: r.into(),
+                },
+                v,
+            )
+        });
+        family(
+            &mut enc,
+            "xdp_handoff_packets",
+            "Packets handed to peer nodes (out), taken over from them (in), or dropped (error: not encapsulable, or unwrapped but not for a VIP here)",
+            &handoff,
         )?;
         Ok(())
     }

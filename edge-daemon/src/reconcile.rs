@@ -5,8 +5,11 @@
 //! Rules, in order, for each VIP's route:
 //! 1. edged is shutting down → withdrawn.
 //! 2. fewer than `min_healthy` proxies serve it → withdrawn at once (no drain wait).
-//! 3. maintenance or an operator drain → announced with GRACEFUL_SHUTDOWN for
-//!    `drain_time` if it was announced, then withdrawn.
+//! 3. maintenance or an operator drain → if it was announced: with
+//!    `forwarder.handoff`, still announced for `handoff.time` while its new
+//!    connections are handed to the peer nodes; then announced with
+//!    GRACEFUL_SHUTDOWN for `drain_time`; then withdrawn. Handoff stays on
+//!    while the VIP is held back.
 //! 4. otherwise → announced.
 //!
 //! A proxy serves a VIP when the health view says so; before the first
@@ -76,6 +79,8 @@ pub struct Applied {
     pub routes: HashMap<String, RouteState>,
     /// Forwarding table (serving proxies and weights) per VIP name.
     pub tables: HashMap<String, Vec<(String, u32)>>,
+    /// VIPs whose new connections the forwarder hands to peer nodes.
+    pub handoff: BTreeSet<String>,
 }
 
 impl Applied {
@@ -93,6 +98,13 @@ impl Applied {
             }
             Action::RemoveTable { vip } => {
                 self.tables.remove(vip);
+                self.handoff.remove(vip);
+            }
+            Action::Handoff { vip, on: true } => {
+                self.handoff.insert(vip.clone());
+            }
+            Action::Handoff { vip, on: false } => {
+                self.handoff.remove(vip);
             }
             Action::Route { vip, state } => {
                 self.routes.insert(vip.clone(), *state);
@@ -115,6 +127,8 @@ pub enum Action {
     },
     /// Forget a VIP's forwarding table (VIP removed from config).
     RemoveTable { vip: String },
+    /// Hand the VIP's new connections to peer nodes, or stop.
+    Handoff { vip: String, on: bool },
     /// Move a VIP's route to this state.
     Route { vip: String, state: RouteState },
 }
@@ -132,6 +146,9 @@ pub struct VipDecision {
     pub serving: Vec<String>,
     /// Proxies configured for the VIP.
     pub configured: usize,
+    /// New connections go to peer nodes (drain with `forwarder.handoff`).
+    #[serde(default)]
+    pub handoff: bool,
 }
 
 /// Output of one step.
@@ -140,7 +157,8 @@ pub struct Plan {
     /// One decision per configured VIP, in config order.
     pub vips: Vec<VipDecision>,
     /// Changes to make, in order: withdrawals and drains, address additions,
-    /// table changes, announcements, table and address removals.
+    /// table changes, handoff changes, announcements, table and address
+    /// removals.
     pub actions: Vec<Action>,
     /// When a drain deadline passes and the step must run again.
     pub wake_at: Option<SystemTime>,
@@ -172,6 +190,7 @@ pub fn step(i: &Inputs<'_>) -> Plan {
             split_by_health(i.health, &vip.name, &members, &i.intents.weights);
         let (route, reason, wake) =
             decide_route(i, vip, serving.len(), members.len(), &not_serving);
+        let handoff = handoff_wanted(i, vip);
         if let Some(w) = wake {
             plan.wake_at = Some(plan.wake_at.map_or(w, |p: SystemTime| p.min(w)));
         }
@@ -181,9 +200,13 @@ pub fn step(i: &Inputs<'_>) -> Plan {
             reason,
             serving: serving.iter().map(|(n, _)| n.to_string()).collect(),
             configured: members.len(),
+            handoff,
         });
         if i.config.forwarder.is_some() {
             want.tables.push((&vip.name, serving));
+            if handoff {
+                want.handoff.insert(&vip.name);
+            }
         }
         want.routes.push((&vip.name, route));
     }
@@ -198,6 +221,7 @@ struct Want<'a> {
     addrs: BTreeSet<IpAddr>,
     tables: Vec<(&'a str, Vec<(&'a str, u32)>)>,
     routes: Vec<(&'a str, RouteState)>,
+    handoff: BTreeSet<&'a str>,
 }
 
 /// The proxies configured for a VIP, in config order.
@@ -233,6 +257,26 @@ fn split_by_health<'a>(
     (serving, why_not)
 }
 
+/// Why a VIP is held back (maintenance first), and since when.
+fn held(i: &Inputs<'_>, vip: &str) -> Option<(SystemTime, &'static str)> {
+    match (&i.intents.maintenance, i.intents.drained.get(vip)) {
+        (Some(m), _) => Some((m.since, "maintenance")),
+        (None, Some(d)) => Some((d.since, "drained by operator")),
+        (None, None) => None,
+    }
+}
+
+/// How long a held-back VIP hands off before its graceful shutdown.
+fn handoff_time(cfg: &Config) -> Option<Duration> {
+    Some(cfg.forwarder.as_ref()?.handoff.as_ref()?.time)
+}
+
+/// Handoff is on for every held-back VIP when peers are configured: before
+/// the route goes it moves new connections, after it catches stragglers.
+fn handoff_wanted(i: &Inputs<'_>, vip: &edged_config::Vip) -> bool {
+    handoff_time(i.config).is_some() && held(i, &vip.name).is_some()
+}
+
 fn decide_route(
     i: &Inputs<'_>,
     vip: &edged_config::Vip,
@@ -255,15 +299,23 @@ fn decide_route(
             None,
         );
     }
-    let held = match (&i.intents.maintenance, i.intents.drained.get(&vip.name)) {
-        (Some(m), _) => Some((m.since, "maintenance")),
-        (None, Some(d)) => Some((d.since, "drained by operator")),
-        (None, None) => None,
-    };
-    let Some((since, why)) = held else {
+    let Some((since, why)) = held(i, &vip.name) else {
         return (Announced, count, None);
     };
     let was_up = matches!(i.applied.routes.get(&vip.name), Some(Announced | Draining));
+    let mut since = since;
+    if let Some(t) = handoff_time(i.config) {
+        let until = since + t;
+        if was_up && i.now < until {
+            let left = until.duration_since(i.now).unwrap_or(Duration::ZERO);
+            let reason = format!(
+                "{why}: new connections handed to peer nodes, graceful shutdown in {}s",
+                left.as_secs_f64().ceil()
+            );
+            return (Announced, reason, Some(until));
+        }
+        since = until;
+    }
     let graceful = i.config.bgp.graceful_shutdown && !i.config.node.drain_time.is_zero();
     let until = since + i.config.node.drain_time;
     if was_up && graceful && i.now < until {
@@ -325,8 +377,24 @@ fn diff(applied: &Applied, want: &Want<'_>, out: &mut Vec<Action>) {
             });
         }
     }
-    out.extend(announce);
+    let handoff_on = want
+        .handoff
+        .iter()
+        .filter(|v| !applied.handoff.contains(**v));
+    out.extend(handoff_on.map(|v| Action::Handoff {
+        vip: v.to_string(),
+        on: true,
+    }));
     let tabled: HashSet<&str> = want.tables.iter().map(|(v, _)| *v).collect();
+    let handoff_off = applied
+        .handoff
+        .iter()
+        .filter(|v| !want.handoff.contains(v.as_str()) && tabled.contains(v.as_str()));
+    out.extend(handoff_off.map(|v| Action::Handoff {
+        vip: v.clone(),
+        on: false,
+    }));
+    out.extend(announce);
     let mut untabled: Vec<&String> = applied
         .tables
         .keys()

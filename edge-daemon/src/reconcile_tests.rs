@@ -337,3 +337,75 @@ fn runtime_weights_override_the_config() {
         proxies: vec![("a".into(), 1), ("b".into(), 50)]
     }));
 }
+
+#[test]
+fn drain_with_handoff_hands_off_then_drains_then_withdraws_and_undrain_stops() {
+    let cfg = edged_config::parse(&CONFIG.replace(
+        "forwarder: {uplinks: [eth0]}",
+        "forwarder: {uplinks: [eth0], handoff: {address: 192.0.2.2, peers: [192.0.2.6], time: 5s}}",
+    ))
+    .unwrap();
+    let h = healthy(&[("web", "a"), ("web", "b"), ("dns", "a")]);
+    let mut a = Applied::default();
+    let first = run(&cfg, &h, &Intents::default(), &a, t(0));
+    apply(&mut a, &first);
+    let handoff = |on| Action::Handoff {
+        vip: "web".into(),
+        on,
+    };
+
+    let mut i = Intents::default();
+    i.drained.insert("web".into(), Since { since: t(10) });
+    // Phase 1: still announced, new connections go to the peers.
+    let plan = run(&cfg, &h, &i, &a, t(10));
+    assert_eq!(plan.actions, vec![handoff(true)]);
+    assert_eq!(route(&plan, "web"), RouteState::Announced);
+    assert!(plan.vips[0].handoff && !plan.vips[1].handoff);
+    assert!(
+        plan.vips[0]
+            .reason
+            .contains("handed to peer nodes, graceful shutdown in 5s"),
+        "{}",
+        plan.vips[0].reason
+    );
+    assert_eq!(plan.wake_at, Some(t(15)));
+    apply(&mut a, &plan);
+    assert_eq!(run(&cfg, &h, &i, &a, t(14)).actions, vec![]);
+    // Phase 2: graceful shutdown for drain_time, handoff still on.
+    let plan = run(&cfg, &h, &i, &a, t(15));
+    assert_eq!(
+        plan.actions,
+        vec![Action::Route {
+            vip: "web".into(),
+            state: RouteState::Draining
+        }]
+    );
+    assert_eq!(plan.wake_at, Some(t(45)));
+    apply(&mut a, &plan);
+    // Phase 3: withdrawn; handoff stays on for stragglers.
+    let plan = run(&cfg, &h, &i, &a, t(45));
+    assert_eq!(route(&plan, "web"), RouteState::Withdrawn);
+    assert!(plan.vips[0].handoff);
+    apply(&mut a, &plan);
+    assert!(a.handoff.contains("web"));
+
+    // Undrain: handoff off before the route is announced again.
+    i.drained.clear();
+    let plan = run(&cfg, &h, &i, &a, t(50));
+    assert_eq!(
+        plan.actions,
+        vec![
+            handoff(false),
+            Action::Route {
+                vip: "web".into(),
+                state: RouteState::Announced
+            }
+        ]
+    );
+    apply(&mut a, &plan);
+    assert!(a.handoff.is_empty());
+
+    // Without handoff configured the drain starts with the graceful shutdown.
+    let plan = run(&config(), &h, &i, &a, t(60));
+    assert!(plan.vips.iter().all(|d| !d.handoff));
+}

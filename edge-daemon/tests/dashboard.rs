@@ -24,6 +24,7 @@ fn exported() -> BTreeSet<String> {
             reason: String::new(),
             serving: vec![],
             configured: 0,
+            handoff: false,
         }],
         ..Default::default()
     });

@@ -28,6 +28,10 @@ impl State {
                     Some(f) => ("forwarder", f.remove_table(vip).await.map(|_| true)),
                     None => ("forwarder", Ok(false)),
                 },
+                Action::Handoff { vip, on } => match self.forwarder.as_mut() {
+                    Some(f) => ("forwarder", f.set_handoff(vip, *on).await.map(|_| true)),
+                    None => ("forwarder", Ok(false)),
+                },
                 Action::Route { vip, state } => match self.announcer.as_mut() {
                     Some(a) => ("announcer", a.set_route(vip, *state).await.map(|_| true)),
                     None => ("announcer", Ok(false)),

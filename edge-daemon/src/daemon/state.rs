@@ -126,6 +126,7 @@ impl State {
                 let changed = f.reconfigure(&new).map_err(|e| e.to_string())?;
                 for vip in changed {
                     self.applied.tables.remove(&vip);
+                    self.applied.handoff.remove(&vip);
                 }
             }
             Ok(new)
@@ -217,13 +218,20 @@ impl State {
 /// Fields bound at start; changing them needs a restart.
 fn restart_only_fields(old: &Config, new: &Config) -> Result<(), String> {
     let (o, n) = (&old.node, &new.node);
+    // Handoff peers may change on reload (a node added to the rack).
+    let bound = |c: &Config| {
+        c.forwarder.clone().map(|mut f| {
+            f.handoff = None;
+            f
+        })
+    };
     let checks = [
         ("node.state_dir", o.state_dir != n.state_dir),
         ("node.control_socket", o.control_socket != n.control_socket),
         ("node.control_group", o.control_group != n.control_group),
         ("node.metrics_listen", o.metrics_listen != n.metrics_listen),
         ("node.vip_interface", o.vip_interface != n.vip_interface),
-        ("forwarder", old.forwarder != new.forwarder),
+        ("forwarder", bound(old) != bound(new)),
     ];
     match checks.iter().find(|(_, changed)| *changed) {
         Some((field, _)) => Err(format!(

@@ -46,6 +46,8 @@ pub trait Forwarder: Send {
     fn set_table(&mut self, vip: &str, proxies: &[(String, u32)]) -> EffectFuture<'_>;
     /// Removes the VIP.
     fn remove_table(&mut self, vip: &str) -> EffectFuture<'_>;
+    /// Hands the VIP's new connections to the peer nodes (`on`), or stops.
+    fn set_handoff(&mut self, vip: &str, on: bool) -> EffectFuture<'_>;
 }
 
 /// BGP: announce, drain or withdraw a VIP.

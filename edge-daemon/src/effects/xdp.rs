@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use edged_config::{
     Config, Delivery as CfgDelivery, NoHealthy as CfgNoHealthy, Protocol, XdpMode as CfgXdpMode,
 };
-use edged_ebpf::{Delivery, ForwarderSpec, NoHealthy, Proto, ProxyTarget, VipService, XdpMode};
+use edged_ebpf::{
+    Delivery, ForwarderSpec, HandoffSpec, NoHealthy, Proto, ProxyTarget, VipService, XdpMode,
+};
 
 use super::{EffectError, EffectFuture, Forwarder};
 
@@ -116,6 +118,17 @@ impl XdpForwarder {
         self.inner
             .set_proxies(&targets(cfg))
             .map_err(|e| err("set proxies", e))?;
+        let handoff = cfg
+            .forwarder
+            .as_ref()
+            .and_then(|f| f.handoff.as_ref())
+            .map(|h| HandoffSpec {
+                local: h.address,
+                peers: h.peers.clone(),
+            });
+        self.inner
+            .set_handoff(handoff.as_ref())
+            .map_err(|e| err("set handoff peers", e))?;
         let new = services(cfg);
         let mut changed = Vec::new();
         for (name, old) in &self.vips {
@@ -148,6 +161,20 @@ impl Forwarder for XdpForwarder {
                 .map_err(|e| err(format!("set table of {vip}"), e)),
             None => Err(err(
                 format!("set table of {vip}"),
+                "VIP not in the forwarder's config",
+            )),
+        };
+        Box::pin(std::future::ready(r))
+    }
+
+    fn set_handoff(&mut self, vip: &str, on: bool) -> EffectFuture<'_> {
+        let r = match self.vips.get(vip) {
+            Some(svc) => self
+                .inner
+                .set_vip_handoff(svc.addr, on)
+                .map_err(|e| err(format!("set handoff of {vip}"), e)),
+            None => Err(err(
+                format!("set handoff of {vip}"),
                 "VIP not in the forwarder's config",
             )),
         };
