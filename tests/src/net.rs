@@ -66,3 +66,45 @@ pub fn mac(ns: &NetNs, ifname: &str) -> String {
         .expect("an Ethernet link");
     words[i + 1].to_string()
 }
+
+/// Source of a native XDP program that passes every frame.
+const XDP_PASS_C: &str = "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n\
+SEC(\"xdp\") int pass(struct xdp_md *ctx) { return XDP_PASS; }\n\
+char _license[] SEC(\"license\") = \"GPL\";\n";
+
+/// Builds the pass-everything XDP object in `dir` (clang); returns its path.
+pub fn xdp_pass_object(dir: &std::path::Path) -> std::path::PathBuf {
+    let (src, obj) = (dir.join("xdp_pass.c"), dir.join("xdp_pass.o"));
+    std::fs::write(&src, XDP_PASS_C).expect("write xdp_pass.c");
+    let arch = if cfg!(target_arch = "aarch64") {
+        "aarch64-linux-gnu"
+    } else {
+        "x86_64-linux-gnu"
+    };
+    let out = std::process::Command::new("clang")
+        .args(["-O2", "-g", "-target", "bpf"])
+        .arg(format!("-I/usr/include/{arch}"))
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .expect("run clang");
+    assert!(
+        out.status.success(),
+        "clang: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    obj
+}
+
+/// Attaches the pass-everything program (native) to `ifname` in `ns`. A veth
+/// delivers frames its peer's XDP program sends back (`XDP_TX`) promptly
+/// only when it has an XDP program itself: with GRO alone they wait in its
+/// ring until other traffic wakes it (up to a second here).
+pub fn xdp_pass(ns: &NetNs, ifname: &str, object: &std::path::Path) {
+    let obj = object.to_str().expect("utf-8 path");
+    ns.exec_ok(&[
+        "ip", "link", "set", "dev", ifname, "xdpdrv", "obj", obj, "sec", "xdp",
+    ]);
+}

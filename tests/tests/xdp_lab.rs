@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use edged_testlab::lab::{self, Lab, Spec, traffic};
 use edged_testlab::poll_until;
@@ -95,7 +95,12 @@ fn xdp_spreads_canaries_and_fails_over() {
     json(&lab.socket(0), &["weight", "px1", "reset"]);
     json(&lab.socket(0), &["weight", "px2", "reset"]);
 
-    // A proxy fails: its node stops sending it new flows once health says so.
+    // A proxy fails under load: its node stops sending it new flows once
+    // health says so (interval 250 ms, fall 3); no request fails later
+    // than that after the fault.
+    let load = traffic::Load::start(&lab.client.path(), lab.sources(false), v4, 2);
+    poll_until(Duration::from_secs(5), || load.done() > 100);
+    let fault = Instant::now();
     lab.nodes[0].proxies[0].nginx.stop();
     let gone = poll_until(Duration::from_secs(10), || {
         json(&lab.socket(0), &["vips"])[0]["serving"]
@@ -105,6 +110,22 @@ fn xdp_spreads_canaries_and_fails_over() {
             == 1
     });
     assert!(gone, "edge1-px1 never left the table");
+    let after = load.done();
+    poll_until(Duration::from_secs(5), || load.done() > after + 500);
+    let t = load.stop();
+    let last = t
+        .last_failed_at
+        .map(|at| at.saturating_duration_since(fault));
+    println!(
+        "proxy failure under load: {} failed requests, the last {} ms after the fault \
+         (fall x interval = 750 ms)",
+        t.failed.len(),
+        last.map_or(0, |d| d.as_millis())
+    );
+    // fall x interval, plus one 10 ms step of the check grid and the time
+    // to write the table.
+    let bound = Duration::from_millis(750 + 10 + 40);
+    assert!(last.is_none_or(|d| d <= bound), "{last:?} > {bound:?}");
     let t = traffic::run(&lab.client.path(), lab.sources(false), v4, 400);
     assert!(
         t.failed.is_empty(),

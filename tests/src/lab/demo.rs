@@ -59,6 +59,13 @@ fn print_spread(t: &traffic::Tally) {
         }
     }
     println!("  failed requests: {}", t.failed.len());
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &t.failed {
+        *reasons.entry(f.as_str()).or_default() += 1;
+    }
+    for (why, n) in reasons {
+        println!("    {n} x {why}");
+    }
 }
 
 /// Runs the demo on a lab that is up with edged started on every node.
@@ -153,15 +160,37 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
     }
     poll_until(Duration::from_secs(10), || ecmp(lab, 2));
 
-    say("drain edge2 under load: edgectl maintenance on (GRACEFUL_SHUTDOWN, then withdraw)");
-    let (path, sources) = (lab.client.path(), lab.sources(false));
-    let load = std::thread::spawn(move || traffic::run(&path, sources, v4, 3000));
+    say(
+        "drain edge2 under load from 4 clients: edgectl maintenance on (1 s handing new connections to edge1, GRACEFUL_SHUTDOWN, withdraw)",
+    );
+    let handoff = |i: usize, dir: &str| {
+        lab.metric(
+            i,
+            &format!("edged_xdp_handoff_packets_total{{direction=\"{dir}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let before = handoff(1, "out");
+    let load = traffic::Load::start(&lab.client.path(), lab.sources(false), v4, 4);
     let t0 = Instant::now();
     println!("{}", edgectl(edgectl_bin, &sock1, &["maintenance", "on"]));
+    println!("{}", edgectl(edgectl_bin, &sock1, &["vips"]));
     poll_until(Duration::from_secs(10), || ecmp(lab, 1));
-    println!("traffic left edge2 after {} ms", t0.elapsed().as_millis());
-    let t = load.join().map_err(|_| "load thread")?;
+    println!(
+        "the ToR's route left edge2 after {} ms",
+        t0.elapsed().as_millis()
+    );
+    poll_until(Duration::from_secs(10), || {
+        edgectl(edgectl_bin, &sock1, &["-o", "json", "vips"]).contains("\"withdrawn\"")
+    });
+    let t = load.stop();
     print_spread(&t);
+    // edged refreshes the data plane's counters every 5 s.
+    poll_until(Duration::from_secs(12), || handoff(1, "out") > before);
+    println!(
+        "edge2's XDP program handed {} packets of new connections to edge1 before its route left",
+        handoff(1, "out") - before
+    );
     println!("{}", edgectl(edgectl_bin, &sock1, &["vips"]));
     println!("{}", edgectl(edgectl_bin, &sock1, &["maintenance", "off"]));
     poll_until(Duration::from_secs(10), || ecmp(lab, 2));

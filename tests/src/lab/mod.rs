@@ -50,6 +50,7 @@ pub struct Lab {
     pub client: NetNs,
     pub tor_ns: NetNs,
     edged_bin: PathBuf,
+    _work: TempDir,
 }
 
 impl Lab {
@@ -76,10 +77,12 @@ impl Lab {
         client.exec_ok(&["ip", "route", "add", "default", "via", CLIENT_GW.0]);
         client.exec_ok(&["ip", "-6", "route", "add", "default", "via", CLIENT_GW.1]);
 
+        let work = TempDir::new("lab");
+        let xdp_pass = net::xdp_pass_object(work.path());
         let mut nodes = Vec::new();
         let mut neighbors = Vec::new();
         for i in 0..spec.nodes {
-            let node = Self::build_node(&spec, &tor_ns, i);
+            let node = Self::build_node(&spec, &tor_ns, i, &xdp_pass);
             let link = tor_link(i);
             neighbors.push(Neighbor {
                 name: format!("edge{}", i + 1),
@@ -101,15 +104,25 @@ impl Lab {
             client,
             tor_ns,
             edged_bin: edged_bin.to_owned(),
+            _work: work,
         }
     }
 
-    fn build_node(spec: &Spec, tor_ns: &NetNs, i: usize) -> Node {
+    fn build_node(spec: &Spec, tor_ns: &NetNs, i: usize, xdp_pass: &Path) -> Node {
         let name = format!("edge{}", i + 1);
         let ns = NetNs::new(NS_PREFIX);
         net::forwarding(&ns);
         let link = tor_link(i);
-        net::veth(tor_ns, &format!("e{}", i + 1), &ns, "uplink");
+        let tor_if = format!("e{}", i + 1);
+        net::veth(tor_ns, &tor_if, &ns, "uplink");
+        // The fabric carries handed-off packets (20 bytes of outer header
+        // more than the clients send), and the ToR's side takes the frames
+        // the node's XDP program sends back (XDP_TX into a veth needs an
+        // XDP program on the receiving side).
+        for (n, ifname) in [(tor_ns, tor_if.as_str()), (&ns, "uplink")] {
+            n.exec_ok(&["ip", "link", "set", ifname, "mtu", "1600"]);
+        }
+        net::xdp_pass(tor_ns, &tor_if, xdp_pass);
         net::addr(tor_ns, &format!("e{}", i + 1), &format!("{}/30", link.v4.0));
         net::addr(tor_ns, &format!("e{}", i + 1), &format!("{}/64", link.v6.0));
         net::addr(&ns, "uplink", &format!("{}/30", link.v4.1));
@@ -171,6 +184,17 @@ impl Lab {
                 "forwarder:\n  uplinks: [uplink]\n  xdp_mode: {mode}\n  pin_dir: {}\n",
                 n.pins.0.display()
             );
+            let peers: Vec<String> = (0..self.nodes.len())
+                .filter(|&k| k != i)
+                .map(|k| tor_link(k).v4.1)
+                .collect();
+            if !peers.is_empty() {
+                y += &format!(
+                    "  handoff: {{address: {}, peers: [{}], time: 1s}}\n",
+                    link.v4.1,
+                    peers.join(", ")
+                );
+            }
         }
         y += "proxies:\n";
         for (j, p) in n.proxies.iter().enumerate() {
@@ -334,6 +358,24 @@ impl Lab {
     }
 
     /// The client's source addresses of one family.
+    /// A sample of node `i`'s Prometheus endpoint (default address, inside
+    /// the node's namespace): the value of the line starting with `series`
+    /// (name and labels as exposed), if any.
+    pub fn metric(&self, i: usize, series: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let text = traffic::in_netns(&self.nodes[i].ns.path(), || {
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9180").ok()?;
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).ok()?;
+            Some(out)
+        })?;
+        let prefix = format!("{series} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     pub fn sources(&self, v6: bool) -> Vec<std::net::IpAddr> {
         (0..self.spec.client_sources)
             .map(|s| {

@@ -23,6 +23,8 @@ pub struct Tally {
     pub by_proxy: BTreeMap<String, usize>,
     /// Requests that failed (refused, timeout, bad answer), with the reason.
     pub failed: Vec<String>,
+    /// When the last failed request started.
+    pub last_failed_at: Option<std::time::Instant>,
 }
 
 impl Tally {
@@ -88,11 +90,87 @@ pub fn run(ns_path: &Path, sources: Vec<IpAddr>, dst: SocketAddr, count: usize) 
     in_netns(ns_path, move || {
         let mut t = Tally::default();
         for i in 0..count {
+            let at = std::time::Instant::now();
             match get(sources[i % sources.len()], dst, Duration::from_secs(1)) {
                 Ok(who) => *t.by_proxy.entry(who).or_default() += 1,
-                Err(e) => t.failed.push(e),
+                Err(e) => {
+                    t.failed.push(e);
+                    t.last_failed_at = Some(at);
+                }
             }
         }
         t
     })
+}
+
+/// Continuous load: `workers` client threads, each sending requests back
+/// to back from its share of the source addresses, until stopped.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    workers: Vec<std::thread::JoinHandle<Tally>>,
+}
+
+impl Load {
+    /// Starts the workers in the namespace at `ns_path`.
+    pub fn start(ns_path: &Path, sources: Vec<IpAddr>, dst: SocketAddr, workers: usize) -> Load {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers = (0..workers.max(1))
+            .map(|w| {
+                let mine: Vec<IpAddr> = sources
+                    .iter()
+                    .skip(w)
+                    .step_by(workers.max(1))
+                    .copied()
+                    .collect();
+                let (path, stop, done) = (ns_path.to_owned(), stop.clone(), done.clone());
+                std::thread::spawn(move || {
+                    in_netns(&path, move || {
+                        let mut t = Tally::default();
+                        let mut i = 0;
+                        while !stop.load(Ordering::Relaxed) {
+                            let at = std::time::Instant::now();
+                            match get(mine[i % mine.len()], dst, Duration::from_secs(1)) {
+                                Ok(who) => *t.by_proxy.entry(who).or_default() += 1,
+                                Err(e) => {
+                                    t.failed.push(e);
+                                    t.last_failed_at = Some(at);
+                                }
+                            }
+                            i += 1;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        t
+                    })
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            done,
+            workers,
+        }
+    }
+
+    /// Requests finished so far.
+    pub fn done(&self) -> usize {
+        self.done.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the workers and sums what they saw.
+    pub fn stop(self) -> Tally {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut all = Tally::default();
+        for w in self.workers {
+            let t = w.join().expect("load worker");
+            for (k, n) in t.by_proxy {
+                *all.by_proxy.entry(k).or_default() += n;
+            }
+            all.failed.extend(t.failed);
+            all.last_failed_at = all.last_failed_at.max(t.last_failed_at);
+        }
+        all
+    }
 }
