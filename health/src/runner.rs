@@ -18,6 +18,15 @@ use crate::spec::{CheckKey, CheckSpec};
 /// At most this many probes run at once (connections, processes).
 const MAX_CONCURRENT: usize = 256;
 
+/// Attempts start on a grid of this step (from the checker's start): the
+/// checks due in the same step run in one wakeup of the runtime instead of
+/// one wakeup each. Each check keeps its own exact period on average; an
+/// attempt starts at most one step late.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// One check's status, shared by its task (writer) and the table.
+type Shared = Arc<Mutex<CheckStatus>>;
+
 /// The state of one check, as `edgectl proxies` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckStatus {
@@ -64,10 +73,12 @@ struct Task {
 /// The running checker.
 pub struct HealthChecker {
     tasks: Mutex<HashMap<CheckKey, Task>>,
-    status: Arc<Mutex<HashMap<CheckKey, CheckStatus>>>,
+    status: Mutex<HashMap<CheckKey, Shared>>,
     events: mpsc::UnboundedSender<HealthEvent>,
     limit: Arc<Semaphore>,
     observer: Option<Observer>,
+    /// Origin of the attempt grid.
+    epoch: tokio::time::Instant,
 }
 
 impl HealthChecker {
@@ -79,10 +90,11 @@ impl HealthChecker {
         let (tx, rx) = mpsc::unbounded_channel();
         let hc = HealthChecker {
             tasks: Mutex::new(HashMap::new()),
-            status: Arc::new(Mutex::new(HashMap::new())),
+            status: Mutex::new(HashMap::new()),
             events: tx,
             limit: Arc::new(Semaphore::new(MAX_CONCURRENT)),
             observer,
+            epoch: tokio::time::Instant::now(),
         };
         hc.update(checks);
         (hc, rx)
@@ -106,14 +118,18 @@ impl HealthChecker {
             if tasks.contains_key(&key) {
                 continue;
             }
-            status.insert(key.clone(), CheckStatus::default());
+            let shared = Shared::default();
+            status.insert(key.clone(), shared.clone());
             let handle = tokio::spawn(run(
                 key.clone(),
                 spec.clone(),
-                self.status.clone(),
+                shared,
                 self.events.clone(),
-                self.limit.clone(),
-                self.observer.clone(),
+                Ctx {
+                    limit: self.limit.clone(),
+                    observer: self.observer.clone(),
+                    epoch: self.epoch,
+                },
             ))
             .abort_handle();
             tasks.insert(key, Task { spec, handle });
@@ -123,7 +139,10 @@ impl HealthChecker {
     /// Every check's status.
     pub fn snapshot(&self) -> Vec<(CheckKey, CheckStatus)> {
         let status = self.status.lock().expect("status lock");
-        let mut v: Vec<_> = status.iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+        let mut v: Vec<_> = status
+            .iter()
+            .map(|(k, s)| (k.clone(), s.lock().expect("check status lock").clone()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -139,38 +158,54 @@ impl Drop for HealthChecker {
     }
 }
 
+/// What every check task shares.
+struct Ctx {
+    limit: Arc<Semaphore>,
+    observer: Option<Observer>,
+    epoch: tokio::time::Instant,
+}
+
+/// The first grid point at or after `t`.
+fn on_grid(epoch: tokio::time::Instant, t: tokio::time::Instant) -> tokio::time::Instant {
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    let step = TICK.as_nanos();
+    epoch + std::time::Duration::from_nanos((since.div_ceil(step) * step) as u64)
+}
+
 async fn run(
     key: CheckKey,
     spec: CheckSpec,
-    status: Arc<Mutex<HashMap<CheckKey, CheckStatus>>>,
+    status: Shared,
     events: mpsc::UnboundedSender<HealthEvent>,
-    limit: Arc<Semaphore>,
-    observer: Option<Observer>,
+    ctx: Ctx,
 ) {
     let mut hyst = Hysteresis::new(spec.rise, spec.fall, spec.hold_down);
     let mut rng = seed(&key);
     let mut prober = Prober::new(spec.reuse_connection);
-    tokio::time::sleep(start_offset(&key, spec.interval)).await;
+    // The schedule is absolute (start + k periods), each attempt rounded up
+    // to the grid, so rounding never accumulates.
+    let mut due = tokio::time::Instant::now() + start_offset(&key, spec.interval);
     loop {
-        let next = tokio::time::Instant::now()
-            + jittered(spec.interval, spec.jitter, next_random(&mut rng));
+        tokio::time::sleep_until(on_grid(ctx.epoch, due)).await;
+        let now = tokio::time::Instant::now();
+        due += jittered(spec.interval, spec.jitter, next_random(&mut rng));
+        if due < now {
+            due = now; // fell behind (a stalled runtime): do not burst
+        }
         let outcome = {
-            let _permit = limit.acquire().await.expect("semaphore never closes");
+            let _permit = ctx.limit.acquire().await.expect("semaphore never closes");
             prober
                 .probe(&key, &spec.kind, spec.timeout, spec.source)
                 .await
         };
-        if let Some(obs) = &observer {
+        if let Some(obs) = &ctx.observer {
             obs(&key, &outcome);
         }
         let flip = hyst.record(outcome.ok, tokio::time::Instant::now().into_std());
         let now = SystemTime::now();
         let event_outcome = flip.map(|_| outcome.clone());
         {
-            let mut st = status.lock().expect("status lock");
-            let Some(s) = st.get_mut(&key) else {
-                return; // removed by a reload; this task is being aborted
-            };
+            let mut s = status.lock().expect("check status lock");
             if outcome.ok {
                 s.passes += 1;
             } else {
@@ -196,7 +231,6 @@ async fn run(
                 return; // nobody listens any more
             }
         }
-        tokio::time::sleep_until(next).await;
     }
 }
 

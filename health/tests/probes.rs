@@ -224,3 +224,105 @@ async fn prober_reuses_connections_and_survives_stale_ones() {
         assert!(o.ok, "attempt {i}: {o:?}");
     }
 }
+
+/// A keep-alive server that answers the n-th request on a connection with
+/// `script[n]` (each answer a list of pieces written 5 ms apart), then
+/// closes that connection when the script runs out. Counts connections.
+async fn scripted(
+    script: Vec<Vec<&'static [u8]>>,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let script = script.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                for answer in script {
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => {}
+                        _ => return,
+                    }
+                    for piece in answer {
+                        if s.write_all(piece).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn http_framings_and_connection_reuse() {
+    use edged_health::Prober;
+    use std::sync::atomic::Ordering;
+    // Chunked in pieces, then a 100 Continue before the answer: both on one
+    // kept connection.
+    let (addr, accepted) = scripted(vec![
+        vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nfi",
+            b"n\r\n4;x=y\r\ne ok\r\n0\r\n",
+            b"\r\n",
+        ],
+        vec![
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ],
+        vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"],
+    ])
+    .await;
+    let mut p = Prober::new(true);
+    for i in 0..3 {
+        let o = p.probe(&key(), &http(addr), T, None).await;
+        assert!(o.ok, "answer {i}: {o:?}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one kept connection");
+    // The server said close: the next attempt connects afresh.
+    let o = p.probe(&key(), &http(addr), T, None).await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+    // HTTP/1.0 without a length: the body runs to the close.
+    let (addr, _) = scripted(vec![vec![b"HTTP/1.0 200 OK\r\n\r\nall ok\n"]]).await;
+    let o = p.probe(&key(), &http(addr), T, None).await;
+    assert!(o.ok, "{o:?}");
+
+    // A server that closes a kept connection while idle: one retry on a new
+    // connection, not a failure.
+    let (addr, accepted) = scripted(vec![vec![
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ]])
+    .await;
+    let mut p = Prober::new(true);
+    for _ in 0..3 {
+        let o = p.probe(&key(), &http(addr), T, None).await;
+        assert!(o.ok, "{o:?}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+
+    // A chunked body that breaks its framing, and one that is too long.
+    let (addr, _) = scripted(vec![vec![
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX",
+    ]])
+    .await;
+    let o = p.probe(&key(), &http(addr), T, None).await;
+    assert_eq!(o.reason, "invalid response: chunk");
+    let (addr, _) = scripted(vec![vec![
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9999999\r\n\r\n",
+    ]])
+    .await;
+    let o = p.probe(&key(), &http(addr), T, None).await;
+    assert_eq!(o.reason, "body longer than 65536 bytes");
+}
