@@ -342,11 +342,21 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 			return XDP_PASS;
 		int verdict = forward(ctx, eth, &f, vip, flags);
 #ifdef EDGED_BENCH_FRESH_FLOW
-		__u16 sp = bpf_ntohs(th->source) + 1;
+		{
+			/* Pointers again: a handoff may have moved the head. */
+			void *d = (void *)(long)ctx->data;
+			void *e = (void *)(long)ctx->data_end;
+			struct iphdr *ip = d + sizeof(struct ethhdr);
+			struct tcphdr *t = (void *)(ip + 1);
 
-		th->source = bpf_htons(sp);
-		if (sp == 0)
-			iph->saddr = bpf_htonl(bpf_ntohl(iph->saddr) + 1);
+			if ((void *)(t + 1) <= e) {
+				__u16 sp = bpf_ntohs(t->source) + 1;
+
+				t->source = bpf_htons(sp);
+				if (sp == 0)
+					ip->saddr = bpf_htonl(bpf_ntohl(ip->saddr) + 1);
+			}
+		}
 #endif
 		return verdict;
 	}

@@ -377,6 +377,26 @@ fn ip_dst(f: &[u8]) -> Option<std::net::IpAddr> {
     }
 }
 
+/// One to four seeded changes to `f`: a flipped bit (at `from` or later),
+/// a random byte after the MACs, a cut (never below the Ethernet header),
+/// or up to `grow` random bytes appended.
+fn mutate(rng: &mut Rng, f: &mut Vec<u8>, from: usize, grow: usize) {
+    for _ in 0..1 + rng.below(4) {
+        match rng.below(4) {
+            0 => {
+                let at = from + rng.below(f.len() - from);
+                f[at] ^= 1 << rng.below(8);
+            }
+            1 => {
+                let at = 12 + rng.below(f.len() - 12);
+                f[at] = rng.next_u64() as u8;
+            }
+            2 => f.truncate(14 + rng.below(f.len() - 13)),
+            _ => f.extend((0..rng.below(grow)).map(|_| rng.next_u64() as u8)),
+        }
+    }
+}
+
 #[test]
 fn mutated_frames_never_abort_nor_misforward() {
     let r = rig();
@@ -406,20 +426,7 @@ fn mutated_frames_never_abort_nor_misforward() {
     let mut rng = Rng(0x5eed_edfe_0000_0003);
     for i in 0..4000 {
         let mut f = seeds[rng.below(seeds.len())].clone();
-        for _ in 0..1 + rng.below(4) {
-            match rng.below(4) {
-                0 => {
-                    let at = rng.below(f.len());
-                    f[at] ^= 1 << rng.below(8);
-                }
-                1 => {
-                    let at = 12 + rng.below(f.len() - 12);
-                    f[at] = rng.next_u64() as u8;
-                }
-                2 => f.truncate(14 + rng.below(f.len() - 13)),
-                _ => f.extend((0..rng.below(64)).map(|_| rng.next_u64() as u8)),
-            }
-        }
+        mutate(&mut rng, &mut f, 0, 64);
         let (v, out) = r.run(&f);
         match v {
             PASS | DROP => assert_eq!(out, f, "case {i}: passed or dropped frames are untouched"),
@@ -743,20 +750,7 @@ fn mutated_handoff_frames_never_abort_nor_misforward() {
     let (mut unwrapped, mut handed) = (0, 0);
     for i in 0..4000 {
         let mut f = seeds[rng.below(seeds.len())].clone();
-        for _ in 0..1 + rng.below(3) {
-            match rng.below(4) {
-                0 => {
-                    let at = 12 + rng.below(f.len() - 12);
-                    f[at] ^= 1 << rng.below(8);
-                }
-                1 => {
-                    let at = 14 + rng.below(f.len() - 14);
-                    f[at] = rng.next_u64() as u8;
-                }
-                2 => f.truncate(15 + rng.below(f.len() - 14)),
-                _ => f.extend((0..rng.below(32)).map(|_| rng.next_u64() as u8)),
-            }
-        }
+        mutate(&mut rng, &mut f, 12, 32);
         let (v, out) = r.run(&f);
         let is_vip = |frame: &[u8]| ip_dst(frame).is_some_and(|d| vips.contains(&d));
         match v {
@@ -786,4 +780,15 @@ fn mutated_handoff_frames_never_abort_nor_misforward() {
         unwrapped > 100 && handed > 100,
         "{unwrapped} unwrapped, {handed} handed off"
     );
+}
+
+#[test]
+fn the_bench_build_of_the_program_passes_the_verifier() {
+    let edge = Netns::new("edcb");
+    let pins = PinDir::new();
+    let mut spec = ForwarderSpec::new(vec![], pins.path.clone());
+    spec.mode = XdpMode::Generic;
+    spec.conntrack_entries = 1024;
+    let fwd = edge.run(|| edged_ebpf::bench::open_fresh_flow(&spec));
+    assert!(fwd.is_ok(), "{:?}", fwd.err());
 }

@@ -32,6 +32,17 @@ impl Tally {
     pub fn ok(&self) -> usize {
         self.by_proxy.values().sum()
     }
+
+    /// Counts one request that started `at`.
+    fn record(&mut self, at: std::time::Instant, result: Result<String, String>) {
+        match result {
+            Ok(who) => *self.by_proxy.entry(who).or_default() += 1,
+            Err(e) => {
+                self.failed.push(e);
+                self.last_failed_at = Some(at);
+            }
+        }
+    }
 }
 
 /// Runs `f` on a new thread inside the network namespace at `ns_path`.
@@ -91,13 +102,10 @@ pub fn run(ns_path: &Path, sources: Vec<IpAddr>, dst: SocketAddr, count: usize) 
         let mut t = Tally::default();
         for i in 0..count {
             let at = std::time::Instant::now();
-            match get(sources[i % sources.len()], dst, Duration::from_secs(1)) {
-                Ok(who) => *t.by_proxy.entry(who).or_default() += 1,
-                Err(e) => {
-                    t.failed.push(e);
-                    t.last_failed_at = Some(at);
-                }
-            }
+            t.record(
+                at,
+                get(sources[i % sources.len()], dst, Duration::from_secs(1)),
+            );
         }
         t
     })
@@ -132,13 +140,7 @@ impl Load {
                         let mut i = 0;
                         while !stop.load(Ordering::Relaxed) {
                             let at = std::time::Instant::now();
-                            match get(mine[i % mine.len()], dst, Duration::from_secs(1)) {
-                                Ok(who) => *t.by_proxy.entry(who).or_default() += 1,
-                                Err(e) => {
-                                    t.failed.push(e);
-                                    t.last_failed_at = Some(at);
-                                }
-                            }
+                            t.record(at, get(mine[i % mine.len()], dst, Duration::from_secs(1)));
                             i += 1;
                             done.fetch_add(1, Ordering::Relaxed);
                         }
