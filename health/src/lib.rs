@@ -22,5 +22,7 @@ pub use aggregate::{Verdict, aggregate};
 pub use hysteresis::{Hysteresis, State};
 pub use jitter::{jittered, start_offset};
 pub use probe::{Outcome, Prober, probe};
+#[doc(hidden)]
+pub use probe::{Parsed as ParsedHttpResponse, parse_http_response};
 pub use runner::{CheckStatus, HealthChecker, HealthEvent, Observer};
 pub use spec::{CheckKey, CheckKind, CheckSpec};

@@ -209,13 +209,14 @@ async fn exchange(
     if let Err(e) = c.io.flush().await {
         return Err(Failure::Stale(super::io_reason(&e)));
     }
-    let (status, head_len, framing, mut reusable) = loop {
-        let n = match fill(c).await {
-            Ok(n) => n,
-            Err(e) if c.buf.is_empty() => return Err(Failure::Stale(e)),
-            Err(e) => return Err(e.into()),
-        };
-        if n == 0 {
+    let mut eof = false;
+    let parsed = loop {
+        if (!c.buf.is_empty() || eof)
+            && let Some(p) = parse_response(&c.buf, eof, head_only, want_body, body)?
+        {
+            break p;
+        }
+        if eof {
             let closed = "closed mid-response".to_string();
             return Err(if c.buf.is_empty() {
                 Failure::Stale(closed)
@@ -223,20 +224,62 @@ async fn exchange(
                 closed.into()
             });
         }
-        match parse_head(&c.buf)? {
-            Some(Head::Interim(len)) => {
-                c.buf.drain(..len);
-            }
+        match fill(c).await {
+            Ok(0) => eof = true,
+            Ok(_) => {}
+            Err(e) if c.buf.is_empty() => return Err(Failure::Stale(e)),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    c.buf.clear();
+    if c.buf.capacity() > 4 * BUF_START {
+        c.buf = Vec::with_capacity(BUF_START);
+    }
+    Ok(Response {
+        status: parsed.status,
+        reusable: parsed.reusable && !eof,
+    })
+}
+
+/// One whole response at the start of a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub status: u16,
+    /// Where the response ends in the buffer.
+    pub end: usize,
+    /// The connection may carry another request: keep-alive, framed, and
+    /// nothing after the response.
+    pub reusable: bool,
+}
+
+/// Parses one response (after any 1xx answers) at the start of `buf`;
+/// `eof`: the peer has closed, nothing more will come. `Ok(None)`: more
+/// bytes are needed. The body, de-chunked, goes to `body` when
+/// `want_body`. Pure: the exchange runs it on what it has read so far, the
+/// fuzz target on anything.
+pub fn parse_response(
+    buf: &[u8],
+    eof: bool,
+    head_only: bool,
+    want_body: bool,
+    body: &mut Vec<u8>,
+) -> Result<Option<Parsed>, String> {
+    body.clear();
+    let too_long = || format!("body longer than {MAX_BODY} bytes");
+    let mut start = 0;
+    let (status, head_end, framing, keep_alive) = loop {
+        match parse_head(&buf[start..])? {
+            Some(Head::Interim(len)) => start += len,
             Some(Head::Final {
                 status,
                 len,
                 framing,
                 keep_alive,
-            }) => break (status, len, framing, keep_alive),
-            None if c.buf.len() > MAX_HEAD => {
-                return Err("invalid response: head too long".to_string().into());
+            }) => break (status, start + len, framing, keep_alive),
+            None if buf.len() - start > MAX_HEAD => {
+                return Err("invalid response: head too long".into());
             }
-            None => {}
+            None => return Ok(None),
         }
     };
     let framing = if head_only || status == 204 || status == 304 {
@@ -244,69 +287,57 @@ async fn exchange(
     } else {
         framing
     };
-    body.clear();
-    let mut at = head_len;
-    match framing {
+    let (end, keep) = match framing {
         Framing::Length(n) => {
             if n > MAX_BODY {
-                return Err(format!("body longer than {MAX_BODY} bytes").into());
+                return Err(too_long());
             }
-            while c.buf.len() < head_len + n {
-                if fill(c).await? == 0 {
-                    return Err("closed mid-response".to_string().into());
-                }
+            if buf.len() < head_end + n {
+                return Ok(None);
             }
             if want_body {
-                body.extend_from_slice(&c.buf[head_len..head_len + n]);
+                body.extend_from_slice(&buf[head_end..head_end + n]);
             }
-            at = head_len + n;
+            (head_end + n, keep_alive)
         }
-        Framing::Chunked => loop {
-            match next_chunk(&c.buf[at..])? {
-                Chunk::Need => {
-                    if fill(c).await? == 0 {
-                        return Err("closed mid-response".to_string().into());
-                    }
-                }
-                Chunk::Data { start, len, next } => {
-                    if body.len() + len > MAX_BODY {
-                        return Err(format!("body longer than {MAX_BODY} bytes").into());
-                    }
-                    body.extend_from_slice(&c.buf[at + start..at + start + len]);
-                    at += next;
-                }
-                Chunk::End { next } => {
-                    at += next;
-                    break;
-                }
-            }
-        },
-        Framing::UntilClose => {
-            reusable = false;
+        Framing::Chunked => {
+            let (mut at, mut total) = (head_end, 0);
             loop {
-                if c.buf.len() - head_len > MAX_BODY {
-                    return Err(format!("body longer than {MAX_BODY} bytes").into());
-                }
-                if fill(c).await? == 0 {
-                    break;
+                match next_chunk(&buf[at..])? {
+                    Chunk::Need => return Ok(None),
+                    Chunk::Data { start, len, next } => {
+                        total += len;
+                        if total > MAX_BODY {
+                            return Err(too_long());
+                        }
+                        if want_body {
+                            body.extend_from_slice(&buf[at + start..at + start + len]);
+                        }
+                        at += next;
+                    }
+                    Chunk::End { next } => break (at + next, keep_alive),
                 }
             }
-            body.extend_from_slice(&c.buf[head_len..]);
-            at = c.buf.len();
         }
-    }
-    // Bytes after the response: the server is out of step; do not reuse.
-    if c.buf.len() > at {
-        reusable = false;
-    }
-    c.buf.clear();
-    if c.buf.capacity() > 4 * BUF_START {
-        c.buf = Vec::with_capacity(BUF_START);
-    }
-    if !want_body {
-        body.clear();
-    }
-    Ok(Response { status, reusable })
+        Framing::UntilClose => {
+            if buf.len() - head_end > MAX_BODY {
+                return Err(too_long());
+            }
+            if !eof {
+                return Ok(None);
+            }
+            if want_body {
+                body.extend_from_slice(&buf[head_end..]);
+            }
+            (buf.len(), false)
+        }
+    };
+    Ok(Some(Parsed {
+        status,
+        end,
+        // Bytes after the response: the server is out of step.
+        reusable: keep && end == buf.len(),
+    }))
 }
 
 /// How the body of a response ends.
@@ -631,5 +662,98 @@ mod tests {
                 .unwrap_err()
                 .starts_with("body longer")
         );
+    }
+
+    const ANSWERS: [&[u8]; 4] = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n1;a=b\r\n!\r\n0\r\nT: 1\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\nall ok\n",
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+    ];
+
+    #[test]
+    fn every_prefix_needs_more_and_the_whole_answer_parses() {
+        let want = [
+            (200, &b"ok\n"[..], true),
+            (503, b"ok!", true),
+            (200, b"all ok\n", false),
+            (204, b"", true),
+        ];
+        let mut body = Vec::new();
+        for (a, (status, text, reusable)) in ANSWERS.iter().zip(want) {
+            for cut in 0..a.len() {
+                assert_eq!(
+                    parse_response(&a[..cut], false, false, true, &mut body),
+                    Ok(None),
+                    "{a:?} cut at {cut}"
+                );
+            }
+            let p = parse_response(a, true, false, true, &mut body)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (p.status, body.as_slice(), p.end),
+                (status, text, a.len()),
+                "{a:?}"
+            );
+            if reusable {
+                let p = parse_response(a, false, false, true, &mut body)
+                    .unwrap()
+                    .unwrap();
+                assert!(p.reusable, "{a:?}");
+                // Bytes after the answer: complete, but not reusable.
+                let mut more = a.to_vec();
+                more.extend_from_slice(b"HTTP/1.1 200");
+                let p = parse_response(&more, false, false, true, &mut body)
+                    .unwrap()
+                    .unwrap();
+                assert!(!p.reusable && p.end == a.len(), "{a:?}");
+            }
+        }
+        // HEAD: no body whatever the length says.
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n";
+        let p = parse_response(head, false, true, true, &mut body)
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.end, p.reusable), (head.len(), true));
+    }
+
+    #[test]
+    fn seeded_garbage_and_mutations_never_panic_and_stay_bounded() {
+        let mut rng = edged_testlab::Rng(0x5eed_0000_4774_0001);
+        let mut body = Vec::new();
+        for _ in 0..20_000 {
+            let mut b = ANSWERS[rng.below(ANSWERS.len())].to_vec();
+            for _ in 0..1 + rng.below(4) {
+                match rng.below(4) {
+                    0 if !b.is_empty() => {
+                        let at = rng.below(b.len());
+                        b[at] = rng.next_u64() as u8;
+                    }
+                    0 | 1 => b.truncate(rng.below(b.len() + 1)),
+                    2 => {
+                        let at = rng.below(b.len() + 1);
+                        let junk: Vec<u8> =
+                            (0..rng.below(16)).map(|_| rng.next_u64() as u8).collect();
+                        b.splice(at..at, junk);
+                    }
+                    _ => b = (0..rng.below(200)).map(|_| rng.next_u64() as u8).collect(),
+                }
+            }
+            let eof = rng.below(2) == 1;
+            if let Ok(Some(p)) = parse_response(&b, eof, false, true, &mut body) {
+                assert!(p.end <= b.len() && body.len() <= MAX_BODY);
+            }
+            // A prefix called complete stays complete, with the same end
+            // (what the fuzz target checks on arbitrary input).
+            let cut = rng.below(b.len() + 1);
+            if let Ok(Some(p)) = parse_response(&b[..cut], false, false, true, &mut body) {
+                let w = parse_response(&b, true, false, true, &mut body);
+                assert_eq!(
+                    w.map(|w| w.map(|w| (w.status, w.end))),
+                    Ok(Some((p.status, p.end)))
+                );
+            }
+        }
     }
 }

@@ -4,6 +4,8 @@
 mod dns;
 mod exec;
 mod http;
+
+pub use http::{Parsed, parse_response as parse_http_response};
 mod tcp;
 
 use std::net::IpAddr;
