@@ -181,6 +181,15 @@ impl Forwarder {
             });
             e.keys.insert(k);
         }
+        // Handoff flags are not re-adopted: edged decides them again on its
+        // first pass (a VIP undrained while edged was down must not keep
+        // handing off).
+        for v in self.vips.values() {
+            self.maps
+                .vipho
+                .set(v.id, 0, 0)
+                .map_err(map_err("ed_vipho", "reset"))?;
+        }
         if !self.proxies.is_empty() || !self.vips.is_empty() {
             tracing::info!(
                 proxies = self.proxies.len(),

@@ -792,3 +792,28 @@ fn the_bench_build_of_the_program_passes_the_verifier() {
     let fwd = edge.run(|| edged_ebpf::bench::open_fresh_flow(&spec));
     assert!(fwd.is_ok(), "{:?}", fwd.err());
 }
+
+#[test]
+fn handoff_flags_are_not_readopted_after_a_restart() {
+    let edge = Netns::new("edch");
+    let pins = PinDir::new();
+    let mut spec = ForwarderSpec::new(vec![], pins.path.clone());
+    spec.mode = XdpMode::Generic;
+    spec.conntrack_entries = 1024;
+    let host = ProxyTarget {
+        name: "h".into(),
+        delivery: Delivery::HostStack,
+    };
+    let vip = VipService {
+        addr: "192.0.2.60".parse().unwrap(),
+        ports: vec![(80, Proto::Tcp)],
+    };
+    let mut fwd = edge.run(|| Forwarder::open(&spec)).expect("open");
+    fwd.set_proxies(std::slice::from_ref(&host)).unwrap();
+    fwd.set_vip(&vip, &[("h".to_string(), 1)]).unwrap();
+    fwd.set_vip_handoff(vip.addr, true).unwrap();
+    assert!(fwd.vip_handoff(vip.addr).unwrap());
+    drop(fwd);
+    let fwd = edge.run(|| Forwarder::open(&spec)).expect("re-adopt");
+    assert!(!fwd.vip_handoff(vip.addr).unwrap(), "edged decides again");
+}
