@@ -12,7 +12,9 @@
 //!   pays for what it does itself (suffix `_veth`).
 //!
 //! Prints, for the checker process alone: CPU % of one core, RSS, check
-//! latency p50/p99; then the fault-to-down time at interval 250 ms, fall 3
+//! latency p50/p99, and `health_syscall_floor_pct_one_core`: the same
+//! requests and answers from a plain loop with no runtime (what any checker
+//! with a connection per check pays the kernel here); then the fault-to-down time at interval 250 ms, fall 3
 //! (worst and mean of 20 checks). BENCH_KIND=tcp runs TCP-connect checks
 //! instead (names get a `_tcp` suffix). The veth run needs root.
 
@@ -143,8 +145,44 @@ fn scale(child: &mut Command, host: &str, secs: u64, sfx: &str) {
         println!("BENCH health_check_latency_p99{sfx} {p99} us");
     });
     drop(rt);
+    if !sfx.contains("tcp") {
+        syscall_floor(&addrs, secs.div_ceil(3), sfx);
+    }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The floor under any checker with one kept connection per check: the
+/// same 10,000 requests a second on 10,000 connections, from a plain loop
+/// (no runtime, no timers, no parsing): each 10 ms, 100 connections send
+/// their request, then read their answer. Prints its CPU % of one core.
+fn syscall_floor(addrs: &[SocketAddr], secs: u64, sfx: &str) {
+    use std::io::{Read, Write};
+    let n = VIPS * CHECKS_PER_VIP;
+    let mut conns: Vec<std::net::TcpStream> = (0..n)
+        .map(|i| std::net::TcpStream::connect(addrs[i % addrs.len()]).unwrap())
+        .collect();
+    let req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: edged-health\r\n\r\n";
+    let mut buf = [0u8; 512];
+    let steps = secs * 100;
+    let per_step = n / 100;
+    let (cpu0, t0) = (cpu_secs(), Instant::now());
+    for step in 0..steps {
+        let batch = (step as usize % 100) * per_step;
+        for c in &mut conns[batch..batch + per_step] {
+            c.write_all(req).unwrap();
+        }
+        for c in &mut conns[batch..batch + per_step] {
+            let got = c.read(&mut buf).unwrap();
+            assert!(buf[..got].starts_with(b"HTTP/1.1 200"), "floor: bad answer");
+        }
+        let due = t0 + Duration::from_millis(10 * (step + 1));
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let pct = 100.0 * (cpu_secs() - cpu0) / t0.elapsed().as_secs_f64();
+    println!("BENCH health_syscall_floor_pct_one_core{sfx} {pct:.1} %");
 }
 
 fn spec(target: SocketAddr, interval: Duration) -> CheckSpec {
