@@ -66,16 +66,36 @@ struct Response {
     reusable: bool,
 }
 
-pub async fn check(
-    kind: &CheckKind,
-    source: Option<IpAddr>,
-    conn: &mut Option<HttpConn>,
-) -> Result<(), String> {
+/// The request bytes of an HTTP check: method, path, the VIP's Host.
+pub fn request(kind: &CheckKind) -> Vec<u8> {
     let CheckKind::Http {
         target,
         method,
         path,
         host,
+        ..
+    } = kind
+    else {
+        unreachable!("http::request takes an Http check")
+    };
+    let host = match (host, target) {
+        (Some(h), _) => h.clone(),
+        (None, std::net::SocketAddr::V4(a)) => a.ip().to_string(),
+        (None, std::net::SocketAddr::V6(a)) => format!("[{}]", a.ip()),
+    };
+    format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: edged-health\r\n\r\n")
+        .into_bytes()
+}
+
+/// One attempt: `req` (from [`request`]) on the kept connection or a new one.
+pub async fn check(
+    kind: &CheckKind,
+    req: &[u8],
+    source: Option<IpAddr>,
+    conn: &mut Option<HttpConn>,
+) -> Result<(), String> {
+    let CheckKind::Http {
+        method,
         expect_status,
         body_contains,
         ..
@@ -83,19 +103,6 @@ pub async fn check(
     else {
         unreachable!("http::check takes an Http check")
     };
-    let mut req = Vec::with_capacity(96 + path.len());
-    req.extend_from_slice(method.as_bytes());
-    req.push(b' ');
-    req.extend_from_slice(path.as_bytes());
-    req.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    match (host, target) {
-        (Some(h), _) => req.extend_from_slice(h.as_bytes()),
-        (None, std::net::SocketAddr::V4(a)) => req.extend_from_slice(a.ip().to_string().as_bytes()),
-        (None, std::net::SocketAddr::V6(a)) => {
-            req.extend_from_slice(format!("[{}]", a.ip()).as_bytes())
-        }
-    }
-    req.extend_from_slice(b"\r\nUser-Agent: edged-health\r\n\r\n");
     let head_only = method.eq_ignore_ascii_case("HEAD");
     let want_body = body_contains.is_some();
     let mut body = Vec::new();
@@ -103,14 +110,14 @@ pub async fn check(
     // meanwhile (idle timeout, request limit), one retry on a new
     // connection, so a stale connection is not a failure.
     let (resp, c) = match conn.take() {
-        Some(mut c) => match exchange(&mut c, &req, head_only, want_body, &mut body).await {
+        Some(mut c) => match exchange(&mut c, req, head_only, want_body, &mut body).await {
             Ok(r) => (r, c),
             Err(Failure::Stale(_)) => {
-                fresh(kind, source, &req, head_only, want_body, &mut body).await?
+                fresh(kind, source, req, head_only, want_body, &mut body).await?
             }
             Err(Failure::Reason(r)) => return Err(r),
         },
-        None => fresh(kind, source, &req, head_only, want_body, &mut body).await?,
+        None => fresh(kind, source, req, head_only, want_body, &mut body).await?,
     };
     if resp.reusable {
         *conn = Some(c);

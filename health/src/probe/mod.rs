@@ -48,6 +48,9 @@ pub async fn probe(
 pub struct Prober {
     http: Option<http::HttpConn>,
     reuse: bool,
+    /// The HTTP request, rendered at the first attempt (a check's kind
+    /// never changes: a new spec is a new prober).
+    request: Vec<u8>,
 }
 
 impl Default for Prober {
@@ -61,7 +64,11 @@ impl Default for Prober {
 impl Prober {
     /// A prober that keeps HTTP connections (`reuse`) or not.
     pub fn new(reuse: bool) -> Self {
-        Prober { http: None, reuse }
+        Prober {
+            http: None,
+            reuse,
+            request: Vec::new(),
+        }
     }
 
     /// Runs one attempt of `kind` for `key`, within `timeout`.
@@ -75,10 +82,14 @@ impl Prober {
         let start = Instant::now();
         // Taken out for the attempt: put back only by a completed one.
         let mut conn = self.http.take();
+        if self.request.is_empty() && matches!(kind, CheckKind::Http { .. }) {
+            self.request = http::request(kind);
+        }
+        let request = &self.request;
         let attempt = async {
             match kind {
                 CheckKind::Tcp { target } => tcp::check(*target, source).await,
-                CheckKind::Http { .. } => http::check(kind, source, &mut conn).await,
+                CheckKind::Http { .. } => http::check(kind, request, source, &mut conn).await,
                 CheckKind::Dns {
                     target,
                     query_name,
