@@ -113,11 +113,13 @@ pub async fn check(
         Some(mut c) => match exchange(&mut c, req, head_only, want_body, &mut body).await {
             Ok(r) => (r, c),
             Err(Failure::Stale(_)) => {
-                fresh(kind, source, req, head_only, want_body, &mut body).await?
+                Box::pin(fresh(kind, source, req, head_only, want_body, &mut body)).await?
             }
             Err(Failure::Reason(r)) => return Err(r),
         },
-        None => fresh(kind, source, req, head_only, want_body, &mut body).await?,
+        // Boxed: connecting (TCP, TLS) is rare with kept connections and its
+        // future is large; the attempt's own future stays small to move.
+        None => Box::pin(fresh(kind, source, req, head_only, want_body, &mut body)).await?,
     };
     if resp.reusable {
         *conn = Some(c);

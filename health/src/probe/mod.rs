@@ -86,18 +86,30 @@ impl Prober {
             self.request = http::request(kind);
         }
         let request = &self.request;
+        // Only the HTTP exchange (kept connections, the common case at
+        // scale) runs inline; the other kinds' larger futures are boxed so
+        // the attempt stays small to create and move.
         let attempt = async {
             match kind {
-                CheckKind::Tcp { target } => tcp::check(*target, source).await,
+                CheckKind::Tcp { target } => Box::pin(tcp::check(*target, source)).await,
                 CheckKind::Http { .. } => http::check(kind, request, source, &mut conn).await,
                 CheckKind::Dns {
                     target,
                     query_name,
                     query_type,
                     expect_rcode,
-                } => dns::check(*target, source, query_name, *query_type, *expect_rcode).await,
+                } => {
+                    Box::pin(dns::check(
+                        *target,
+                        source,
+                        query_name,
+                        *query_type,
+                        *expect_rcode,
+                    ))
+                    .await
+                }
                 CheckKind::Exec { program, args, env } => {
-                    exec::check(key, program, args, env, timeout).await
+                    Box::pin(exec::check(key, program, args, env, timeout)).await
                 }
             }
         };
@@ -142,5 +154,31 @@ pub(crate) fn io_reason(e: &std::io::Error) -> String {
         NetworkUnreachable => "network unreachable".into(),
         AddrNotAvailable => "source address not available".into(),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{CheckKey, CheckKind};
+
+    /// At 10,000 attempts a second the attempt's future is created and
+    /// moved each time: it stays small (rare paths are boxed).
+    #[test]
+    fn the_attempt_future_stays_small() {
+        let key = CheckKey {
+            vip: "a".into(),
+            service: "b".into(),
+            proxy: "c".into(),
+        };
+        let kind = CheckKind::Tcp {
+            target: "127.0.0.1:1".parse().unwrap(),
+        };
+        let mut p = super::Prober::new(true);
+        let f = p.probe(&key, &kind, std::time::Duration::from_secs(1), None);
+        assert!(
+            std::mem::size_of_val(&f) <= 1024,
+            "{} bytes",
+            std::mem::size_of_val(&f)
+        );
     }
 }
