@@ -186,16 +186,6 @@ fn handoff_rules() {
     let cfg = edged_config::parse(&handoff("192.0.2.2", "[192.0.2.6, 192.0.2.10]", "3s")).unwrap();
     let h = cfg.forwarder.unwrap().handoff.unwrap();
     assert_eq!((h.peers.len(), h.time.as_secs()), (2, 3));
-    reject(
-        &handoff("0.0.0.0", "[192.0.2.6]", "1s"),
-        "forwarder.handoff.address",
-        "unicast",
-    );
-    reject(
-        &handoff("192.0.2.2", "[]", "1s"),
-        "forwarder.handoff.peers",
-        "1 to 8",
-    );
     let nine = format!(
         "[{}]",
         (10..19)
@@ -203,36 +193,61 @@ fn handoff_rules() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    reject(
-        &handoff("192.0.2.2", &nine, "1s"),
-        "forwarder.handoff.peers",
-        "1 to 8",
-    );
-    reject(
-        &handoff("192.0.2.2", "['2001:db8::6']", "1s"),
-        "forwarder.handoff.peers[0]",
-        "family",
-    );
-    reject(
-        &handoff("192.0.2.2", "[192.0.2.6, 192.0.2.2]", "1s"),
-        "forwarder.handoff.peers[1]",
-        "own",
-    );
-    reject(
-        &handoff("192.0.2.2", "[192.0.2.6, 192.0.2.6]", "1s"),
-        "forwarder.handoff.peers[1]",
-        "duplicate",
-    );
-    reject(
-        &handoff("192.0.2.2", "[192.0.2.6]", "0s"),
-        "forwarder.handoff.time",
-        "between",
-    );
-    reject(
-        &handoff("192.0.2.2", "[192.0.2.6]", "11m"),
-        "forwarder.handoff.time",
-        "between",
-    );
+    let cases = [
+        (
+            "0.0.0.0",
+            "[192.0.2.6]",
+            "1s",
+            "forwarder.handoff.address",
+            "unicast",
+        ),
+        ("192.0.2.2", "[]", "1s", "forwarder.handoff.peers", "1 to 8"),
+        (
+            "192.0.2.2",
+            &nine,
+            "1s",
+            "forwarder.handoff.peers",
+            "1 to 8",
+        ),
+        (
+            "192.0.2.2",
+            "['2001:db8::6']",
+            "1s",
+            "forwarder.handoff.peers[0]",
+            "family",
+        ),
+        (
+            "192.0.2.2",
+            "[192.0.2.6, 192.0.2.2]",
+            "1s",
+            "forwarder.handoff.peers[1]",
+            "own",
+        ),
+        (
+            "192.0.2.2",
+            "[192.0.2.6, 192.0.2.6]",
+            "1s",
+            "forwarder.handoff.peers[1]",
+            "duplicate",
+        ),
+        (
+            "192.0.2.2",
+            "[192.0.2.6]",
+            "0s",
+            "forwarder.handoff.time",
+            "between",
+        ),
+        (
+            "192.0.2.2",
+            "[192.0.2.6]",
+            "11m",
+            "forwarder.handoff.time",
+            "between",
+        ),
+    ];
+    for (address, peers, time, path, needle) in cases {
+        reject(&handoff(address, peers, time), path, needle);
+    }
 }
 
 #[test]

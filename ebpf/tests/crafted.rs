@@ -576,14 +576,20 @@ impl Rig {
     }
 }
 
-#[test]
-fn handoff_sends_a_drained_vips_new_flows_to_peers_and_serves_theirs() {
+/// The rig, handing off from LOCAL to PEERS.
+fn rig_with_peers() -> Rig {
     let mut r = rig();
     let spec = edged_ebpf::HandoffSpec {
         local: LOCAL.parse().unwrap(),
         peers: PEERS.iter().map(|p| p.parse().unwrap()).collect(),
     };
     r.fwd.set_handoff(Some(&spec)).unwrap();
+    r
+}
+
+#[test]
+fn handoff_sends_a_drained_vips_new_flows_to_peers_and_serves_theirs() {
+    let mut r = rig_with_peers();
     let vip: std::net::IpAddr = "192.0.2.10".parse().unwrap();
     let est = |flags| Frame::tcp("198.51.100.7", "192.0.2.10", 41000, 80, flags).bytes();
     let owner = r.forwarded(&est(SYN));
@@ -721,12 +727,7 @@ fn l3(f: &[u8]) -> &[u8] {
 
 #[test]
 fn mutated_handoff_frames_never_abort_nor_misforward() {
-    let mut r = rig();
-    let spec = edged_ebpf::HandoffSpec {
-        local: LOCAL.parse().unwrap(),
-        peers: PEERS.iter().map(|p| p.parse().unwrap()).collect(),
-    };
-    r.fwd.set_handoff(Some(&spec)).unwrap();
+    let mut r = rig_with_peers();
     r.fwd
         .set_vip_handoff("192.0.2.10".parse().unwrap(), true)
         .unwrap();
