@@ -52,7 +52,8 @@ impl Forwarder {
         }
         let zero = Handoff::default();
         // Off first, then the slots, then on: packets never see a peer slot
-        // without its address.
+        // without its address (a handed-off flow's packet meeting that
+        // instant is dropped and counted as a handoff error).
         self.maps
             .handoff
             .set(0, zero, 0)

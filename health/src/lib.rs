@@ -2,8 +2,9 @@
 //!
 //! ```text
 //!  HealthChecker::spawn(checks) ──► one task per check (tokio; no thread per check)
-//!     task: jittered start ─► Prober (tcp | http(s) | dns | exec, bounded by a semaphore;
-//!           HTTP(S) keeps its connection between attempts, reconnects after any failure)
+//!     task: spread start, then attempts on a 10 ms grid ─► Prober (tcp | http(s) | dns |
+//!           exec, bounded by a semaphore; HTTP(S) keeps its connection between attempts,
+//!           reconnects after any failure)
 //!           ─► Hysteresis (pure: rise, fall, hold-down) ─► status table ─► HealthEvent on a flip
 //!  aggregate(snapshot) (pure) ─► per (VIP, proxy): Serving | NotServing(reason) | unknown
 //! ```

@@ -81,30 +81,45 @@ pub fn xdp_pass_object(dir: &std::path::Path) -> std::path::PathBuf {
     } else {
         "x86_64-linux-gnu"
     };
-    let out = std::process::Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf"])
-        .arg(format!("-I/usr/include/{arch}"))
-        .arg("-c")
-        .arg(&src)
-        .arg("-o")
-        .arg(&obj)
-        .output()
-        .expect("run clang");
-    assert!(
-        out.status.success(),
-        "clang: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let include = format!("-I/usr/include/{arch}");
+    let (src_s, obj_s) = (src.to_str().expect("utf-8"), obj.to_str().expect("utf-8"));
+    crate::sh_ok(
+        "clang",
+        &[
+            "-O2", "-g", "-target", "bpf", &include, "-c", src_s, "-o", obj_s,
+        ],
     );
     obj
 }
 
-/// Attaches the pass-everything program (native) to `ifname` in `ns`. A veth
-/// delivers frames its peer's XDP program sends back (`XDP_TX`) promptly
-/// only when it has an XDP program itself: with GRO alone they wait in its
-/// ring until other traffic wakes it (up to a second here).
-pub fn xdp_pass(ns: &NetNs, ifname: &str, object: &std::path::Path) {
-    let obj = object.to_str().expect("utf-8 path");
-    ns.exec_ok(&[
-        "ip", "link", "set", "dev", ifname, "xdpdrv", "obj", obj, "sec", "xdp",
-    ]);
+/// The pass-everything program attached (native, through bpf links) to
+/// interfaces of one namespace; detached when dropped. A veth delivers the
+/// frames its peer's XDP program sends back (`XDP_TX`) promptly only when
+/// it has an XDP program itself: with GRO alone they wait in its ring until
+/// other traffic wakes it (up to a second here). Loaded with aya, not
+/// iproute2, which would leave its pin directories on bpffs.
+pub struct XdpPass {
+    _ebpf: aya::Ebpf,
+}
+
+impl XdpPass {
+    pub fn attach(ns: &NetNs, ifnames: &[String], object: &std::path::Path) -> XdpPass {
+        let (object, names) = (object.to_owned(), ifnames.to_vec());
+        // Interface names resolve in the namespace of the attaching thread.
+        let ebpf = crate::lab::traffic::in_netns(&ns.path(), move || {
+            let mut ebpf = aya::Ebpf::load_file(&object).expect("load xdp_pass.o");
+            let prog: &mut aya::programs::Xdp = ebpf
+                .program_mut("pass")
+                .expect("program pass")
+                .try_into()
+                .expect("an XDP program");
+            prog.load().expect("verify xdp_pass");
+            for n in &names {
+                prog.attach(n, aya::programs::XdpMode::Driver)
+                    .unwrap_or_else(|e| panic!("attach xdp_pass to {n}: {e}"));
+            }
+            ebpf
+        });
+        XdpPass { _ebpf: ebpf }
+    }
 }

@@ -48,6 +48,7 @@ pub struct Lab {
     pub tor: BirdTor,
     pub nodes: Vec<Node>,
     pub client: NetNs,
+    _tor_xdp: net::XdpPass,
     pub tor_ns: NetNs,
     edged_bin: PathBuf,
     _work: TempDir,
@@ -82,7 +83,7 @@ impl Lab {
         let mut nodes = Vec::new();
         let mut neighbors = Vec::new();
         for i in 0..spec.nodes {
-            let node = Self::build_node(&spec, &tor_ns, i, &xdp_pass);
+            let node = Self::build_node(&spec, &tor_ns, i);
             let link = tor_link(i);
             neighbors.push(Neighbor {
                 name: format!("edge{}", i + 1),
@@ -96,19 +97,24 @@ impl Lab {
             });
             nodes.push(node);
         }
+        // The ToR's side of each node link takes the frames the node's XDP
+        // program sends back (handoff, XDP_TX).
+        let tor_links: Vec<String> = (1..=spec.nodes).map(|i| format!("e{i}")).collect();
+        let tor_xdp = net::XdpPass::attach(&tor_ns, &tor_links, &xdp_pass);
         let tor = BirdTor::start(&tor_ns, CLIENT_GW.0, spec.tor.asn, &neighbors);
         Lab {
             spec,
             tor,
             nodes,
             client,
+            _tor_xdp: tor_xdp,
             tor_ns,
             edged_bin: edged_bin.to_owned(),
             _work: work,
         }
     }
 
-    fn build_node(spec: &Spec, tor_ns: &NetNs, i: usize, xdp_pass: &Path) -> Node {
+    fn build_node(spec: &Spec, tor_ns: &NetNs, i: usize) -> Node {
         let name = format!("edge{}", i + 1);
         let ns = NetNs::new(NS_PREFIX);
         net::forwarding(&ns);
@@ -116,13 +122,10 @@ impl Lab {
         let tor_if = format!("e{}", i + 1);
         net::veth(tor_ns, &tor_if, &ns, "uplink");
         // The fabric carries handed-off packets (20 bytes of outer header
-        // more than the clients send), and the ToR's side takes the frames
-        // the node's XDP program sends back (XDP_TX into a veth needs an
-        // XDP program on the receiving side).
+        // more than the clients send).
         for (n, ifname) in [(tor_ns, tor_if.as_str()), (&ns, "uplink")] {
             n.exec_ok(&["ip", "link", "set", ifname, "mtu", "1600"]);
         }
-        net::xdp_pass(tor_ns, &tor_if, xdp_pass);
         net::addr(tor_ns, &format!("e{}", i + 1), &format!("{}/30", link.v4.0));
         net::addr(tor_ns, &format!("e{}", i + 1), &format!("{}/64", link.v6.0));
         net::addr(&ns, "uplink", &format!("{}/30", link.v4.1));
