@@ -186,12 +186,14 @@ async fn run(
     // to the grid, so rounding never accumulates.
     let mut due = tokio::time::Instant::now() + start_offset(&key, spec.interval);
     loop {
+        // An attempt that ran past its next slot (a stalled runtime, a slow
+        // fork, a queue for the concurrency limit) skips the slots it
+        // missed rather than starting the next attempt at once: slots stay
+        // one period apart, so `rise` passes span `rise - 1` periods and a
+        // stall never turns into a burst.
+        due = skip_missed(due, tokio::time::Instant::now(), spec.interval);
         tokio::time::sleep_until(on_grid(ctx.epoch, due)).await;
-        let now = tokio::time::Instant::now();
         due += jittered(spec.interval, spec.jitter, next_random(&mut rng));
-        if due < now {
-            due = now; // fell behind (a stalled runtime): do not burst
-        }
         let outcome = {
             let _permit = ctx.limit.acquire().await.expect("semaphore never closes");
             prober
@@ -234,6 +236,21 @@ async fn run(
     }
 }
 
+/// The first slot of the schedule `due + k × period` (k ≥ 0) that is not
+/// in the past at `now`.
+fn skip_missed(
+    due: tokio::time::Instant,
+    now: tokio::time::Instant,
+    period: std::time::Duration,
+) -> tokio::time::Instant {
+    if due >= now || period.is_zero() {
+        return due.max(now);
+    }
+    let behind = (now - due).as_nanos();
+    let step = period.as_nanos();
+    due + std::time::Duration::from_nanos((behind.div_ceil(step) * step) as u64)
+}
+
 fn seed(key: &CheckKey) -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(key) | 1
@@ -245,4 +262,28 @@ fn next_random(s: &mut u64) -> u64 {
     *s ^= *s >> 7;
     *s ^= *s << 17;
     *s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn skip_missed_keeps_the_phase_and_never_goes_back() {
+        let t0 = tokio::time::Instant::now();
+        let p = Duration::from_millis(250);
+        let ms = Duration::from_millis;
+        // On time or early: unchanged.
+        assert_eq!(skip_missed(t0 + p, t0, p), t0 + p);
+        assert_eq!(skip_missed(t0, t0, p), t0);
+        // Behind by less than a period: the next slot.
+        assert_eq!(skip_missed(t0, t0 + ms(143), p), t0 + p);
+        // Behind by several periods: the first slot not in the past.
+        assert_eq!(skip_missed(t0, t0 + ms(600), p), t0 + ms(750));
+        // Exactly on a later slot: that slot.
+        assert_eq!(skip_missed(t0, t0 + ms(500), p), t0 + ms(500));
+        // A zero period cannot loop: now.
+        assert_eq!(skip_missed(t0, t0 + ms(7), Duration::ZERO), t0 + ms(7));
+    }
 }

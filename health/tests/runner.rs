@@ -134,6 +134,50 @@ async fn observer_sees_every_attempt() {
     assert!(seen.load(Ordering::SeqCst) >= 2);
 }
 
+/// An attempt that runs past its next slot (here: the observer stalls the
+/// runtime for 2.5 periods) skips the slots it missed. The next attempts
+/// keep one period between them instead of firing back to back, so `rise`
+/// passes can never come closer than a period.
+#[tokio::test]
+async fn a_stalled_attempt_skips_its_missed_slots() {
+    use std::sync::{Arc, Mutex};
+    const PERIOD: Duration = Duration::from_millis(100);
+    let srv = HttpServer::start().await;
+    let ends: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let e2 = ends.clone();
+    let obs: edged_health::Observer = Arc::new(move |_, _| {
+        let mut ends = e2.lock().unwrap();
+        if ends.len() == 1 {
+            // Blocks the (current-thread) runtime: every timer is missed.
+            std::thread::sleep(PERIOD * 5 / 2);
+        }
+        ends.push(Instant::now());
+    });
+    let mut s = spec(srv.addr);
+    s.interval = PERIOD;
+    s.timeout = PERIOD * 4 / 5;
+    s.jitter = 0.0;
+    let (_hc, _rx) = HealthChecker::spawn(vec![(key("a"), s)], Some(obs));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ends.lock().unwrap().len() < 5 {
+        assert!(Instant::now() < deadline, "fewer than 5 attempts in 5 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ends = ends.lock().unwrap().clone();
+    let gaps: Vec<Duration> = ends.windows(2).map(|w| w[1] - w[0]).collect();
+    println!("gaps between attempt ends: {gaps:?}");
+    // After the stall (gap 1 holds it), the next slot comes within a period,
+    // and from then on attempts are a period apart (less the loopback
+    // attempt's own spread), not back to back.
+    assert!(gaps[1] <= PERIOD + Duration::from_millis(30), "{gaps:?}");
+    for g in &gaps[2..] {
+        assert!(
+            *g >= PERIOD * 4 / 5,
+            "attempts closer than a period: {gaps:?}"
+        );
+    }
+}
+
 /// A running exec check (and what it forked) dies with the checker: the
 /// whole process group, not only the direct child; no zombie is left.
 #[tokio::test]
