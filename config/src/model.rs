@@ -338,6 +338,14 @@ pub struct Check {
     /// once, costs more CPU).
     #[serde(default)]
     pub reuse_connection: Option<bool>,
+    /// http/https: speak HTTP/2 (default false): every check to the same
+    /// proxy port shares one connection and each attempt is a stream on
+    /// it, a fraction of the CPU of one connection per check at scale.
+    /// Clear text uses prior knowledge (h2c), TLS needs ALPN `h2`; the
+    /// proxy's listener must accept HTTP/2 (nginx `http2`, HAProxy
+    /// `proto h2` or its automatic h2c detection, Envoy `http2_protocol_options`).
+    #[serde(default)]
+    pub http2: Option<bool>,
     /// https: CA bundle to verify the proxy's certificate.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,

@@ -389,6 +389,13 @@ fn check(v: &mut Errors, at: &str, c: &Check) {
         "reuse_connection",
         "http or https",
     );
+    only(v, !http && c.http2.is_some(), "http2", "http or https");
+    if c.http2 == Some(true) && c.reuse_connection == Some(false) {
+        v.push(
+            f("reuse_connection"),
+            "http2 checks share one kept connection per proxy; remove reuse_connection: false",
+        );
+    }
     let https = c.kind == CheckKind::Https;
     only(v, !https && c.ca_file.is_some(), "ca_file", "https");
     only(v, !https && c.tls_verify.is_some(), "tls_verify", "https");

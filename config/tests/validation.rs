@@ -616,3 +616,22 @@ fn reuse_connection_is_for_http_only() {
         "only valid for kind http or https",
     );
 }
+
+#[test]
+fn http2_is_for_http_only_and_keeps_its_connection() {
+    edged_config::parse(&check("          http2: true\n")).unwrap();
+    let tcp = with(
+        "          kind: http\n",
+        "          kind: tcp\n          port: 80\n          http2: true\n",
+    );
+    reject(
+        &tcp,
+        "vips[0].services[0].check.http2",
+        "only valid for kind http or https",
+    );
+    reject(
+        &check("          http2: true\n          reuse_connection: false\n"),
+        "vips[0].services[0].check.reuse_connection",
+        "http2 checks share one kept connection per proxy",
+    );
+}

@@ -38,6 +38,7 @@ pub fn checks(cfg: &Config) -> Vec<(CheckKey, CheckSpec)> {
                     body_contains: c.body_contains.clone(),
                     ca_file: c.ca_file.clone(),
                     tls_verify: c.tls_verify.unwrap_or(true),
+                    http2: c.http2.unwrap_or(false),
                 };
                 let kind = match c.kind {
                     CfgKind::Tcp => CheckKind::Tcp { target: port(0) },

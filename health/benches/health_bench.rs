@@ -11,6 +11,10 @@
 //!   runs in the kernel's NAPI thread as it does behind a NIC; the checker
 //!   pays for what it does itself (suffix `_veth`).
 //!
+//! Each topology runs twice: HTTP/1.1 (a kept connection per check), then
+//! HTTP/2 (`http2: true`: one connection per listener shared by its 1,000
+//! checks, a stream per attempt; names get `_http2`).
+//!
 //! Prints, for the checker process alone: CPU % of one core, RSS, check
 //! latency p50/p99, and `health_syscall_floor_pct_one_core`: the same
 //! requests and answers from a plain loop with no runtime (what any checker
@@ -49,7 +53,10 @@ fn main() {
     child
         .env("EDGED_BENCH_SERVE", "1")
         .env("EDGED_BENCH_BIND", "127.0.0.1");
-    scale(&mut child, "127.0.0.1", secs, kind);
+    scale(&mut child, "127.0.0.1", secs, kind, false);
+    if kind.is_empty() {
+        scale(&mut child, "127.0.0.1", secs, "_http2", true);
+    }
 
     if nix::unistd::geteuid().is_root() {
         use edged_testlab::{NetNs, net};
@@ -74,8 +81,12 @@ fn main() {
             .env("EDGED_BENCH_BIND", "198.51.100.2");
         let path = a.path();
         let sfx = format!("{kind}_veth");
+        let h2 = kind.is_empty();
         edged_testlab::lab::traffic::in_netns(&path, move || {
-            scale(&mut child, "198.51.100.2", secs, &sfx)
+            scale(&mut child, "198.51.100.2", secs, &sfx, false);
+            if h2 {
+                scale(&mut child, "198.51.100.2", secs, "_http2_veth", true);
+            }
         });
     }
     fault_to_down();
@@ -83,7 +94,10 @@ fn main() {
 
 /// The 10,000 checks for `secs` against listeners started by `child` at
 /// `host`; prints the figures with `sfx` appended to their names.
-fn scale(child: &mut Command, host: &str, secs: u64, sfx: &str) {
+fn scale(child: &mut Command, host: &str, secs: u64, sfx: &str, h2: bool) {
+    if h2 {
+        child.env("EDGED_BENCH_H2", "1");
+    }
     let mut child = child.stdout(Stdio::piped()).spawn().unwrap();
     let mut ports = String::new();
     BufReader::new(child.stdout.take().unwrap())
@@ -113,7 +127,11 @@ fn scale(child: &mut Command, host: &str, secs: u64, sfx: &str) {
                     service: format!("s{c}"),
                     proxy: format!("p{}", c % LISTENERS),
                 };
-                checks.push((key, spec(addrs[c % LISTENERS], Duration::from_secs(1))));
+                let mut s = spec(addrs[c % LISTENERS], Duration::from_secs(1));
+                if let CheckKind::Http { http2, .. } = &mut s.kind {
+                    *http2 = h2;
+                }
+                checks.push((key, s));
             }
         }
         let cpu0 = cpu_secs();
@@ -136,7 +154,7 @@ fn scale(child: &mut Command, host: &str, secs: u64, sfx: &str) {
         println!("BENCH health_checks_per_s{sfx} {checks_per_s:.0} checks/s");
         let cpu_pct = 100.0 * cpu / wall;
         println!("BENCH health_cpu_pct_one_core{sfx} {cpu_pct:.1} %");
-        if !sfx.contains("veth") {
+        if sfx.is_empty() || sfx == "_tcp" {
             // The second run's process also holds what the first left.
             println!("BENCH health_rss{sfx} {rss:.1} MiB");
         }
@@ -145,7 +163,7 @@ fn scale(child: &mut Command, host: &str, secs: u64, sfx: &str) {
         println!("BENCH health_check_latency_p99{sfx} {p99} us");
     });
     drop(rt);
-    if !sfx.contains("tcp") {
+    if !sfx.contains("tcp") && !h2 {
         syscall_floor(&addrs, secs.div_ceil(3), sfx);
     }
     let _ = child.kill();
@@ -201,13 +219,15 @@ fn spec(target: SocketAddr, interval: Duration) -> CheckSpec {
                 body_contains: None,
                 ca_file: None,
                 tls_verify: true,
+                http2: false,
             }
         },
         interval,
         timeout: interval / 2,
         rise: 2,
         fall: 3,
-        jitter: 0.1,
+        // As edged runs them: starts spread by identity, no per-period jitter.
+        jitter: 0.0,
         hold_down: None,
         reuse_connection: true,
         source: None,
@@ -227,8 +247,7 @@ fn fault_to_down() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let server = tokio::spawn(accept_loop(l));
-        let mut s = spec(addr, Duration::from_millis(250));
-        s.jitter = 0.0;
+        let s = spec(addr, Duration::from_millis(250));
         let checks = (0..N)
             .map(|i| {
                 let key = CheckKey {
@@ -289,7 +308,11 @@ fn serve() {
                 .await
                 .unwrap();
             ports.push(l.local_addr().unwrap().port().to_string());
-            tokio::spawn(accept_loop(l));
+            if std::env::var_os("EDGED_BENCH_H2").is_some() {
+                tokio::spawn(accept_loop_h2(l));
+            } else {
+                tokio::spawn(accept_loop(l));
+            }
         }
         println!("{}", ports.join(" "));
         std::future::pending::<()>().await;
@@ -314,6 +337,31 @@ async fn accept_loop(l: tokio::net::TcpListener) {
                         .await
                         .is_err()
                 {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Serves HTTP/2 with prior knowledge: every stream gets 200 "ok".
+async fn accept_loop_h2(l: tokio::net::TcpListener) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let Ok((s, _)) = l.accept().await else {
+            return;
+        };
+        let _ = s.set_nodelay(true);
+        while conns.try_join_next().is_some() {}
+        conns.spawn(async move {
+            let Ok(mut conn) = h2::server::handshake(s).await else {
+                return;
+            };
+            while let Some(Ok((_, mut respond))) = conn.accept().await {
+                let answer = respond
+                    .send_response(http::Response::new(()), false)
+                    .and_then(|mut body| body.send_data(bytes::Bytes::from_static(b"ok\n"), true));
+                if answer.is_err() {
                     return;
                 }
             }

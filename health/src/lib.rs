@@ -22,7 +22,7 @@ mod spec;
 pub use aggregate::{Verdict, aggregate};
 pub use hysteresis::{Hysteresis, State};
 pub use jitter::{jittered, start_offset};
-pub use probe::{Outcome, Prober, probe};
+pub use probe::{Http2Pool, Outcome, Prober, probe};
 #[doc(hidden)]
 pub use probe::{Parsed as ParsedHttpResponse, parse_http_response};
 pub use runner::{CheckStatus, HealthChecker, HealthEvent, Observer};

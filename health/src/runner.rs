@@ -12,7 +12,7 @@ use tokio::task::AbortHandle;
 
 use crate::hysteresis::{Hysteresis, State};
 use crate::jitter::{jittered, start_offset};
-use crate::probe::{Outcome, Prober};
+use crate::probe::{Http2Pool, Outcome, Prober};
 use crate::spec::{CheckKey, CheckSpec};
 
 /// At most this many probes run at once (connections, processes).
@@ -79,6 +79,8 @@ pub struct HealthChecker {
     observer: Option<Observer>,
     /// Origin of the attempt grid.
     epoch: tokio::time::Instant,
+    /// The `http2` checks' shared connections.
+    pool: Http2Pool,
 }
 
 impl HealthChecker {
@@ -95,6 +97,7 @@ impl HealthChecker {
             limit: Arc::new(Semaphore::new(MAX_CONCURRENT)),
             observer,
             epoch: tokio::time::Instant::now(),
+            pool: Http2Pool::default(),
         };
         hc.update(checks);
         (hc, rx)
@@ -129,6 +132,7 @@ impl HealthChecker {
                     limit: self.limit.clone(),
                     observer: self.observer.clone(),
                     epoch: self.epoch,
+                    pool: self.pool.clone(),
                 },
             ))
             .abort_handle();
@@ -163,6 +167,7 @@ struct Ctx {
     limit: Arc<Semaphore>,
     observer: Option<Observer>,
     epoch: tokio::time::Instant,
+    pool: Http2Pool,
 }
 
 /// The first grid point at or after `t`.
@@ -181,7 +186,7 @@ async fn run(
 ) {
     let mut hyst = Hysteresis::new(spec.rise, spec.fall, spec.hold_down);
     let mut rng = seed(&key);
-    let mut prober = Prober::new(spec.reuse_connection);
+    let mut prober = Prober::with_pool(spec.reuse_connection, ctx.pool.clone());
     // The schedule is absolute (start + k periods), each attempt rounded up
     // to the grid, so rounding never accumulates.
     let mut due = tokio::time::Instant::now() + start_offset(&key, spec.interval);

@@ -62,6 +62,9 @@ pub enum CheckKind {
         /// CA bundle (PEM) for TLS; else the webpki roots.
         ca_file: Option<PathBuf>,
         tls_verify: bool,
+        /// HTTP/2 on one connection per proxy shared by every check that
+        /// goes there (prior knowledge in clear, ALPN `h2` over TLS).
+        http2: bool,
     },
     /// A DNS query over UDP; passes on the expected response code.
     Dns {

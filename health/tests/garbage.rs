@@ -91,6 +91,7 @@ async fn http_survives_mutated_responses() {
             body_contains: Some("ok".into()),
             ca_file: None,
             tls_verify: true,
+            http2: false,
         };
         let o = probe(&key(), &kind, t, None).await;
         assert!(!o.reason.is_empty(), "seed {seed}: {o:?}");

@@ -29,6 +29,7 @@ fn http(target: std::net::SocketAddr) -> CheckKind {
         body_contains: Some("ok".into()),
         ca_file: None,
         tls_verify: true,
+        http2: false,
     }
 }
 

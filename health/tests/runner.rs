@@ -23,6 +23,7 @@ fn spec(target: std::net::SocketAddr) -> CheckSpec {
             body_contains: None,
             ca_file: None,
             tls_verify: true,
+            http2: false,
         },
         interval: Duration::from_millis(50),
         timeout: Duration::from_millis(40),

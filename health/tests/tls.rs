@@ -1,6 +1,7 @@
 //! HTTPS checks against a real TLS server with a certificate from a test CA:
 //! verified with the CA file, refused without it, accepted with
-//! `tls_verify: false`, refused for the wrong server name.
+//! `tls_verify: false`, refused for the wrong server name; HTTP/2 checks
+//! over TLS need the server to agree to `h2` by ALPN.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,14 +35,18 @@ fn pki() -> Pki {
 /// The server names (SNI) clients sent, in order.
 type Names = Arc<std::sync::Mutex<Vec<Option<String>>>>;
 
-async fn tls_server(p: &Pki, names: Names) -> SocketAddr {
+fn server_config(p: &Pki) -> rustls::ServerConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+    rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(vec![p.cert.clone()], p.key.clone_key())
-        .unwrap();
+        .unwrap()
+}
+
+async fn tls_server(p: &Pki, names: Names) -> SocketAddr {
+    let cfg = server_config(p);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -90,6 +95,7 @@ async fn https_verifies_against_the_configured_ca() {
         body_contains: Some("ok".into()),
         ca_file: ca,
         tls_verify: verify,
+        http2: false,
     };
     let t = Duration::from_secs(2);
     let o = probe(
@@ -123,4 +129,69 @@ async fn https_verifies_against_the_configured_ca() {
     );
     let o = probe(&key, &check("www.example.test", None, false), t, None).await;
     assert!(o.ok, "tls_verify false accepts: {o:?}");
+}
+
+/// An HTTP/2 server over TLS that offers `h2` by ALPN; answers 200 "ok".
+async fn h2_tls_server(p: &Pki) -> SocketAddr {
+    let mut cfg = server_config(p);
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let Ok(mut conn) = h2::server::handshake(tls).await else {
+                    return;
+                };
+                while let Some(Ok((_, mut respond))) = conn.accept().await {
+                    if let Ok(mut body) = respond.send_response(http::Response::new(()), false) {
+                        let _ = body.send_data(bytes::Bytes::from_static(b"ok\n"), true);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn http2_over_tls_needs_alpn_h2() {
+    let p = pki();
+    let dir = edged_testlab::TempDir::new("tls2");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &p.ca_pem).unwrap();
+    let key = CheckKey {
+        vip: "web".into(),
+        service: "h2".into(),
+        proxy: "px1".into(),
+    };
+    let check = |target: SocketAddr| CheckKind::Http {
+        target,
+        tls: true,
+        method: "GET".into(),
+        path: "/".into(),
+        host: Some("www.example.test".into()),
+        expect_status: vec![200],
+        body_contains: Some("ok".into()),
+        ca_file: Some(ca_file.clone()),
+        tls_verify: true,
+        http2: true,
+    };
+    let t = Duration::from_secs(2);
+    let h2 = h2_tls_server(&p).await;
+    let o = probe(&key, &check(h2), t, None).await;
+    assert!(o.ok, "{o:?}");
+    // A TLS server that speaks only HTTP/1.1 (no ALPN).
+    let h1 = tls_server(&p, Names::default()).await;
+    let o = probe(&key, &check(h1), t, None).await;
+    assert_eq!(
+        (o.ok, o.reason.as_str()),
+        (false, "tls: the server did not agree to HTTP/2 (ALPN h2)")
+    );
 }

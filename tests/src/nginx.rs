@@ -25,6 +25,8 @@ pub enum Health {
 pub struct Nginx {
     name: String,
     port: u16,
+    /// A second port speaking HTTP/2 in clear (prior knowledge).
+    h2_port: Option<u16>,
     dir: TempDir,
     proc: Option<Proc>,
     ns_path: PathBuf,
@@ -33,9 +35,16 @@ pub struct Nginx {
 impl Nginx {
     /// Starts nginx in `ns` on `port` (all addresses, IPv4 and IPv6).
     pub fn start(ns: &NetNs, name: &str, port: u16) -> Nginx {
+        Nginx::start_with(ns, name, port, None)
+    }
+
+    /// As [`Nginx::start`], and HTTP/2 in clear (prior knowledge, nginx's
+    /// `listen ... http2`) on `h2_port` when given.
+    pub fn start_with(ns: &NetNs, name: &str, port: u16, h2_port: Option<u16>) -> Nginx {
         let mut n = Nginx {
             name: name.into(),
             port,
+            h2_port,
             dir: TempDir::new("ngx"),
             proc: None,
             ns_path: ns.path(),
@@ -70,10 +79,14 @@ impl Nginx {
              http {{\n  access_log off;\n  default_type text/plain;\n  keepalive_timeout 60s;\n\
                client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n\
                uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-               server {{\n    listen {p} reuseport;\n    listen [::]:{p} ipv6only=on reuseport;\n\
+               server {{\n    listen {p} reuseport;\n    listen [::]:{p} ipv6only=on reuseport;\n{h2}\
                  location = /healthz {{ {healthz} }}\n    location / {{ return 200 \"{n}\\n\"; }}\n  }}\n}}\n",
             p = self.port,
             n = self.name,
+            h2 = self
+                .h2_port
+                .map(|p| format!("    listen {p} http2;\n"))
+                .unwrap_or_default(),
         );
         std::fs::write(self.dir.path().join("nginx.conf"), conf).unwrap();
     }

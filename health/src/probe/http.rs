@@ -19,7 +19,7 @@ use super::tcp::connect;
 use crate::spec::CheckKind;
 
 /// Bodies longer than this fail the check rather than fill memory.
-const MAX_BODY: usize = 64 * 1024;
+pub(super) const MAX_BODY: usize = 64 * 1024;
 
 /// Response heads longer than this are not an answer a health check wants.
 const MAX_HEAD: usize = 16 * 1024;
@@ -497,7 +497,7 @@ fn next_chunk(b: &[u8]) -> Result<Chunk, String> {
     })
 }
 
-fn tls_config(
+pub(super) fn tls_config(
     ca_file: Option<&std::path::Path>,
     verify: bool,
 ) -> Result<rustls::ClientConfig, String> {

@@ -4,11 +4,14 @@
 mod dns;
 mod exec;
 mod http;
+mod http2;
 
 pub use http::{Parsed, parse_response as parse_http_response};
+pub use http2::Pool as Http2Pool;
 mod tcp;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -51,6 +54,10 @@ pub struct Prober {
     /// The HTTP request, rendered at the first attempt (a check's kind
     /// never changes: a new spec is a new prober).
     request: Vec<u8>,
+    /// `http2` checks: the connections shared with the checker's other
+    /// checks, and this check's proxy's one (taken at the first attempt).
+    pool: http2::Pool,
+    http2: Option<(Arc<http2::Slot>, http2::Prepared)>,
 }
 
 impl Default for Prober {
@@ -64,10 +71,17 @@ impl Default for Prober {
 impl Prober {
     /// A prober that keeps HTTP connections (`reuse`) or not.
     pub fn new(reuse: bool) -> Self {
+        Prober::with_pool(reuse, Http2Pool::default())
+    }
+
+    /// A prober whose `http2` checks share the connections of `pool`.
+    pub fn with_pool(reuse: bool, pool: Http2Pool) -> Self {
         Prober {
             http: None,
             reuse,
             request: Vec::new(),
+            pool,
+            http2: None,
         }
     }
 
@@ -82,16 +96,33 @@ impl Prober {
         let start = Instant::now();
         // Taken out for the attempt: put back only by a completed one.
         let mut conn = self.http.take();
-        if self.request.is_empty() && matches!(kind, CheckKind::Http { .. }) {
+        let h2 = matches!(kind, CheckKind::Http { http2: true, .. });
+        if h2 && self.http2.is_none() {
+            match http2::prepare(kind) {
+                Ok(p) => self.http2 = Some((self.pool.slot(kind, source), p)),
+                Err(reason) => {
+                    return Outcome {
+                        ok: false,
+                        reason,
+                        latency: start.elapsed(),
+                    };
+                }
+            }
+        } else if !h2 && self.request.is_empty() && matches!(kind, CheckKind::Http { .. }) {
             self.request = http::request(kind);
         }
         let request = &self.request;
+        let shared = self.http2.as_ref();
         // Only the HTTP exchange (kept connections, the common case at
         // scale) runs inline; the other kinds' larger futures are boxed so
         // the attempt stays small to create and move.
         let attempt = async {
             match kind {
                 CheckKind::Tcp { target } => Box::pin(tcp::check(*target, source)).await,
+                CheckKind::Http { http2: true, .. } => {
+                    let (slot, req) = shared.expect("prepared above");
+                    Box::pin(http2::check(kind, req, slot)).await
+                }
                 CheckKind::Http { .. } => http::check(kind, request, source, &mut conn).await,
                 CheckKind::Dns {
                     target,
@@ -117,6 +148,9 @@ impl Prober {
             Ok(r) => r,
             Err(_) => {
                 conn = None; // mid-request: unusable
+                if let Some((slot, _)) = shared {
+                    slot.after_timeout(start);
+                }
                 Err(format!("timeout after {}ms", timeout.as_millis()))
             }
         };

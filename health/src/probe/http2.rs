@@ -1,0 +1,446 @@
+//! HTTP/2 checks (`http2: true`): every check that goes to the same proxy
+//! (target, source address, TLS name and trust) shares one connection, and
+//! each attempt is one stream on it.
+//!
+//! Why: with one kept HTTP/1.1 connection per check, 10,000 checks a
+//! second cost 10,000 sends, receives and TCP segments each way; the
+//! kernel's share alone is most of the CPU budget. On a shared HTTP/2
+//! connection the requests due in one 10 ms step leave in one write and
+//! their answers come back together. Streams are independent, so one
+//! VIP's hung application delays only its own check (HTTP/1.1 pipelining
+//! would let it fail every check behind it).
+//!
+//! Rules:
+//! - The connection opens on the first attempt that needs it, one at a
+//!   time (the others wait for it), and closes when no check uses it.
+//! - A check that times out cancels its stream (RST_STREAM); the
+//!   connection stays, unless nothing at all was answered on it since the
+//!   attempt began: then it is presumed dead and the next attempt opens a
+//!   new one (as an HTTP/1.1 check drops its connection on a timeout).
+//! - A connection the server is closing (GOAWAY, e.g. nginx after
+//!   `keepalive_requests`) or that broke while idle is not a failure: the
+//!   attempt is retried once on a new connection.
+//! - Over TLS the server must agree to `h2` by ALPN.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use bytes::Bytes;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::http::MAX_BODY;
+use crate::spec::CheckKind;
+
+/// The HTTP/2 connections of one checker, one per proxy.
+#[derive(Clone, Default)]
+pub struct Pool(Arc<Mutex<HashMap<Key, Weak<Slot>>>>);
+
+/// What makes two checks' connections interchangeable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    target: SocketAddr,
+    source: Option<IpAddr>,
+    tls: Option<TlsKey>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct TlsKey {
+    name: Option<String>,
+    ca_file: Option<PathBuf>,
+    verify: bool,
+}
+
+/// One proxy's connection, shared by the checks that go there; it closes
+/// when the last of them drops its `Arc`.
+pub struct Slot {
+    conn: tokio::sync::Mutex<Option<Live>>,
+    source: Option<IpAddr>,
+    epoch: Instant,
+    next_id: AtomicU64,
+}
+
+/// An open connection.
+struct Live {
+    id: u64,
+    send: h2::client::SendRequest<Bytes>,
+    /// When (ns since the slot's epoch) anything was last answered on it.
+    answered: Arc<AtomicU64>,
+    driver: tokio::task::AbortHandle,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// An HTTP/2 check's request, built once.
+#[derive(Debug)]
+pub struct Prepared {
+    method: ::http::Method,
+    uri: ::http::Uri,
+}
+
+/// How one attempt on one connection ended.
+enum Failure {
+    /// The connection could not take the request (going away, closed while
+    /// idle, refused the stream unprocessed): worth one retry on a new one.
+    Stale(String),
+    Reason(String),
+}
+
+/// One attempt of an `http2` check on `slot` (its caller reports a
+/// timeout with [`Slot::after_timeout`]).
+pub async fn check(kind: &CheckKind, req: &Prepared, slot: &Slot) -> Result<(), String> {
+    let CheckKind::Http {
+        expect_status,
+        body_contains,
+        ..
+    } = kind
+    else {
+        unreachable!("http2::check takes an Http check")
+    };
+    let expect = (expect_status.as_slice(), body_contains.as_deref());
+    let (id, send, answered) = slot.sender(kind).await?;
+    match exchange(send, req, expect, &answered, slot.epoch).await {
+        Ok(()) => Ok(()),
+        Err(Failure::Reason(r)) => Err(r),
+        Err(Failure::Stale(_)) => {
+            slot.evict(id).await;
+            let (_, send, answered) = slot.sender(kind).await?;
+            match exchange(send, req, expect, &answered, slot.epoch).await {
+                Ok(()) => Ok(()),
+                Err(Failure::Reason(r) | Failure::Stale(r)) => Err(r),
+            }
+        }
+    }
+}
+
+/// The request of an `http2` check: method, `scheme://host/path` (the
+/// `:authority` is the VIP's name, as the Host header is on HTTP/1.1).
+pub fn prepare(kind: &CheckKind) -> Result<Prepared, String> {
+    let CheckKind::Http {
+        target,
+        tls,
+        method,
+        path,
+        host,
+        ..
+    } = kind
+    else {
+        unreachable!("http2::prepare takes an Http check")
+    };
+    let authority = match (host, target) {
+        (Some(h), _) => h.clone(),
+        (None, SocketAddr::V4(a)) => a.to_string(),
+        (None, SocketAddr::V6(a)) => a.to_string(),
+    };
+    let scheme = if *tls { "https" } else { "http" };
+    let uri = format!("{scheme}://{authority}{path}")
+        .parse()
+        .map_err(|e| format!("bad request target {authority}{path}: {e}"))?;
+    let method = ::http::Method::from_bytes(method.as_bytes())
+        .map_err(|e| format!("bad method {method}: {e}"))?;
+    Ok(Prepared { method, uri })
+}
+
+/// Sends the request on `send`, reads the answer, judges it.
+async fn exchange(
+    send: h2::client::SendRequest<Bytes>,
+    req: &Prepared,
+    (expect_status, body_contains): (&[u16], Option<&str>),
+    answered: &AtomicU64,
+    epoch: Instant,
+) -> Result<(), Failure> {
+    let mut send = send.ready().await.map_err(|e| Failure::Stale(reason(&e)))?;
+    let mut request = ::http::Request::new(());
+    *request.method_mut() = req.method.clone();
+    *request.uri_mut() = req.uri.clone();
+    request.headers_mut().insert(
+        ::http::header::USER_AGENT,
+        ::http::HeaderValue::from_static("edged-health"),
+    );
+    let (response, _) = send
+        .send_request(request, true)
+        .map_err(|e| Failure::Stale(reason(&e)))?;
+    let response = response.await.map_err(|e| {
+        // Refused before any processing, or cut by GOAWAY: the server did
+        // not look at it; anything else is the server's answer.
+        if e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM) || e.is_io() {
+            Failure::Stale(reason(&e))
+        } else {
+            Failure::Reason(reason(&e))
+        }
+    })?;
+    answered.store(epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    let status = response.status().as_u16();
+    if !expect_status.contains(&status) {
+        return Err(Failure::Reason(format!("status {status}")));
+    }
+    // Read the body to its end (bounded): a stream left half-read would be
+    // cancelled with a RST_STREAM, a frame more each way.
+    let mut body = response.into_body();
+    let mut seen: Vec<u8> = Vec::new();
+    let mut len = 0usize;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| Failure::Reason(reason(&e)))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        len += chunk.len();
+        if len > MAX_BODY {
+            if body_contains.is_some() {
+                return Err(Failure::Reason("body too long".into()));
+            }
+            break;
+        }
+        if body_contains.is_some() {
+            seen.extend_from_slice(&chunk);
+        }
+    }
+    if let Some(needle) = body_contains
+        && !String::from_utf8_lossy(&seen).contains(needle)
+    {
+        return Err(Failure::Reason("body mismatch".into()));
+    }
+    Ok(())
+}
+
+/// Words for an HTTP/2 error.
+fn reason(e: &h2::Error) -> String {
+    if let Some(io) = e.get_io() {
+        return super::io_reason(io);
+    }
+    match e.reason() {
+        Some(r) if e.is_go_away() => format!("connection closed by server ({r:?})"),
+        Some(r) if e.is_reset() && e.is_remote() => format!("stream reset by server ({r:?})"),
+        _ => format!("http2: {e}"),
+    }
+}
+
+// === impl Pool ===
+
+impl Pool {
+    /// The slot of the proxy `kind` goes to, from `source`.
+    pub fn slot(&self, kind: &CheckKind, source: Option<IpAddr>) -> Arc<Slot> {
+        let CheckKind::Http {
+            target,
+            tls,
+            host,
+            ca_file,
+            tls_verify,
+            ..
+        } = kind
+        else {
+            unreachable!("http2 slots are for Http checks")
+        };
+        let key = Key {
+            target: *target,
+            source,
+            tls: tls.then(|| TlsKey {
+                name: host.clone(),
+                ca_file: ca_file.clone(),
+                verify: *tls_verify,
+            }),
+        };
+        let mut map = self.0.lock().expect("http2 pool lock");
+        if let Some(slot) = map.get(&key).and_then(Weak::upgrade) {
+            return slot;
+        }
+        // Forget the proxies no check goes to any more.
+        map.retain(|_, w| w.strong_count() > 0);
+        let slot = Arc::new(Slot {
+            conn: tokio::sync::Mutex::new(None),
+            source,
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+        });
+        map.insert(key, Arc::downgrade(&slot));
+        slot
+    }
+
+    /// How many proxies have a connection slot in use.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        let map = self.0.lock().expect("http2 pool lock");
+        map.values().filter(|w| w.strong_count() > 0).count()
+    }
+}
+
+// === impl Slot ===
+
+impl Slot {
+    /// A sender on the open connection, opening one if there is none (one
+    /// attempt at a time; the others wait for it).
+    async fn sender(
+        &self,
+        kind: &CheckKind,
+    ) -> Result<(u64, h2::client::SendRequest<Bytes>, Arc<AtomicU64>), String> {
+        let mut conn = self.conn.lock().await;
+        if let Some(live) = conn.as_ref()
+            && !live.driver.is_finished()
+        {
+            return Ok((live.id, live.send.clone(), live.answered.clone()));
+        }
+        *conn = None;
+        let live = Box::pin(open(
+            kind,
+            self.source,
+            self.next_id.fetch_add(1, Ordering::Relaxed),
+        ))
+        .await?;
+        let out = (live.id, live.send.clone(), live.answered.clone());
+        *conn = Some(live);
+        Ok(out)
+    }
+
+    /// Closes connection `id` if it is still the open one.
+    async fn evict(&self, id: u64) {
+        let mut conn = self.conn.lock().await;
+        if conn.as_ref().is_some_and(|l| l.id == id) {
+            *conn = None;
+        }
+    }
+
+    /// Called when an attempt that began at `started` timed out: if
+    /// nothing was answered on the connection since, it is presumed dead
+    /// (a frozen or vanished proxy, a lost path) and closed, so the next
+    /// attempt connects afresh. Other checks' answers keep it open.
+    pub fn after_timeout(&self, started: Instant) {
+        let since = started.saturating_duration_since(self.epoch).as_nanos() as u64;
+        if let Ok(mut conn) = self.conn.try_lock()
+            && conn
+                .as_ref()
+                .is_some_and(|l| l.answered.load(Ordering::Relaxed) < since)
+        {
+            *conn = None;
+        }
+    }
+}
+
+/// A new connection: TCP (no Nagle: frames go out as they are written),
+/// TLS with ALPN `h2` if configured, the HTTP/2 handshake; its driver runs
+/// as a task until the connection ends or the slot drops it.
+async fn open(kind: &CheckKind, source: Option<IpAddr>, id: u64) -> Result<Live, String> {
+    let CheckKind::Http {
+        target,
+        tls,
+        host,
+        ca_file,
+        tls_verify,
+        ..
+    } = kind
+    else {
+        unreachable!("http2::open takes an Http check")
+    };
+    let stream = super::tcp::connect(*target, source).await?;
+    stream.set_nodelay(true).map_err(|e| super::io_reason(&e))?;
+    let (send, driver) = if *tls {
+        let name = match host {
+            Some(h) => ServerName::try_from(h.clone())
+                .map_err(|e| format!("tls: bad server name {h}: {e}"))?,
+            None => ServerName::IpAddress(target.ip().into()),
+        };
+        let mut config = super::http::tls_config(ca_file.as_deref(), *tls_verify)?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tls_stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("tls: {e}"))?;
+        if tls_stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err("tls: the server did not agree to HTTP/2 (ALPN h2)".into());
+        }
+        handshake(tls_stream).await?
+    } else {
+        handshake(stream).await?
+    };
+    Ok(Live {
+        id,
+        send,
+        answered: Arc::new(AtomicU64::new(0)),
+        driver,
+    })
+}
+
+async fn handshake<T>(
+    io: T,
+) -> Result<(h2::client::SendRequest<Bytes>, tokio::task::AbortHandle), String>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, connection) = h2::client::Builder::new()
+        // A check sends no body; answers are small.
+        .initial_window_size(MAX_BODY as u32)
+        .handshake(io)
+        .await
+        .map_err(|e| reason(&e))?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "http2 health check connection ended");
+        }
+    })
+    .abort_handle();
+    Ok((send, driver))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(target: &str, tls: bool, host: Option<&str>) -> CheckKind {
+        CheckKind::Http {
+            target: target.parse().unwrap(),
+            tls,
+            method: "GET".into(),
+            path: "/health".into(),
+            host: host.map(Into::into),
+            expect_status: vec![200],
+            body_contains: None,
+            ca_file: None,
+            tls_verify: true,
+            http2: true,
+        }
+    }
+
+    #[test]
+    fn checks_to_one_proxy_share_a_slot_and_it_goes_with_them() {
+        let pool = Pool::default();
+        let a = pool.slot(&kind("192.0.2.1:80", false, Some("a.example")), None);
+        // Another VIP's name on the same proxy, in clear: the same connection.
+        let b = pool.slot(&kind("192.0.2.1:80", false, Some("b.example")), None);
+        assert!(Arc::ptr_eq(&a, &b));
+        // Another port, another source, or TLS with another name: not.
+        let c = pool.slot(&kind("192.0.2.1:81", false, None), None);
+        let d = pool.slot(
+            &kind("192.0.2.1:80", false, None),
+            Some("192.0.2.9".parse().unwrap()),
+        );
+        let e = pool.slot(&kind("192.0.2.1:80", true, Some("a.example")), None);
+        let f = pool.slot(&kind("192.0.2.1:80", true, Some("b.example")), None);
+        for (x, y) in [(&a, &c), (&a, &d), (&a, &e), (&e, &f)] {
+            assert!(!Arc::ptr_eq(x, y));
+        }
+        assert_eq!(pool.len(), 5);
+        drop((a, c, d, e, f));
+        assert_eq!(pool.len(), 1, "b still holds the shared slot");
+        drop(b);
+        assert_eq!(pool.len(), 0);
+    }
+
+    #[test]
+    fn the_request_carries_the_vips_name_as_authority() {
+        let p = prepare(&kind("192.0.2.1:80", false, Some("www.example"))).unwrap();
+        assert_eq!(p.uri.to_string(), "http://www.example/health");
+        assert_eq!(p.method, ::http::Method::GET);
+        let p = prepare(&kind("[2001:db8::1]:443", true, None)).unwrap();
+        assert_eq!(p.uri.to_string(), "https://[2001:db8::1]:443/health");
+        let mut bad = kind("192.0.2.1:80", false, Some("www.example"));
+        if let CheckKind::Http { method, .. } = &mut bad {
+            *method = "GE T".into();
+        }
+        assert!(prepare(&bad).unwrap_err().starts_with("bad method"));
+    }
+}
