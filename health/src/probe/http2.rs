@@ -59,7 +59,7 @@ struct TlsKey {
 /// when the last of them drops its `Arc`.
 pub struct Slot {
     conn: tokio::sync::Mutex<Option<Live>>,
-    source: Option<IpAddr>,
+    key: Key,
     epoch: Instant,
     next_id: AtomicU64,
 }
@@ -106,13 +106,13 @@ pub async fn check(kind: &CheckKind, req: &Prepared, slot: &Slot) -> Result<(), 
         unreachable!("http2::check takes an Http check")
     };
     let expect = (expect_status.as_slice(), body_contains.as_deref());
-    let (id, send, answered) = slot.sender(kind).await?;
+    let (id, send, answered) = slot.sender().await?;
     match exchange(send, req, expect, &answered, slot.epoch).await {
         Ok(()) => Ok(()),
         Err(Failure::Reason(r)) => Err(r),
         Err(Failure::Stale(_)) => {
             slot.evict(id).await;
-            let (_, send, answered) = slot.sender(kind).await?;
+            let (_, send, answered) = slot.sender().await?;
             match exchange(send, req, expect, &answered, slot.epoch).await {
                 Ok(()) => Ok(()),
                 Err(Failure::Reason(r) | Failure::Stale(r)) => Err(r),
@@ -254,7 +254,7 @@ impl Pool {
         map.retain(|_, w| w.strong_count() > 0);
         let slot = Arc::new(Slot {
             conn: tokio::sync::Mutex::new(None),
-            source,
+            key: key.clone(),
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
         });
@@ -277,7 +277,6 @@ impl Slot {
     /// attempt at a time; the others wait for it).
     async fn sender(
         &self,
-        kind: &CheckKind,
     ) -> Result<(u64, h2::client::SendRequest<Bytes>, Arc<AtomicU64>), String> {
         let mut conn = self.conn.lock().await;
         if let Some(live) = conn.as_ref()
@@ -287,8 +286,7 @@ impl Slot {
         }
         *conn = None;
         let live = Box::pin(open(
-            kind,
-            self.source,
+            &self.key,
             self.next_id.fetch_add(1, Ordering::Relaxed),
         ))
         .await?;
@@ -324,27 +322,16 @@ impl Slot {
 /// A new connection: TCP (no Nagle: frames go out as they are written),
 /// TLS with ALPN `h2` if configured, the HTTP/2 handshake; its driver runs
 /// as a task until the connection ends or the slot drops it.
-async fn open(kind: &CheckKind, source: Option<IpAddr>, id: u64) -> Result<Live, String> {
-    let CheckKind::Http {
-        target,
-        tls,
-        host,
-        ca_file,
-        tls_verify,
-        ..
-    } = kind
-    else {
-        unreachable!("http2::open takes an Http check")
-    };
-    let stream = super::tcp::connect(*target, source).await?;
+async fn open(key: &Key, id: u64) -> Result<Live, String> {
+    let stream = super::tcp::connect(key.target, key.source).await?;
     stream.set_nodelay(true).map_err(|e| super::io_reason(&e))?;
-    let (send, driver) = if *tls {
-        let name = match host {
+    let (send, driver) = if let Some(tls) = &key.tls {
+        let name = match &tls.name {
             Some(h) => ServerName::try_from(h.clone())
                 .map_err(|e| format!("tls: bad server name {h}: {e}"))?,
-            None => ServerName::IpAddress(target.ip().into()),
+            None => ServerName::IpAddress(key.target.ip().into()),
         };
-        let mut config = super::http::tls_config(ca_file.as_deref(), *tls_verify)?;
+        let mut config = super::http::tls_config(tls.ca_file.as_deref(), tls.verify)?;
         config.alpn_protocols = vec![b"h2".to_vec()];
         let tls_stream = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, stream)
