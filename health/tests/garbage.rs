@@ -1,6 +1,6 @@
 //! Robustness: servers answering with random and mutated bytes (seeded, so
-//! a failure replays). Every probe ends within its timeout with a reason;
-//! none panics or hangs.
+//! a failure replays), over HTTP/1.1, HTTP/2 and DNS. Every probe ends
+//! within its timeout with a reason; none panics or hangs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,17 +21,31 @@ fn next(s: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A server's whole HTTP/2 side of a one-request exchange: SETTINGS (no
+/// parameters), ACK of the client's SETTINGS, HEADERS for stream 1 with
+/// `:status 200` (HPACK static index 8), DATA "ok\n" with END_STREAM.
+const VALID_H2: &[u8] = &[
+    0, 0, 0, 4, 0, 0, 0, 0, 0, // SETTINGS
+    0, 0, 0, 4, 1, 0, 0, 0, 0, // SETTINGS ACK
+    0, 0, 1, 1, 4, 0, 0, 0, 1, 0x88, // HEADERS, END_HEADERS, stream 1
+    0, 0, 3, 0, 1, 0, 0, 0, 1, b'o', b'k', b'\n', // DATA, END_STREAM
+];
+
 /// Random bytes, or the valid answer truncated, with flipped bytes, or with
 /// random bytes spliced in.
 fn mutated(seed: u64) -> Vec<u8> {
+    mutated_from(VALID, seed)
+}
+
+fn mutated_from(valid: &[u8], seed: u64) -> Vec<u8> {
     let mut s = seed;
-    let mut v = VALID.to_vec();
+    let mut v = valid.to_vec();
     match next(&mut s) % 4 {
         0 => {
             let len = (next(&mut s) % 300) as usize;
             return (0..len).map(|_| next(&mut s) as u8).collect();
         }
-        1 => v.truncate((next(&mut s) as usize) % VALID.len()),
+        1 => v.truncate((next(&mut s) as usize) % valid.len()),
         2 => {
             for _ in 0..1 + next(&mut s) % 4 {
                 let i = (next(&mut s) as usize) % v.len();
@@ -57,11 +71,16 @@ fn key() -> CheckKey {
 
 /// Answers connection n with `mutated(seed of n)`, then closes.
 async fn garbage_http_server(case: Arc<AtomicU64>) -> SocketAddr {
+    garbage_server(case, mutated).await
+}
+
+/// Answers each connection with `reply(current case)`, then closes.
+async fn garbage_server(case: Arc<AtomicU64>, reply: fn(u64) -> Vec<u8>) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
-            let reply = mutated(case.load(Ordering::SeqCst));
+            let reply = reply(case.load(Ordering::SeqCst));
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf).await;
@@ -103,6 +122,50 @@ async fn http_survives_mutated_responses() {
     }
     println!("mutated HTTP responses: {failed} of 400 failed the check");
     assert!(failed > 200, "mutations should mostly fail the check");
+}
+
+/// The same over HTTP/2: the client's preface and request are read, a
+/// mutated server side is written, the connection closes. The unmutated
+/// exchange passes (the canned answer is right).
+#[tokio::test]
+async fn http2_survives_mutated_responses() {
+    let case = Arc::new(AtomicU64::new(u64::MAX));
+    let addr = garbage_server(case.clone(), |seed| {
+        if seed == u64::MAX {
+            VALID_H2.to_vec()
+        } else {
+            mutated_from(VALID_H2, seed)
+        }
+    })
+    .await;
+    let kind = CheckKind::Http {
+        target: addr,
+        tls: false,
+        method: "GET".into(),
+        path: "/".into(),
+        host: None,
+        expect_status: vec![200],
+        body_contains: Some("ok".into()),
+        ca_file: None,
+        tls_verify: true,
+        http2: true,
+    };
+    let t = Duration::from_millis(300);
+    let o = probe(&key(), &kind, t, None).await;
+    assert!(o.ok, "the canned HTTP/2 answer passes: {o:?}");
+    let mut failed = 0;
+    for seed in 0..300u64 {
+        case.store(seed, Ordering::SeqCst);
+        let o = probe(&key(), &kind, t, None).await;
+        assert!(!o.reason.is_empty(), "seed {seed}: {o:?}");
+        assert!(
+            o.latency < t + Duration::from_millis(200),
+            "seed {seed}: {o:?}"
+        );
+        failed += usize::from(!o.ok);
+    }
+    println!("mutated HTTP/2 responses: {failed} of 300 failed the check");
+    assert!(failed > 150, "mutations should mostly fail the check");
 }
 
 #[tokio::test]
