@@ -340,7 +340,8 @@ pub struct Check {
     pub reuse_connection: Option<bool>,
     /// http/https: speak HTTP/2 (default false): every check to the same
     /// proxy port shares one connection and each attempt is a stream on
-    /// it, a fraction of the CPU of one connection per check at scale.
+    /// it (one socket per proxy instead of one per check; the only way to
+    /// check an HTTP/2-only listener such as a gRPC endpoint).
     /// Clear text uses prior knowledge (h2c), TLS needs ALPN `h2`; the
     /// proxy's listener must accept HTTP/2 (nginx `http2`, HAProxy
     /// `proto h2` or its automatic h2c detection, Envoy `http2_protocol_options`).
