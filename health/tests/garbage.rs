@@ -69,6 +69,22 @@ fn key() -> CheckKey {
     }
 }
 
+/// A GET / expecting 200 and "ok", over HTTP/1.1 or HTTP/2.
+fn http_kind(target: SocketAddr, http2: bool) -> CheckKind {
+    CheckKind::Http {
+        target,
+        tls: false,
+        method: "GET".into(),
+        path: "/".into(),
+        host: None,
+        expect_status: vec![200],
+        body_contains: Some("ok".into()),
+        ca_file: None,
+        tls_verify: true,
+        http2,
+    }
+}
+
 /// Answers connection n with `mutated(seed of n)`, then closes.
 async fn garbage_http_server(case: Arc<AtomicU64>) -> SocketAddr {
     garbage_server(case, mutated).await
@@ -92,27 +108,13 @@ async fn garbage_server(case: Arc<AtomicU64>, reply: fn(u64) -> Vec<u8>) -> Sock
     addr
 }
 
-#[tokio::test]
-async fn http_survives_mutated_responses() {
-    let case = Arc::new(AtomicU64::new(0));
-    let addr = garbage_http_server(case.clone()).await;
-    let t = Duration::from_millis(500);
+/// Probes `kind` once per seed `0..n` (the server answers case `seed`):
+/// each ends within the timeout with a reason. Returns how many failed.
+async fn failures(case: &AtomicU64, kind: &CheckKind, t: Duration, n: u64) -> usize {
     let mut failed = 0;
-    for seed in 0..400u64 {
+    for seed in 0..n {
         case.store(seed, Ordering::SeqCst);
-        let kind = CheckKind::Http {
-            target: addr,
-            tls: false,
-            method: "GET".into(),
-            path: "/".into(),
-            host: None,
-            expect_status: vec![200],
-            body_contains: Some("ok".into()),
-            ca_file: None,
-            tls_verify: true,
-            http2: false,
-        };
-        let o = probe(&key(), &kind, t, None).await;
+        let o = probe(&key(), kind, t, None).await;
         assert!(!o.reason.is_empty(), "seed {seed}: {o:?}");
         assert!(
             o.latency < t + Duration::from_millis(200),
@@ -120,6 +122,15 @@ async fn http_survives_mutated_responses() {
         );
         failed += usize::from(!o.ok);
     }
+    failed
+}
+
+#[tokio::test]
+async fn http_survives_mutated_responses() {
+    let case = Arc::new(AtomicU64::new(0));
+    let addr = garbage_http_server(case.clone()).await;
+    let t = Duration::from_millis(500);
+    let failed = failures(&case, &http_kind(addr, false), t, 400).await;
     println!("mutated HTTP responses: {failed} of 400 failed the check");
     assert!(failed > 200, "mutations should mostly fail the check");
 }
@@ -138,32 +149,11 @@ async fn http2_survives_mutated_responses() {
         }
     })
     .await;
-    let kind = CheckKind::Http {
-        target: addr,
-        tls: false,
-        method: "GET".into(),
-        path: "/".into(),
-        host: None,
-        expect_status: vec![200],
-        body_contains: Some("ok".into()),
-        ca_file: None,
-        tls_verify: true,
-        http2: true,
-    };
+    let kind = http_kind(addr, true);
     let t = Duration::from_millis(300);
     let o = probe(&key(), &kind, t, None).await;
     assert!(o.ok, "the canned HTTP/2 answer passes: {o:?}");
-    let mut failed = 0;
-    for seed in 0..300u64 {
-        case.store(seed, Ordering::SeqCst);
-        let o = probe(&key(), &kind, t, None).await;
-        assert!(!o.reason.is_empty(), "seed {seed}: {o:?}");
-        assert!(
-            o.latency < t + Duration::from_millis(200),
-            "seed {seed}: {o:?}"
-        );
-        failed += usize::from(!o.ok);
-    }
+    let failed = failures(&case, &kind, t, 300).await;
     println!("mutated HTTP/2 responses: {failed} of 300 failed the check");
     assert!(failed > 150, "mutations should mostly fail the check");
 }

@@ -5,6 +5,8 @@
 //! answering is replaced; status and body reasons; a server that goes away
 //! and comes back. (Real nginx over HTTP/2: nginx_netns.rs.)
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::flip;
 use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, HealthEvent, State};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -167,13 +170,6 @@ fn checks(target: SocketAddr, vips: &[&str]) -> Vec<(CheckKey, CheckSpec)> {
     vips.iter()
         .flat_map(|v| ["s1", "s2"].map(|s| (key(v, s), spec(target, v, Some("ok")))))
         .collect()
-}
-
-async fn flip(rx: &mut UnboundedReceiver<HealthEvent>) -> HealthEvent {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("no state change within 5 s")
-        .unwrap()
 }
 
 /// Waits for `n` flips, all to `state`; returns them.

@@ -3,9 +3,12 @@
 //! with its reason, recovery takes `rise` passes. Prints fault-to-down times.
 //! (HTTP is covered the same way by nginx_netns.rs.)
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::flip;
 use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, HealthEvent, State};
 use edged_testlab::lab::traffic::in_netns;
 use edged_testlab::{NetNs, Nginx, Proc, TempDir, net, unique};
@@ -69,13 +72,6 @@ fn with_checker<T: Send + 'static>(
             out
         })
     })
-}
-
-async fn flip(rx: &mut UnboundedReceiver<HealthEvent>) -> HealthEvent {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("no state change within 10 s")
-        .unwrap()
 }
 
 /// Causes a fault, waits for Down with a reason accepted by `want`, undoes

@@ -3,12 +3,14 @@
 //! each fault (500, wrong body, SIGSTOP, stopped) takes the check down with
 //! its reason; recovery takes `rise` passes. Prints fault-to-down times.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, HealthEvent, State};
+use common::flip;
+use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, State};
 use edged_testlab::lab::traffic::in_netns;
 use edged_testlab::{Health, NetNs, Nginx, net, unique};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 const INTERVAL: Duration = Duration::from_millis(250);
 
@@ -49,13 +51,6 @@ fn http_spec(http2: bool) -> CheckSpec {
         reuse_connection: true,
         source: Some("198.51.100.1".parse().unwrap()),
     }
-}
-
-async fn flip(rx: &mut UnboundedReceiver<HealthEvent>) -> HealthEvent {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("no state change within 10 s")
-        .unwrap()
 }
 
 #[test]

@@ -8,8 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
-use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, HealthEvent, State};
-use tokio::sync::mpsc::UnboundedReceiver;
+use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, State};
 
 fn spec(target: std::net::SocketAddr) -> CheckSpec {
     CheckSpec {
@@ -42,13 +41,6 @@ fn key(proxy: &str) -> CheckKey {
         service: "http".into(),
         proxy: proxy.into(),
     }
-}
-
-async fn flip(rx: &mut UnboundedReceiver<HealthEvent>) -> HealthEvent {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("no state change within 5 s")
-        .unwrap()
 }
 
 #[tokio::test]

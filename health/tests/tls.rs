@@ -32,6 +32,28 @@ fn pki() -> Pki {
     }
 }
 
+/// A GET / over TLS to `host` expecting 200 and "ok".
+fn https(
+    target: SocketAddr,
+    host: &str,
+    ca_file: Option<std::path::PathBuf>,
+    tls_verify: bool,
+    http2: bool,
+) -> CheckKind {
+    CheckKind::Http {
+        target,
+        tls: true,
+        method: "GET".into(),
+        path: "/".into(),
+        host: Some(host.into()),
+        expect_status: vec![200],
+        body_contains: Some("ok".into()),
+        ca_file,
+        tls_verify,
+        http2,
+    }
+}
+
 /// The server names (SNI) clients sent, in order.
 type Names = Arc<std::sync::Mutex<Vec<Option<String>>>>;
 
@@ -85,17 +107,8 @@ async fn https_verifies_against_the_configured_ca() {
         service: "tls".into(),
         proxy: "px1".into(),
     };
-    let check = |host: &str, ca: Option<std::path::PathBuf>, verify: bool| CheckKind::Http {
-        target: addr,
-        tls: true,
-        method: "GET".into(),
-        path: "/".into(),
-        host: Some(host.into()),
-        expect_status: vec![200],
-        body_contains: Some("ok".into()),
-        ca_file: ca,
-        tls_verify: verify,
-        http2: false,
+    let check = |host: &str, ca: Option<std::path::PathBuf>, verify: bool| {
+        https(addr, host, ca, verify, false)
     };
     let t = Duration::from_secs(2);
     let o = probe(
@@ -171,17 +184,14 @@ async fn http2_over_tls_needs_alpn_h2() {
         service: "h2".into(),
         proxy: "px1".into(),
     };
-    let check = |target: SocketAddr| CheckKind::Http {
-        target,
-        tls: true,
-        method: "GET".into(),
-        path: "/".into(),
-        host: Some("www.example.test".into()),
-        expect_status: vec![200],
-        body_contains: Some("ok".into()),
-        ca_file: Some(ca_file.clone()),
-        tls_verify: true,
-        http2: true,
+    let check = |target| {
+        https(
+            target,
+            "www.example.test",
+            Some(ca_file.clone()),
+            true,
+            true,
+        )
     };
     let t = Duration::from_secs(2);
     let h2 = h2_tls_server(&p).await;

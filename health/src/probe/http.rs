@@ -78,13 +78,19 @@ pub fn request(kind: &CheckKind) -> Vec<u8> {
     else {
         unreachable!("http::request takes an Http check")
     };
-    let host = match (host, target) {
-        (Some(h), _) => h.clone(),
-        (None, std::net::SocketAddr::V4(a)) => a.ip().to_string(),
-        (None, std::net::SocketAddr::V6(a)) => format!("[{}]", a.ip()),
-    };
+    let host = host_name(host.as_deref(), target);
     format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: edged-health\r\n\r\n")
         .into_bytes()
+}
+
+/// The Host (HTTP/1.1) or `:authority` (HTTP/2) of a check: the VIP's
+/// name if set, else the proxy's address.
+pub(super) fn host_name(host: Option<&str>, target: &std::net::SocketAddr) -> String {
+    match (host, target) {
+        (Some(h), _) => h.to_string(),
+        (None, std::net::SocketAddr::V4(a)) => a.ip().to_string(),
+        (None, std::net::SocketAddr::V6(a)) => format!("[{}]", a.ip()),
+    }
 }
 
 /// One attempt: `req` (from [`request`]) on the kept connection or a new one.

@@ -137,11 +137,7 @@ pub fn prepare(kind: &CheckKind) -> Result<Prepared, String> {
     else {
         unreachable!("http2::prepare takes an Http check")
     };
-    let authority = match (host, target) {
-        (Some(h), _) => h.clone(),
-        (None, SocketAddr::V4(a)) => a.to_string(),
-        (None, SocketAddr::V6(a)) => a.to_string(),
-    };
+    let authority = super::http::host_name(host.as_deref(), target);
     let scheme = if *tls { "https" } else { "http" };
     let uri = format!("{scheme}://{authority}{path}")
         .parse()
@@ -425,7 +421,7 @@ mod tests {
         assert_eq!(p.uri.to_string(), "http://www.example/health");
         assert_eq!(p.method, ::http::Method::GET);
         let p = prepare(&kind("[2001:db8::1]:443", true, None)).unwrap();
-        assert_eq!(p.uri.to_string(), "https://[2001:db8::1]:443/health");
+        assert_eq!(p.uri.to_string(), "https://[2001:db8::1]/health");
         let mut bad = kind("192.0.2.1:80", false, Some("www.example"));
         if let CheckKind::Http { method, .. } = &mut bad {
             *method = "GE T".into();

@@ -162,3 +162,13 @@ fn socket_linger_zero(s: &std::net::TcpStream) -> nix::Result<()> {
     };
     nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::Linger, &l)
 }
+
+/// The checker's next state change, within 10 s.
+pub async fn flip(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<edged_health::HealthEvent>,
+) -> edged_health::HealthEvent {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no state change within 10 s")
+        .expect("the checker is gone")
+}
