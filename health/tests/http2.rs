@@ -48,6 +48,8 @@ struct Script {
     frozen_below: AtomicUsize,
     /// Streams answered.
     answered: AtomicU64,
+    /// The server's cap on open streams per connection (0: h2's default).
+    max_streams: AtomicUsize,
 }
 
 struct Server {
@@ -87,7 +89,12 @@ impl Server {
 }
 
 async fn serve(sock: tokio::net::TcpStream, s: Arc<Script>, n: usize) {
-    let Ok(mut conn) = h2::server::handshake(sock).await else {
+    let mut builder = h2::server::Builder::new();
+    let max = s.max_streams.load(Ordering::SeqCst);
+    if max > 0 {
+        builder.max_concurrent_streams(max as u32);
+    }
+    let Ok(mut conn) = builder.handshake(sock).await else {
         return;
     };
     let mut held = Vec::new();
@@ -219,6 +226,27 @@ async fn one_connection_per_proxy_and_a_hung_vip_fails_only_itself() {
 
     srv.set("hung.example", Mode::Ok);
     flips(&mut rx, 2, State::Up).await;
+}
+
+/// The proxy allows 2 open streams per connection; two hung VIPs' 4
+/// checks hold streams until they time out. The healthy VIP's checks get
+/// streams on another connection and never fail.
+#[tokio::test]
+async fn hung_checks_do_not_starve_others_of_streams() {
+    let srv = Server::start(Arc::default(), "127.0.0.1:0".parse().unwrap()).await;
+    srv.script.max_streams.store(2, Ordering::SeqCst);
+    srv.set("h1.example", Mode::Hang);
+    srv.set("h2.example", Mode::Hang);
+    let (hc, _rx) = HealthChecker::spawn(checks(srv.addr, &["a", "h1", "h2"]), None);
+    // Long enough for the hung checks to time out several times over.
+    answers(&srv, 60).await;
+    let conns = srv.script.conns.load(Ordering::SeqCst);
+    assert!(
+        conns >= 2,
+        "streams of hung checks fill a connection: {conns}"
+    );
+    assert_eq!(failures(&hc, "a"), 0, "{:?}", hc.snapshot());
+    assert!(failures(&hc, "h1") >= 3 && failures(&hc, "h2") >= 3);
 }
 
 #[tokio::test]

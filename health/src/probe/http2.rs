@@ -15,6 +15,10 @@
 //! Rules:
 //! - The connection opens on the first attempt that needs it, one at a
 //!   time (the others wait for it), and closes when no check uses it.
+//! - A proxy caps the streams open on one connection (nginx: 128). Hung
+//!   checks hold theirs until they time out; when every connection is at
+//!   the cap another opens (up to `MAX_CONNS`), so hung VIPs cannot starve
+//!   the healthy ones of streams.
 //! - A check that times out cancels its stream (RST_STREAM); the
 //!   connection stays, unless nothing at all was answered on it since the
 //!   attempt began: then it is presumed dead and the next attempt opens a
@@ -27,7 +31,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
@@ -57,10 +61,14 @@ struct TlsKey {
     verify: bool,
 }
 
-/// One proxy's connection, shared by the checks that go there; it closes
+/// Connections to one proxy at most: more than one opens only when every
+/// one is at the proxy's cap on open streams.
+const MAX_CONNS: usize = 8;
+
+/// One proxy's connections, shared by the checks that go there; they close
 /// when the last of them drops its `Arc`.
 pub struct Slot {
-    conn: tokio::sync::Mutex<Option<Live>>,
+    conns: tokio::sync::Mutex<Vec<Live>>,
     key: Key,
     epoch: Instant,
     next_id: AtomicU64,
@@ -70,9 +78,35 @@ pub struct Slot {
 struct Live {
     id: u64,
     send: h2::client::SendRequest<Bytes>,
-    /// When (ns since the slot's epoch) anything was last answered on it.
+    /// When (ns since the slot's epoch) it opened or last answered anything.
     answered: Arc<AtomicU64>,
+    /// Our streams open on it now.
+    streams: Arc<AtomicUsize>,
     driver: tokio::task::AbortHandle,
+}
+
+/// A check's handle on one connection for one attempt.
+struct Sender {
+    id: u64,
+    send: h2::client::SendRequest<Bytes>,
+    answered: Arc<AtomicU64>,
+    streams: Arc<AtomicUsize>,
+}
+
+/// Counts a stream as open while it lives (a cancelled attempt included).
+struct Stream(Arc<AtomicUsize>);
+
+impl Stream {
+    fn open(count: &Arc<AtomicUsize>) -> Stream {
+        count.fetch_add(1, Ordering::Relaxed);
+        Stream(count.clone())
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Live {
@@ -108,14 +142,17 @@ pub async fn check(kind: &CheckKind, req: &Prepared, slot: &Slot) -> Result<(), 
         unreachable!("http2::check takes an Http check")
     };
     let expect = (expect_status.as_slice(), body_contains.as_deref());
-    let (id, send, answered) = slot.sender().await?;
-    match exchange(send, req, expect, &answered, slot.epoch).await {
+    let first = slot.sender().await?;
+    let stream = Stream::open(&first.streams);
+    match exchange(first.send, req, expect, &first.answered, slot.epoch).await {
         Ok(()) => Ok(()),
         Err(Failure::Reason(r)) => Err(r),
         Err(Failure::Stale(_)) => {
-            slot.evict(id).await;
-            let (_, send, answered) = slot.sender().await?;
-            match exchange(send, req, expect, &answered, slot.epoch).await {
+            drop(stream);
+            slot.evict(first.id).await;
+            let again = slot.sender().await?;
+            let _stream = Stream::open(&again.streams);
+            match exchange(again.send, req, expect, &again.answered, slot.epoch).await {
                 Ok(()) => Ok(()),
                 Err(Failure::Reason(r) | Failure::Stale(r)) => Err(r),
             }
@@ -251,7 +288,7 @@ impl Pool {
         // Forget the proxies no check goes to any more.
         map.retain(|_, w| w.strong_count() > 0);
         let slot = Arc::new(Slot {
-            conn: tokio::sync::Mutex::new(None),
+            conns: tokio::sync::Mutex::new(Vec::new()),
             key: key.clone(),
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
@@ -271,48 +308,60 @@ impl Pool {
 // === impl Slot ===
 
 impl Slot {
-    /// A sender on the open connection, opening one if there is none (one
-    /// attempt at a time; the others wait for it).
-    async fn sender(
-        &self,
-    ) -> Result<(u64, h2::client::SendRequest<Bytes>, Arc<AtomicU64>), String> {
-        let mut conn = self.conn.lock().await;
-        if let Some(live) = conn.as_ref()
-            && !live.driver.is_finished()
-        {
-            return Ok((live.id, live.send.clone(), live.answered.clone()));
+    /// A sender on a connection with a free stream, opening one if there
+    /// is none (one opener at a time; the others wait for it). With
+    /// `MAX_CONNS` open and all full, the least loaded one (its sender
+    /// waits for a stream, within the attempt's timeout).
+    async fn sender(&self) -> Result<Sender, String> {
+        let mut conns = self.conns.lock().await;
+        conns.retain(|l| !l.driver.is_finished());
+        let free = conns
+            .iter()
+            .find(|l| l.streams.load(Ordering::Relaxed) < l.send.current_max_send_streams());
+        if let Some(l) = free {
+            return Ok(l.sender());
         }
-        *conn = None;
-        let live = Box::pin(open(
-            &self.key,
-            self.next_id.fetch_add(1, Ordering::Relaxed),
-        ))
-        .await?;
-        let out = (live.id, live.send.clone(), live.answered.clone());
-        *conn = Some(live);
+        if conns.len() >= MAX_CONNS {
+            let least = conns
+                .iter()
+                .min_by_key(|l| l.streams.load(Ordering::Relaxed))
+                .expect("MAX_CONNS is not 0");
+            return Ok(least.sender());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let live = Box::pin(open(&self.key, id, self.epoch)).await?;
+        let out = live.sender();
+        conns.push(live);
         Ok(out)
     }
 
-    /// Closes connection `id` if it is still the open one.
+    /// Closes connection `id` if it is still open.
     async fn evict(&self, id: u64) {
-        let mut conn = self.conn.lock().await;
-        if conn.as_ref().is_some_and(|l| l.id == id) {
-            *conn = None;
-        }
+        self.conns.lock().await.retain(|l| l.id != id);
     }
 
-    /// Called when an attempt that began at `started` timed out: if
-    /// nothing was answered on the connection since, it is presumed dead
-    /// (a frozen or vanished proxy, a lost path) and closed, so the next
-    /// attempt connects afresh. Other checks' answers keep it open.
+    /// Called when an attempt that began at `started` timed out: a
+    /// connection that neither opened nor answered anything since is
+    /// presumed dead (a frozen or vanished proxy, a lost path) and closed,
+    /// so the next attempt connects afresh. Other checks' answers keep a
+    /// connection open.
     pub fn after_timeout(&self, started: Instant) {
         let since = started.saturating_duration_since(self.epoch).as_nanos() as u64;
-        if let Ok(mut conn) = self.conn.try_lock()
-            && conn
-                .as_ref()
-                .is_some_and(|l| l.answered.load(Ordering::Relaxed) < since)
-        {
-            *conn = None;
+        if let Ok(mut conns) = self.conns.try_lock() {
+            conns.retain(|l| l.answered.load(Ordering::Relaxed) >= since);
+        }
+    }
+}
+
+// === impl Live ===
+
+impl Live {
+    fn sender(&self) -> Sender {
+        Sender {
+            id: self.id,
+            send: self.send.clone(),
+            answered: self.answered.clone(),
+            streams: self.streams.clone(),
         }
     }
 }
@@ -320,7 +369,7 @@ impl Slot {
 /// A new connection: TCP (no Nagle: frames go out as they are written),
 /// TLS with ALPN `h2` if configured, the HTTP/2 handshake; its driver runs
 /// as a task until the connection ends or the slot drops it.
-async fn open(key: &Key, id: u64) -> Result<Live, String> {
+async fn open(key: &Key, id: u64, epoch: Instant) -> Result<Live, String> {
     let stream = super::tcp::connect(key.target, key.source).await?;
     stream.set_nodelay(true).map_err(|e| super::io_reason(&e))?;
     let (send, driver) = if let Some(tls) = &key.tls {
@@ -345,7 +394,8 @@ async fn open(key: &Key, id: u64) -> Result<Live, String> {
     Ok(Live {
         id,
         send,
-        answered: Arc::new(AtomicU64::new(0)),
+        answered: Arc::new(AtomicU64::new(epoch.elapsed().as_nanos() as u64)),
+        streams: Arc::default(),
         driver,
     })
 }
