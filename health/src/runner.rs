@@ -170,13 +170,6 @@ struct Ctx {
     pool: Http2Pool,
 }
 
-/// The first grid point at or after `t`.
-fn on_grid(epoch: tokio::time::Instant, t: tokio::time::Instant) -> tokio::time::Instant {
-    let since = t.saturating_duration_since(epoch).as_nanos();
-    let step = TICK.as_nanos();
-    epoch + std::time::Duration::from_nanos((since.div_ceil(step) * step) as u64)
-}
-
 async fn run(
     key: CheckKey,
     spec: CheckSpec,
@@ -196,8 +189,8 @@ async fn run(
         // missed rather than starting the next attempt at once: slots stay
         // one period apart, so `rise` passes span `rise - 1` periods and a
         // stall never turns into a burst.
-        due = skip_missed(due, tokio::time::Instant::now(), spec.interval);
-        tokio::time::sleep_until(on_grid(ctx.epoch, due)).await;
+        due = first_at_or_after(due, spec.interval, tokio::time::Instant::now());
+        tokio::time::sleep_until(first_at_or_after(ctx.epoch, TICK, due)).await;
         due += jittered(spec.interval, spec.jitter, next_random(&mut rng));
         let outcome = {
             let _permit = ctx.limit.acquire().await.expect("semaphore never closes");
@@ -241,19 +234,20 @@ async fn run(
     }
 }
 
-/// The first slot of the schedule `due + k × period` (k ≥ 0) that is not
-/// in the past at `now`.
-fn skip_missed(
-    due: tokio::time::Instant,
-    now: tokio::time::Instant,
-    period: std::time::Duration,
+/// The first point of `origin + k × step` (k ≥ 0) at or after `t` (with
+/// a zero step: `t` if later than `origin`). Both the attempt grid and
+/// the skipping of missed slots.
+fn first_at_or_after(
+    origin: tokio::time::Instant,
+    step: std::time::Duration,
+    t: tokio::time::Instant,
 ) -> tokio::time::Instant {
-    if due >= now || period.is_zero() {
-        return due.max(now);
+    if step.is_zero() {
+        return origin.max(t);
     }
-    let behind = (now - due).as_nanos();
-    let step = period.as_nanos();
-    due + std::time::Duration::from_nanos((behind.div_ceil(step) * step) as u64)
+    let since = t.saturating_duration_since(origin).as_nanos();
+    let step = step.as_nanos();
+    origin + std::time::Duration::from_nanos((since.div_ceil(step) * step) as u64)
 }
 
 fn seed(key: &CheckKey) -> u64 {
@@ -276,6 +270,7 @@ mod tests {
 
     #[test]
     fn skip_missed_keeps_the_phase_and_never_goes_back() {
+        let skip_missed = |due, now, period| first_at_or_after(due, period, now);
         let t0 = tokio::time::Instant::now();
         let p = Duration::from_millis(250);
         let ms = Duration::from_millis;
@@ -290,5 +285,14 @@ mod tests {
         assert_eq!(skip_missed(t0, t0 + ms(500), p), t0 + ms(500));
         // A zero period cannot loop: now.
         assert_eq!(skip_missed(t0, t0 + ms(7), Duration::ZERO), t0 + ms(7));
+    }
+
+    #[test]
+    fn attempts_round_up_to_the_grid() {
+        let t0 = tokio::time::Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(first_at_or_after(t0, TICK, t0), t0);
+        assert_eq!(first_at_or_after(t0, TICK, t0 + ms(1)), t0 + ms(10));
+        assert_eq!(first_at_or_after(t0, TICK, t0 + ms(20)), t0 + ms(20));
     }
 }

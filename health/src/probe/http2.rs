@@ -1,6 +1,7 @@
 //! HTTP/2 checks (`http2: true`): every check that goes to the same proxy
-//! (target, source address, TLS name and trust) shares one connection, and
-//! each attempt is one stream on it.
+//! (target, source address, TLS name and trust) shares one connection
+//! (more only when streams run out, below), and each attempt is one stream
+//! on it.
 //!
 //! Why: a listener that speaks only HTTP/2 (a gRPC endpoint, an Envoy
 //! listener set to HTTP/2) cannot be checked over HTTP/1.1; and with one
@@ -85,6 +86,12 @@ struct Live {
     driver: tokio::task::AbortHandle,
 }
 
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
 /// A check's handle on one connection for one attempt.
 struct Sender {
     id: u64,
@@ -106,12 +113,6 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.driver.abort();
     }
 }
 
