@@ -17,12 +17,17 @@
 //!
 //! Prints, for the checker process alone: CPU % of one core (in steady
 //! state: the median of three windows after a 2 s start), RSS, check
-//! latency p50/p99, and `health_syscall_floor_pct_one_core`: the same
-//! requests and answers from a plain loop with no runtime (what any checker
-//! with a connection per check pays the kernel here); then the fault-to-down time at interval 250 ms, fall 3
+//! latency p50/p99, and two floors, the same requests and answers on the
+//! same connections from a plain loop with no runtime (what any checker
+//! with a connection per check pays the kernel here):
+//! `health_syscall_floor_pct_one_core` (blocking reads) and
+//! `health_epoll_floor_pct_one_core` (reads as epoll reports the answers,
+//! as the kept-connection loop does); then the fault-to-down time at
+//! interval 250 ms, fall 3
 //! (worst and mean of 20 checks). BENCH_KIND=tcp runs TCP-connect checks
 //! instead (names get a `_tcp` suffix). The veth run needs root;
-//! BENCH_ONLY=loopback runs the loopback topology alone.
+//! BENCH_ONLY=loopback or BENCH_ONLY=veth runs one topology alone (and no
+//! fault-to-down); BENCH_H2=0 leaves out the HTTP/2 runs.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -51,16 +56,19 @@ fn main() {
         ""
     };
     let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(&exe);
-    child
-        .env("EDGED_BENCH_SERVE", "1")
-        .env("EDGED_BENCH_BIND", "127.0.0.1");
-    scale(&mut child, "127.0.0.1", secs, kind, false);
-    if kind.is_empty() {
-        scale(&mut child, "127.0.0.1", secs, "_http2", true);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let h2 = kind.is_empty() && std::env::var("BENCH_H2").map_or(true, |v| v != "0");
+    if only != "veth" {
+        let mut child = Command::new(&exe);
+        child
+            .env("EDGED_BENCH_SERVE", "1")
+            .env("EDGED_BENCH_BIND", "127.0.0.1");
+        scale(&mut child, "127.0.0.1", secs, kind, false);
+        if h2 {
+            scale(&mut child, "127.0.0.1", secs, "_http2", true);
+        }
     }
-
-    if std::env::var("BENCH_ONLY").is_ok_and(|o| o == "loopback") {
+    if only == "loopback" {
         return;
     }
     if nix::unistd::geteuid().is_root() {
@@ -86,7 +94,6 @@ fn main() {
             .env("EDGED_BENCH_BIND", "198.51.100.2");
         let path = a.path();
         let sfx = format!("{kind}_veth");
-        let h2 = kind.is_empty();
         edged_testlab::lab::traffic::in_netns(&path, move || {
             scale(&mut child, "198.51.100.2", secs, &sfx, false);
             if h2 {
@@ -94,7 +101,9 @@ fn main() {
             }
         });
     }
-    fault_to_down();
+    if only.is_empty() {
+        fault_to_down();
+    }
 }
 
 /// The 10,000 checks for `secs` against listeners started by `child` at
@@ -178,6 +187,7 @@ fn scale(child: &mut Command, host: &str, secs: u64, sfx: &str, h2: bool) {
     drop(rt);
     if !sfx.contains("tcp") && !h2 {
         syscall_floor(&addrs, secs.div_ceil(3), sfx);
+        epoll_floor(&addrs, secs.div_ceil(3), sfx);
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -189,11 +199,8 @@ fn scale(child: &mut Command, host: &str, secs: u64, sfx: &str, h2: bool) {
 /// their request, then read their answer. Prints its CPU % of one core.
 fn syscall_floor(addrs: &[SocketAddr], secs: u64, sfx: &str) {
     use std::io::{Read, Write};
-    let n = VIPS * CHECKS_PER_VIP;
-    let mut conns: Vec<std::net::TcpStream> = (0..n)
-        .map(|i| std::net::TcpStream::connect(addrs[i % addrs.len()]).unwrap())
-        .collect();
-    let req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: edged-health\r\n\r\n";
+    let (mut conns, req) = floor_conns(addrs);
+    let n = conns.len();
     let mut buf = [0u8; 512];
     let steps = secs * 100;
     let per_step = n / 100;
@@ -214,6 +221,63 @@ fn syscall_floor(addrs: &[SocketAddr], secs: u64, sfx: &str) {
     }
     let pct = 100.0 * (cpu_secs() - cpu0) / t0.elapsed().as_secs_f64();
     println!("BENCH health_syscall_floor_pct_one_core{sfx} {pct:.1} %");
+}
+
+/// The floors' 10,000 connections, and the request they send.
+fn floor_conns(addrs: &[SocketAddr]) -> (Vec<std::net::TcpStream>, &'static [u8]) {
+    let conns = (0..VIPS * CHECKS_PER_VIP)
+        .map(|i| std::net::TcpStream::connect(addrs[i % addrs.len()]).unwrap())
+        .collect();
+    let req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: edged-health\r\n\r\n";
+    (conns, req)
+}
+
+/// The floor under an event-driven checker (what the kept-connection loop
+/// does, less its bookkeeping): the same requests on the same 10,000
+/// connections, each 10 ms 100 of them sent, and the answers read as epoll
+/// reports them. Prints its CPU % of one core.
+fn epoll_floor(addrs: &[SocketAddr], secs: u64, sfx: &str) {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+    use std::io::{Read, Write};
+    let (mut conns, req) = floor_conns(addrs);
+    let n = conns.len();
+    let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+    for (i, c) in conns.iter().enumerate() {
+        c.set_nonblocking(true).unwrap();
+        ep.add(c, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
+            .unwrap();
+    }
+    let mut buf = [0u8; 512];
+    let mut events = vec![EpollEvent::empty(); 256];
+    let (steps, per_step) = (secs * 100, n / 100);
+    let (mut answers, mut sent) = (0, 0);
+    let (cpu0, t0) = (cpu_secs(), Instant::now());
+    for step in 0..steps {
+        let batch = (step as usize % 100) * per_step;
+        for c in &mut conns[batch..batch + per_step] {
+            c.write_all(req).unwrap();
+            sent += 1;
+        }
+        let due = t0 + Duration::from_millis(10 * (step + 1));
+        while let Some(left) = due.checked_duration_since(Instant::now()) {
+            let ms = left.as_nanos().div_ceil(1_000_000) as u16;
+            let k = ep.wait(&mut events, ms).unwrap();
+            for e in &events[..k] {
+                let got = conns[e.data() as usize].read(&mut buf).unwrap();
+                assert!(
+                    buf[..got].starts_with(b"HTTP/1.1 200"),
+                    "epoll floor: bad answer"
+                );
+                answers += 1;
+            }
+        }
+    }
+    let pct = 100.0 * (cpu_secs() - cpu0) / t0.elapsed().as_secs_f64();
+    assert!(
+        answers + 2 * per_step >= sent,
+        "epoll floor: {answers} answers to {sent}"
+    );
+    println!("BENCH health_epoll_floor_pct_one_core{sfx} {pct:.1} %");
 }
 
 fn spec(target: SocketAddr, interval: Duration) -> CheckSpec {

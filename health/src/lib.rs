@@ -5,6 +5,9 @@
 //!     task: spread start, then attempts on a 10 ms grid ─► Prober (tcp | http(s) | dns |
 //!           exec, bounded by a semaphore; HTTP(S) keeps its connection between attempts,
 //!           reconnects after any failure)
+//!     a plain HTTP/1.1 check whose connection is kept ─► the kept-connection loop (one
+//!           thread, one epoll set, a calendar: a write and a read per attempt, no task);
+//!           back to a task after a failure, a timeout or a closed connection
 //!           ─► Hysteresis (pure: rise, fall, hold-down) ─► status table ─► HealthEvent on a flip
 //!  aggregate(snapshot) (pure) ─► per (VIP, proxy): Serving | NotServing(reason) | unknown
 //! ```
@@ -15,6 +18,7 @@
 mod aggregate;
 mod hysteresis;
 mod jitter;
+mod kept;
 mod probe;
 mod runner;
 mod spec;

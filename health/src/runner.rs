@@ -3,6 +3,7 @@
 //! cancels every task.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -12,6 +13,7 @@ use tokio::task::AbortHandle;
 
 use crate::hysteresis::{Hysteresis, State};
 use crate::jitter::{jittered, start_offset};
+use crate::kept::Kept;
 use crate::probe::{Http2Pool, Outcome, Prober};
 use crate::spec::{CheckKey, CheckSpec};
 
@@ -67,7 +69,28 @@ pub type Observer = Arc<dyn Fn(&CheckKey, &Outcome) + Send + Sync>;
 
 struct Task {
     spec: CheckSpec,
-    handle: AbortHandle,
+    ctl: Arc<Ctl>,
+}
+
+/// Stops one check wherever it runs: its own task, or the kept-connection
+/// loop (which hands it back to a new task after a failure).
+#[derive(Default)]
+pub(crate) struct Ctl {
+    cancelled: AtomicBool,
+    task: Mutex<Option<AbortHandle>>,
+}
+
+impl Ctl {
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        if let Some(h) = self.task.lock().expect("ctl lock").take() {
+            h.abort();
+        }
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
 }
 
 /// The running checker.
@@ -75,12 +98,7 @@ pub struct HealthChecker {
     tasks: Mutex<HashMap<CheckKey, Task>>,
     status: Mutex<HashMap<CheckKey, Shared>>,
     events: mpsc::UnboundedSender<HealthEvent>,
-    limit: Arc<Semaphore>,
-    observer: Option<Observer>,
-    /// Origin of the attempt grid.
-    epoch: tokio::time::Instant,
-    /// The `http2` checks' shared connections.
-    pool: Http2Pool,
+    ctx: Arc<Ctx>,
 }
 
 impl HealthChecker {
@@ -94,10 +112,13 @@ impl HealthChecker {
             tasks: Mutex::new(HashMap::new()),
             status: Mutex::new(HashMap::new()),
             events: tx,
-            limit: Arc::new(Semaphore::new(MAX_CONCURRENT)),
-            observer,
-            epoch: tokio::time::Instant::now(),
-            pool: Http2Pool::default(),
+            ctx: Arc::new(Ctx {
+                limit: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+                observer,
+                epoch: tokio::time::Instant::now(),
+                pool: Http2Pool::default(),
+                kept: Kept::start(),
+            }),
         };
         hc.update(checks);
         (hc, rx)
@@ -112,7 +133,7 @@ impl HealthChecker {
         tasks.retain(|k, t| {
             let keep = wanted.get(k) == Some(&t.spec);
             if !keep {
-                t.handle.abort();
+                t.ctl.cancel();
                 status.remove(k);
             }
             keep
@@ -123,20 +144,23 @@ impl HealthChecker {
             }
             let shared = Shared::default();
             status.insert(key.clone(), shared.clone());
-            let handle = tokio::spawn(run(
-                key.clone(),
-                spec.clone(),
-                shared,
-                self.events.clone(),
-                Ctx {
-                    limit: self.limit.clone(),
-                    observer: self.observer.clone(),
-                    epoch: self.epoch,
-                    pool: self.pool.clone(),
-                },
-            ))
-            .abort_handle();
-            tasks.insert(key, Task { spec, handle });
+            let ctl = Arc::<Ctl>::default();
+            let check = Check {
+                hyst: Hysteresis::new(spec.rise, spec.fall, spec.hold_down),
+                rng: seed(&key),
+                // The schedule is absolute (start + k periods), each attempt
+                // rounded up to the grid, so rounding never accumulates.
+                due: tokio::time::Instant::now() + start_offset(&key, spec.interval),
+                planned: None,
+                key: key.clone(),
+                spec: spec.clone(),
+                status: shared,
+                events: self.events.clone(),
+                ctx: self.ctx.clone(),
+                ctl: ctl.clone(),
+            };
+            Box::new(check).spawn();
+            tasks.insert(key, Task { spec, ctl });
         }
     }
 
@@ -156,62 +180,108 @@ impl Drop for HealthChecker {
     fn drop(&mut self) {
         if let Ok(tasks) = self.tasks.lock() {
             for t in tasks.values() {
-                t.handle.abort();
+                t.ctl.cancel();
             }
+        }
+        if let Some(k) = &self.ctx.kept {
+            k.stop();
         }
     }
 }
 
-/// What every check task shares.
+/// What every check shares.
 struct Ctx {
     limit: Arc<Semaphore>,
     observer: Option<Observer>,
     epoch: tokio::time::Instant,
     pool: Http2Pool,
+    /// The kept-connection loop (if it could start).
+    kept: Option<Kept>,
 }
 
-async fn run(
-    key: CheckKey,
-    spec: CheckSpec,
+/// One check's state, wherever it runs: its own task (connecting, TLS,
+/// HTTP/2, the other kinds, after a failure), or the kept-connection loop
+/// (a plain HTTP/1.1 check whose connection is kept, the common case at
+/// scale).
+pub(crate) struct Check {
+    pub(crate) key: CheckKey,
+    pub(crate) spec: CheckSpec,
+    hyst: Hysteresis,
+    rng: u64,
+    /// The next slot (before rounding to the grid).
+    due: tokio::time::Instant,
+    /// The next attempt's start, once known.
+    planned: Option<tokio::time::Instant>,
     status: Shared,
     events: mpsc::UnboundedSender<HealthEvent>,
-    ctx: Ctx,
-) {
-    let mut hyst = Hysteresis::new(spec.rise, spec.fall, spec.hold_down);
-    let mut rng = seed(&key);
-    let mut prober = Prober::with_pool(spec.reuse_connection, ctx.pool.clone());
-    // The schedule is absolute (start + k periods), each attempt rounded up
-    // to the grid, so rounding never accumulates.
-    let mut due = tokio::time::Instant::now() + start_offset(&key, spec.interval);
-    loop {
-        // An attempt that ran past its next slot (a stalled runtime, a slow
-        // fork, a queue for the concurrency limit) skips the slots it
-        // missed rather than starting the next attempt at once: slots stay
-        // one period apart, so `rise` passes span `rise - 1` periods and a
-        // stall never turns into a burst.
-        due = first_at_or_after(due, spec.interval, tokio::time::Instant::now());
-        tokio::time::sleep_until(first_at_or_after(ctx.epoch, TICK, due)).await;
-        due += jittered(spec.interval, spec.jitter, next_random(&mut rng));
-        let outcome = {
-            let _permit = ctx.limit.acquire().await.expect("semaphore never closes");
-            prober
-                .probe(&key, &spec.kind, spec.timeout, spec.source)
-                .await
-        };
-        if let Some(obs) = &ctx.observer {
-            obs(&key, &outcome);
+    ctx: Arc<Ctx>,
+    pub(crate) ctl: Arc<Ctl>,
+}
+
+impl Check {
+    /// When the next attempt starts: the next slot, rounded up to the grid
+    /// (the slot after it becomes `due`); the same answer until the
+    /// attempt has [started](Check::started), wherever the check runs
+    /// meanwhile. An attempt that ran past its next slot (a stalled
+    /// runtime, a slow fork, a queue for the concurrency limit) skips the
+    /// slots it missed rather than starting the next attempt at once: slots
+    /// stay one period apart, so `rise` passes span `rise - 1` periods and
+    /// a stall never turns into a burst.
+    pub(crate) fn next_start(&mut self) -> tokio::time::Instant {
+        if let Some(start) = self.planned {
+            return start;
         }
-        let flip = hyst.record(outcome.ok, tokio::time::Instant::now().into_std());
+        let now = tokio::time::Instant::now();
+        self.due = first_at_or_after(self.due, self.spec.interval, now);
+        let start = self.grid(self.due);
+        self.due += jittered(
+            self.spec.interval,
+            self.spec.jitter,
+            next_random(&mut self.rng),
+        );
+        self.planned = Some(start);
+        start
+    }
+
+    /// The planned attempt has begun.
+    pub(crate) fn started(&mut self) {
+        self.planned = None;
+    }
+
+    /// The first point of the checker's grid at or after `t`.
+    pub(crate) fn grid(&self, t: tokio::time::Instant) -> tokio::time::Instant {
+        first_at_or_after(self.ctx.epoch, TICK, t)
+    }
+
+    /// The next attempt comes at the next tick, outside the schedule (a
+    /// kept connection was found closed: nothing was decided).
+    pub(crate) fn retry_now(&mut self) {
+        self.planned = Some(self.grid(tokio::time::Instant::now()));
+    }
+
+    /// Takes one attempt's outcome: observer, hysteresis, status, and an
+    /// event on a flip. False: nobody listens any more; the check stops.
+    pub(crate) fn record(&mut self, outcome: Outcome) -> bool {
+        if self.ctl.cancelled() {
+            return false; // removed or changed by a reload
+        }
+        let key = &self.key;
+        if let Some(obs) = &self.ctx.observer {
+            obs(key, &outcome);
+        }
+        let flip = self
+            .hyst
+            .record(outcome.ok, tokio::time::Instant::now().into_std());
         let now = SystemTime::now();
         let event_outcome = flip.map(|_| outcome.clone());
         {
-            let mut s = status.lock().expect("check status lock");
+            let mut s = self.status.lock().expect("check status lock");
             if outcome.ok {
                 s.passes += 1;
             } else {
                 s.failures += 1;
             }
-            s.state = hyst.state();
+            s.state = self.hyst.state();
             if flip.is_some() {
                 s.since = Some(now);
             }
@@ -219,16 +289,57 @@ async fn run(
         }
         if let (Some(state), Some(outcome)) = (flip, event_outcome) {
             tracing::info!(vip = %key.vip, service = %key.service, proxy = %key.proxy, ?state, reason = %outcome.reason, "check changed state");
-            if events
-                .send(HealthEvent {
-                    key: key.clone(),
-                    state,
-                    outcome,
-                    at: now,
-                })
-                .is_err()
-            {
-                return; // nobody listens any more
+            let event = HealthEvent {
+                key: key.clone(),
+                state,
+                outcome,
+                at: now,
+            };
+            if self.events.send(event).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Runs the check in a task of its own (unless it was stopped).
+    pub(crate) fn spawn(self: Box<Self>) {
+        let ctl = self.ctl.clone();
+        let mut task = ctl.task.lock().expect("ctl lock");
+        if !ctl.cancelled() {
+            *task = Some(tokio::spawn(run(*self)).abort_handle());
+        }
+    }
+}
+
+/// A check's task: attempts on its schedule until its HTTP/1.1 connection
+/// is kept, then the kept-connection loop takes it over.
+async fn run(mut c: Check) {
+    let mut prober = Prober::with_pool(c.spec.reuse_connection, c.ctx.pool.clone());
+    let mut adopt = c.spec.reuse_connection && c.ctx.kept.is_some();
+    loop {
+        tokio::time::sleep_until(c.next_start()).await;
+        c.started();
+        let outcome = {
+            let _permit = c.ctx.limit.acquire().await.expect("semaphore never closes");
+            prober
+                .probe(&c.key, &c.spec.kind, c.spec.timeout, c.spec.source)
+                .await
+        };
+        if !c.record(outcome) {
+            return; // nobody listens any more
+        }
+        if adopt
+            && let Some(kept) = c.ctx.kept.clone()
+            && let Some((socket, request)) = prober.take_plain()
+        {
+            match kept.adopt(Box::new(c), socket, request) {
+                Ok(()) => return,
+                // The loop is gone: go on here (on a new connection).
+                Err(back) => {
+                    c = *back;
+                    adopt = false;
+                }
             }
         }
     }

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::tcp::connect;
 use crate::spec::CheckKind;
+use std::time::Duration;
 
 /// Bodies longer than this fail the check rather than fill memory.
 pub(super) const MAX_BODY: usize = 64 * 1024;
@@ -39,13 +40,45 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// fresh TCP (and TLS) handshake per attempt costs several times the
 /// request itself.
 pub struct HttpConn {
-    io: Box<dyn Io>,
+    io: Stream,
     /// Bytes read and not yet consumed (always empty between attempts).
     buf: Vec<u8>,
 }
 
+/// The connection's socket.
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    /// TLS over TCP.
+    Tls(Box<dyn Io>),
+}
+
+impl Stream {
+    fn io(&mut self) -> &mut dyn Io {
+        match self {
+            Stream::Tcp(s) => s,
+            Stream::Tls(s) => s.as_mut(),
+        }
+    }
+}
+
+impl HttpConn {
+    /// Plain TCP, not TLS.
+    pub fn is_plain(&self) -> bool {
+        matches!(self.io, Stream::Tcp(_))
+    }
+
+    /// The socket of a plain (not TLS) connection, taken off the runtime's
+    /// reactor (for the checker's kept-connection loop).
+    pub fn into_plain(self) -> Option<std::net::TcpStream> {
+        match self.io {
+            Stream::Tcp(s) => s.into_std().ok(),
+            Stream::Tls(_) => None,
+        }
+    }
+}
+
 /// How one exchange ended.
-enum Failure {
+pub(crate) enum Failure {
     /// Nothing came back (the reason says how): on a kept connection, the
     /// server closed it while idle; worth one retry on a new connection.
     Stale(String),
@@ -93,6 +126,41 @@ pub(super) fn host_name(host: Option<&str>, target: &std::net::SocketAddr) -> St
     }
 }
 
+/// Whether a check sends HEAD (no body in the answer), and whether it
+/// reads the body.
+pub(crate) fn head_and_body(kind: &CheckKind) -> (bool, bool) {
+    let CheckKind::Http {
+        method,
+        body_contains,
+        ..
+    } = kind
+    else {
+        unreachable!("an HTTP check")
+    };
+    (method.eq_ignore_ascii_case("HEAD"), body_contains.is_some())
+}
+
+/// Whether an answer passes the check: its status, then its body.
+pub(crate) fn judge(kind: &CheckKind, status: u16, body: &[u8]) -> Result<(), String> {
+    let CheckKind::Http {
+        expect_status,
+        body_contains,
+        ..
+    } = kind
+    else {
+        unreachable!("an HTTP check")
+    };
+    if !expect_status.contains(&status) {
+        return Err(format!("status {status}"));
+    }
+    if let Some(needle) = body_contains
+        && !String::from_utf8_lossy(body).contains(needle.as_str())
+    {
+        return Err("body mismatch".into());
+    }
+    Ok(())
+}
+
 /// One attempt: `req` (from [`request`]) on the kept connection or a new one.
 pub async fn check(
     kind: &CheckKind,
@@ -100,17 +168,7 @@ pub async fn check(
     source: Option<IpAddr>,
     conn: &mut Option<HttpConn>,
 ) -> Result<(), String> {
-    let CheckKind::Http {
-        method,
-        expect_status,
-        body_contains,
-        ..
-    } = kind
-    else {
-        unreachable!("http::check takes an Http check")
-    };
-    let head_only = method.eq_ignore_ascii_case("HEAD");
-    let want_body = body_contains.is_some();
+    let (head_only, want_body) = head_and_body(kind);
     let mut body = Vec::new();
     // Reuse the previous attempt's connection; if the server closed it
     // meanwhile (idle timeout, request limit), one retry on a new
@@ -130,15 +188,7 @@ pub async fn check(
     if resp.reusable {
         *conn = Some(c);
     }
-    if !expect_status.contains(&resp.status) {
-        return Err(format!("status {}", resp.status));
-    }
-    if let Some(needle) = body_contains
-        && !String::from_utf8_lossy(&body).contains(needle.as_str())
-    {
-        return Err("body mismatch".into());
-    }
-    Ok(())
+    judge(kind, resp.status, &body)
 }
 
 /// One exchange on a new connection.
@@ -172,7 +222,7 @@ async fn open(kind: &CheckKind, source: Option<IpAddr>) -> Result<HttpConn, Stri
         unreachable!("http::open takes an Http check")
     };
     let stream = connect(*target, source).await?;
-    let io: Box<dyn Io> = if *tls {
+    let io = if *tls {
         let name = match host {
             Some(h) => ServerName::try_from(h.clone())
                 .map_err(|e| format!("tls: bad server name {h}: {e}"))?,
@@ -183,9 +233,9 @@ async fn open(kind: &CheckKind, source: Option<IpAddr>) -> Result<HttpConn, Stri
             .connect(name, stream)
             .await
             .map_err(|e| format!("tls: {e}"))?;
-        Box::new(tls_stream)
+        Stream::Tls(Box::new(tls_stream))
     } else {
-        Box::new(stream)
+        Stream::Tcp(stream)
     };
     Ok(HttpConn {
         io,
@@ -193,15 +243,19 @@ async fn open(kind: &CheckKind, source: Option<IpAddr>) -> Result<HttpConn, Stri
     })
 }
 
+/// Past this much unconsumed input an answer is refused.
+pub(crate) const MAX_BUFFERED: usize = MAX_HEAD + 2 * MAX_BODY;
+
 /// Reads more bytes into `c.buf`; 0 means the peer closed.
 async fn fill(c: &mut HttpConn) -> Result<usize, String> {
-    if c.buf.len() > MAX_HEAD + 2 * MAX_BODY {
+    if c.buf.len() > MAX_BUFFERED {
         return Err("response too long".into());
     }
     if c.buf.capacity() - c.buf.len() < 256 {
         c.buf.reserve(c.buf.len().max(BUF_START));
     }
-    c.io.read_buf(&mut c.buf)
+    c.io.io()
+        .read_buf(&mut c.buf)
         .await
         .map_err(|e| super::io_reason(&e))
 }
@@ -218,26 +272,16 @@ async fn exchange(
     c.buf.clear();
     // A write or read error before any byte of the answer on a kept
     // connection is what a server's idle close looks like.
-    if let Err(e) = c.io.write_all(req).await {
+    if let Err(e) = c.io.io().write_all(req).await {
         return Err(Failure::Stale(super::io_reason(&e)));
     }
-    if let Err(e) = c.io.flush().await {
+    if let Err(e) = c.io.io().flush().await {
         return Err(Failure::Stale(super::io_reason(&e)));
     }
     let mut eof = false;
-    let parsed = loop {
-        if (!c.buf.is_empty() || eof)
-            && let Some(p) = parse_response(&c.buf, eof, head_only, want_body, body)?
-        {
-            break p;
-        }
-        if eof {
-            let closed = "closed mid-response".to_string();
-            return Err(if c.buf.is_empty() {
-                Failure::Stale(closed)
-            } else {
-                closed.into()
-            });
+    loop {
+        if let Some(p) = answered(&c.buf, eof, head_only, want_body, body)? {
+            return Ok(finish(&mut c.buf, p, eof));
         }
         match fill(c).await {
             Ok(0) => eof = true,
@@ -245,15 +289,50 @@ async fn exchange(
             Err(e) if c.buf.is_empty() => return Err(Failure::Stale(e)),
             Err(e) => return Err(e.into()),
         }
-    };
-    c.buf.clear();
-    if c.buf.capacity() > 4 * BUF_START {
-        c.buf = Vec::with_capacity(BUF_START);
     }
-    Ok(Response {
+}
+
+/// What the bytes read so far make: a whole answer, more needed (`None`),
+/// or a failure (a close before any byte of the answer is stale).
+pub(crate) fn answered(
+    buf: &[u8],
+    eof: bool,
+    head_only: bool,
+    want_body: bool,
+    body: &mut Vec<u8>,
+) -> Result<Option<Parsed>, Failure> {
+    if (!buf.is_empty() || eof)
+        && let Some(p) = parse_response(buf, eof, head_only, want_body, body)?
+    {
+        return Ok(Some(p));
+    }
+    if eof {
+        let closed = "closed mid-response".to_string();
+        return Err(if buf.is_empty() {
+            Failure::Stale(closed)
+        } else {
+            closed.into()
+        });
+    }
+    Ok(None)
+}
+
+/// The exchange's result; the buffer is left empty (and small) for the
+/// next one.
+fn finish(buf: &mut Vec<u8>, parsed: Parsed, eof: bool) -> Response {
+    buf.clear();
+    if buf.capacity() > 4 * BUF_START {
+        *buf = Vec::with_capacity(BUF_START);
+    }
+    Response {
         status: parsed.status,
         reusable: parsed.reusable && !eof,
-    })
+    }
+}
+
+/// How a check says a timeout.
+pub(crate) fn timed_out(timeout: Duration) -> String {
+    format!("timeout after {}ms", timeout.as_millis())
 }
 
 /// One whole response at the start of a buffer.

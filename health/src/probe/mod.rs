@@ -3,7 +3,7 @@
 
 mod dns;
 mod exec;
-mod http;
+pub(crate) mod http;
 mod http2;
 
 pub use http::{Parsed, parse_response as parse_http_response};
@@ -151,7 +151,7 @@ impl Prober {
                 if let Some((slot, _)) = shared {
                     slot.after_timeout(start);
                 }
-                Err(format!("timeout after {}ms", timeout.as_millis()))
+                Err(http::timed_out(timeout))
             }
         };
         let latency = start.elapsed();
@@ -172,6 +172,19 @@ impl Prober {
                 latency,
             },
         }
+    }
+}
+
+impl Prober {
+    /// The kept connection of a plain (not TLS) HTTP/1.1 check, with its
+    /// request bytes, taken out of the prober: the checker's kept-connection
+    /// loop runs its next attempts.
+    pub(crate) fn take_plain(&mut self) -> Option<(std::net::TcpStream, Vec<u8>)> {
+        if !self.http.as_ref()?.is_plain() {
+            return None;
+        }
+        let socket = self.http.take()?.into_plain()?;
+        Some((socket, std::mem::take(&mut self.request)))
     }
 }
 

@@ -1,0 +1,389 @@
+//! The kept-connection loop (plain HTTP/1.1 checks whose connection is
+//! kept run on one thread, not in their tasks): attempts after the first
+//! run there on one connection with their real latency, an answer after
+//! the timeout fails, answers in pieces are put together, connections the
+//! server closed cost no failure, garbage ends every attempt with a reason,
+//! and a removed check's attempts and connection stop.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, Observer, Outcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+
+fn spec(target: SocketAddr, interval_ms: u64, timeout_ms: u64) -> CheckSpec {
+    CheckSpec {
+        kind: CheckKind::Http {
+            target,
+            tls: false,
+            method: "GET".into(),
+            path: "/".into(),
+            host: None,
+            expect_status: vec![200],
+            body_contains: Some("ok".into()),
+            ca_file: None,
+            tls_verify: true,
+            http2: false,
+        },
+        interval: Duration::from_millis(interval_ms),
+        timeout: Duration::from_millis(timeout_ms),
+        rise: 1,
+        fall: 1,
+        jitter: 0.0,
+        hold_down: None,
+        reuse_connection: true,
+        source: None,
+    }
+}
+
+fn key(vip: usize) -> CheckKey {
+    CheckKey {
+        vip: format!("v{vip}"),
+        service: "http".into(),
+        proxy: "p".into(),
+    }
+}
+
+/// What one answer of the scripted server is: its pieces, each written
+/// after its delay.
+type Answer = Vec<(u64, Vec<u8>)>;
+
+/// Counts of the scripted server: connections accepted, connections the
+/// client closed, requests.
+#[derive(Default)]
+struct Counts {
+    accepted: AtomicUsize,
+    closed: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+/// A keep-alive server: the n-th request (from 0) on a connection gets
+/// `script(n)`; `None` closes the connection.
+async fn server(script: fn(usize) -> Option<Answer>) -> (SocketAddr, Arc<Counts>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let counts = Arc::new(Counts::default());
+    let c2 = counts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let conn = c2.accepted.fetch_add(1, Ordering::SeqCst);
+            let c3 = c2.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                for n in 0.. {
+                    match s.read(&mut buf).await {
+                        Ok(got) if got > 0 => c3.requests.fetch_add(1, Ordering::SeqCst),
+                        _ => {
+                            c3.closed.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    };
+                    // Requests are numbered across connections for garbage
+                    // seeds, per connection otherwise.
+                    let Some(answer) = script(n + 1000 * conn) else {
+                        return;
+                    };
+                    for (delay, piece) in answer {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        if s.write_all(&piece).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, counts)
+}
+
+/// Every attempt's outcome, in order, with its check's VIP and the name of
+/// the thread it ran on.
+type Seen = Arc<Mutex<(Vec<Outcome>, Vec<String>, Vec<String>)>>;
+
+fn recorder() -> (Observer, Seen) {
+    let seen: Seen = Arc::default();
+    let s2 = seen.clone();
+    let obs: Observer = Arc::new(move |k, o| {
+        let mut s = s2.lock().unwrap();
+        s.0.push(o.clone());
+        s.1.push(k.vip.clone());
+        let on = std::thread::current().name().unwrap_or("").to_string();
+        s.2.push(on);
+    });
+    (obs, seen)
+}
+
+/// Waits until `seen` holds `n` outcomes (deadline 10 s); returns them.
+async fn outcomes(seen: &Seen, n: usize) -> Vec<Outcome> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = seen.lock().unwrap().0.clone();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} outcomes: {got:?}",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// One connection for every attempt, and every attempt after the first
+/// runs on the kept-connection thread; the latency is the answer's: at once,
+/// then 23 ms late.
+#[tokio::test]
+async fn kept_checks_run_on_the_loop_with_their_latency() {
+    let (addr, counts) = server(|n| {
+        let delay = if n % 1000 < 6 { 0 } else { 23 };
+        Some(vec![(delay, OK.to_vec())])
+    })
+    .await;
+    let (obs, seen) = recorder();
+    let (_hc, _rx) = HealthChecker::spawn(vec![(key(0), spec(addr, 60, 50))], Some(obs));
+    let got = outcomes(&seen, 12).await;
+    assert!(got.iter().all(|o| o.ok), "{got:?}");
+    assert_eq!(
+        counts.accepted.load(Ordering::SeqCst),
+        1,
+        "one kept connection"
+    );
+    let threads = seen.lock().unwrap().2.clone();
+    assert_ne!(
+        threads[0], "edged-kept",
+        "the first attempt connects, in its task"
+    );
+    assert!(
+        threads[1..12].iter().all(|t| t == "edged-kept"),
+        "kept attempts not on the loop: {threads:?}"
+    );
+    let fast = median(got[1..6].iter().map(|o| o.latency).collect());
+    let slow = median(got[7..12].iter().map(|o| o.latency).collect());
+    println!("kept connection: answered at once {fast:?}, 23 ms late {slow:?} (medians)");
+    assert!(fast < Duration::from_millis(5), "at once: {fast:?}");
+    assert!(
+        slow >= Duration::from_millis(23) && slow < Duration::from_millis(33),
+        "23 ms late: {slow:?}"
+    );
+}
+
+/// The timeout (25 ms) ends between ticks, and the loop finds timeouts on
+/// the 10 ms grid: an answer at 27 ms comes before the 30 ms tick, but too
+/// late: a timeout, as in a task. The fourth answer on each connection is
+/// the late one.
+#[tokio::test]
+async fn an_answer_after_the_timeout_fails() {
+    let (addr, counts) = server(|n| {
+        let delay = if n % 1000 == 3 { 27 } else { 0 };
+        Some(vec![(delay, OK.to_vec())])
+    })
+    .await;
+    let (obs, seen) = recorder();
+    let (_hc, _rx) = HealthChecker::spawn(vec![(key(0), spec(addr, 80, 25))], Some(obs));
+    let got = outcomes(&seen, 8).await;
+    let reasons: Vec<&str> = got.iter().map(|o| o.reason.as_str()).collect();
+    println!("{reasons:?}");
+    for (i, o) in got[..8].iter().enumerate() {
+        if i % 4 == 3 {
+            assert_eq!(o.reason, "timeout after 25ms", "attempt {i}: {got:?}");
+        } else {
+            assert!(o.ok, "attempt {i}: {got:?}");
+        }
+    }
+    // A timeout drops the connection: the next attempt has a new one.
+    assert!(counts.accepted.load(Ordering::SeqCst) >= 2);
+}
+
+/// Answers in pieces (a chunked body 15 ms apart) are put together on the
+/// kept connection.
+#[tokio::test]
+async fn answers_in_pieces_are_put_together() {
+    let (addr, counts) = server(|_| {
+        Some(vec![
+            (
+                0,
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            ),
+            (15, b"1\r\no\r\n".to_vec()),
+            (15, b"2\r\nk\n\r\n0\r\n\r\n".to_vec()),
+        ])
+    })
+    .await;
+    let (obs, seen) = recorder();
+    let (_hc, _rx) = HealthChecker::spawn(vec![(key(0), spec(addr, 100, 90))], Some(obs));
+    let got = outcomes(&seen, 5).await;
+    assert!(got.iter().all(|o| o.ok), "{got:?}");
+    assert!(
+        got[1..]
+            .iter()
+            .all(|o| o.latency >= Duration::from_millis(30))
+    );
+    assert_eq!(counts.accepted.load(Ordering::SeqCst), 1);
+}
+
+/// A server that closes every connection after its answer: each kept
+/// connection is closed before the next attempt, and that attempt passes
+/// on a new one.
+#[tokio::test]
+async fn stale_kept_connections_cost_no_failure() {
+    let srv = HttpServer::start().await; // closes after each answer
+    let (obs, seen) = recorder();
+    let mut s = spec(srv.addr, 50, 40);
+    if let CheckKind::Http { body_contains, .. } = &mut s.kind {
+        *body_contains = None;
+    }
+    let (_hc, _rx) = HealthChecker::spawn(vec![(key(0), s)], Some(obs));
+    let got = outcomes(&seen, 10).await;
+    assert!(got.iter().all(|o| o.ok), "{got:?}");
+    assert!(srv.accepted.load(Ordering::SeqCst) >= 10);
+}
+
+/// splitmix64.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Seeded garbage on kept connections: each connection's first answer is
+/// good, its second a mutation of it (truncated, bytes flipped, random
+/// bytes spliced in or sent alone, in one or two pieces), then it closes.
+/// Every attempt ends within its timeout and a tick with a reason, and
+/// every check keeps running (no panic, no stuck check).
+#[tokio::test]
+async fn garbage_on_kept_connections_ends_every_attempt() {
+    const CHECKS: usize = 40;
+    let (addr, _) = server(|n| {
+        if n % 1000 == 0 {
+            return Some(vec![(0, OK.to_vec())]);
+        }
+        if n % 1000 > 1 {
+            return None;
+        }
+        let mut r = mix(n as u64);
+        let mut b = OK.to_vec();
+        match r % 4 {
+            0 => b.truncate((r >> 8) as usize % OK.len()),
+            1 => {
+                let at = (r >> 8) as usize % b.len();
+                b[at] = (r >> 16) as u8;
+            }
+            2 => {
+                let at = (r >> 8) as usize % (b.len() + 1);
+                let junk: Vec<u8> = (0..(r >> 16) % 16)
+                    .map(|_| {
+                        r = mix(r);
+                        r as u8
+                    })
+                    .collect();
+                b.splice(at..at, junk);
+            }
+            _ => {
+                b = (0..(r >> 8) % 200)
+                    .map(|_| {
+                        r = mix(r);
+                        r as u8
+                    })
+                    .collect()
+            }
+        }
+        let cut = (r >> 24) as usize % (b.len() + 1);
+        let rest = b.split_off(cut);
+        Some(vec![(0, b), ((r >> 32) % 25, rest)])
+    })
+    .await;
+    let (obs, seen) = recorder();
+    let checks = (0..CHECKS).map(|i| (key(i), spec(addr, 60, 40))).collect();
+    let (_hc, _rx) = HealthChecker::spawn(checks, Some(obs));
+    let got = outcomes(&seen, 600).await;
+    let failed = got.iter().filter(|o| !o.ok).count();
+    println!(
+        "{} attempts over kept connections with garbage, {failed} failed",
+        got.len()
+    );
+    for o in &got {
+        // The timeout, the tick that finds it, and room for a loaded host.
+        assert!(o.latency <= Duration::from_millis(40 + 10 + 50), "{o:?}");
+        assert!(!o.reason.is_empty());
+    }
+    assert!(failed > 100, "the mutations were not seen: {failed} failed");
+    // Every check is still running: each has new outcomes.
+    let before = got.len();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let vips: std::collections::HashSet<String> =
+            seen.lock().unwrap().1[before..].iter().cloned().collect();
+        if vips.len() == CHECKS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} checks still run",
+            vips.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A check removed by a reload stops on the loop: no more requests, and its
+/// connection closes within an interval; dropping the checker closes the
+/// others at once.
+#[tokio::test]
+async fn removed_checks_stop_and_close_their_connections() {
+    let (addr, counts) = server(|_| Some(vec![(0, OK.to_vec())])).await;
+    let (obs, seen) = recorder();
+    let checks = vec![(key(0), spec(addr, 50, 40)), (key(1), spec(addr, 50, 40))];
+    let (hc, _rx) = HealthChecker::spawn(checks.clone(), Some(obs));
+    // Both kept, on the loop.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let threads = seen.lock().unwrap().2.clone();
+        if threads.iter().filter(|t| *t == "edged-kept").count() >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not on the loop: {threads:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(counts.accepted.load(Ordering::SeqCst), 2);
+    hc.update(vec![checks[1].clone()]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counts.closed.load(Ordering::SeqCst) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the removed check's connection stays open"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let removed = |s: &Seen| s.lock().unwrap().1.iter().filter(|v| *v == "v0").count();
+    let before = removed(&seen);
+    tokio::time::sleep(Duration::from_millis(200)).await; // 4 intervals
+    assert_eq!(removed(&seen), before, "the removed check still runs");
+    assert_eq!(
+        counts.closed.load(Ordering::SeqCst),
+        1,
+        "the other one is kept"
+    );
+    drop(hc);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counts.closed.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "connections outlive the checker");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let requests = counts.requests.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(counts.requests.load(Ordering::SeqCst), requests);
+}
