@@ -267,11 +267,10 @@ impl Loop {
     /// Every calendar entry that has come.
     fn on_time(&mut self) {
         let now = Instant::now();
-        let later = self
-            .calendar
-            .split_off(&(now + std::time::Duration::from_nanos(1)));
-        for (_, entries) in std::mem::replace(&mut self.calendar, later) {
-            for e in entries {
+        while let Some(entry) = self.calendar.first_entry()
+            && *entry.key() <= now
+        {
+            for e in entry.remove() {
                 match e.due {
                     Due::Start => self.start(e.idx, e.era),
                     Due::Deadline(seq) => self.deadline(e.idx, e.era, seq),

@@ -231,8 +231,12 @@ impl Check {
         if let Some(start) = self.planned {
             return start;
         }
+        // A slot missed by less than a tick still runs (late by that much):
+        // the kept-connection loop finds a timeout on the grid, up to a
+        // tick after the attempt's end, which can be the next slot.
         let now = tokio::time::Instant::now();
-        self.due = first_at_or_after(self.due, self.spec.interval, now);
+        let missed = now.checked_sub(TICK).unwrap_or(now);
+        self.due = first_at_or_after(self.due, self.spec.interval, missed);
         let start = self.grid(self.due);
         self.due += jittered(
             self.spec.interval,

@@ -387,3 +387,54 @@ async fn removed_checks_stop_and_close_their_connections() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(counts.requests.load(Ordering::SeqCst), requests);
 }
+
+/// A timeout found on the grid at the very next slot (timeout 45 ms,
+/// interval 50 ms) does not cost that slot: the next attempt starts on it,
+/// on a new connection, and the hung answer is never taken for it.
+#[tokio::test]
+async fn a_timeout_found_at_the_next_slot_keeps_that_slot() {
+    // The third request on each connection is answered 70 ms late, with a
+    // body the check refuses (were it read as a later attempt's answer).
+    let (addr, counts) = server(|n| match n % 1000 {
+        2 => Some(vec![(
+            70,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlate\n".to_vec(),
+        )]),
+        _ => Some(vec![(0, OK.to_vec())]),
+    })
+    .await;
+    let times: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let (t2, (obs, seen)) = (times.clone(), recorder());
+    let obs2: Observer = Arc::new(move |k, o| {
+        t2.lock().unwrap().push(Instant::now());
+        obs(k, o)
+    });
+    let (_hc, _rx) = HealthChecker::spawn(vec![(key(0), spec(addr, 50, 45))], Some(obs2));
+    let got = outcomes(&seen, 7).await;
+    let reasons: Vec<&str> = got.iter().map(|o| o.reason.as_str()).collect();
+    println!("{reasons:?}");
+    assert_eq!(
+        reasons[..7],
+        [
+            "ok",
+            "ok",
+            "timeout after 45ms",
+            "ok",
+            "ok",
+            "timeout after 45ms",
+            "ok"
+        ]
+    );
+    let times = times.lock().unwrap().clone();
+    // The timeout is found at the next slot (about 50 ms after the attempt
+    // began); the next attempt starts there and ends a moment later.
+    for i in [2, 5] {
+        let gap = times[i + 1] - times[i];
+        assert!(
+            gap < Duration::from_millis(30),
+            "attempt {} came {gap:?} after the timeout",
+            i + 1
+        );
+    }
+    assert_eq!(counts.accepted.load(Ordering::SeqCst), 3);
+}
