@@ -72,10 +72,33 @@ impl Kept {
             .name("edged-kept".into())
             .spawn(move || {
                 let _rt = rt.enter();
-                if let Err(e) = run(&s) {
-                    tracing::error!("health: the kept-connection loop stopped: {e}");
-                    // Its checks are dropped with it; new ones stay in tasks.
-                    s.stop.store(true, Ordering::SeqCst);
+                let mut l = Loop::default();
+                loop {
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run(&s, &mut l)
+                    }));
+                    match ran {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => {
+                            // Its checks go on in tasks, and so do new ones.
+                            tracing::error!("health: the kept-connection loop stopped: {e}");
+                            let queued = {
+                                let mut q = s.queue.lock().expect("kept lock");
+                                s.stop.store(true, Ordering::SeqCst);
+                                std::mem::take(&mut *q)
+                            };
+                            l.hand_back_all();
+                            queued.into_iter().for_each(|a| a.check.spawn());
+                            return;
+                        }
+                        // A bug must not stop checks: they go back to their
+                        // tasks (a new connection each), and the loop starts
+                        // over.
+                        Err(_) => {
+                            tracing::error!("health: the kept-connection loop panicked; its checks go back to their tasks");
+                            l.hand_back_all();
+                        }
+                    }
                 }
             })
             .map_err(|e| tracing::error!("health: no kept-connection loop: {e}"))
@@ -121,10 +144,9 @@ impl Kept {
 }
 
 /// The thread: waits for answers and calendar entries, until stopped.
-fn run(shared: &Shared) -> nix::Result<()> {
+fn run(shared: &Shared, l: &mut Loop) -> nix::Result<()> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     epoll.add(&shared.wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
-    let mut l = Loop::default();
     let mut events = vec![EpollEvent::empty(); 256];
     while !shared.stop.load(Ordering::SeqCst) {
         // Until the next calendar entry (rounded up: never early), or an
@@ -166,6 +188,10 @@ struct Slot {
     request: Vec<u8>,
     /// The answer so far.
     buf: Vec<u8>,
+    /// From the check's spec, read on every attempt.
+    timeout: std::time::Duration,
+    head_only: bool,
+    want_body: bool,
     /// Tells this slot's events and calendar entries from an earlier
     /// occupant's.
     era: u32,
@@ -219,9 +245,6 @@ struct Loop {
 
 impl Loop {
     fn adopt(&mut self, a: Adopted, epoll: &Epoll) {
-        if a.check.ctl.cancelled() {
-            return;
-        }
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -242,7 +265,11 @@ impl Loop {
         let mut check = a.check;
         let start = check.next_start();
         self.at(start, idx, era, Due::Start);
+        let (head_only, want_body) = http::head_and_body(&check.spec.kind);
         self.slots[idx] = Some(Slot {
+            timeout: check.spec.timeout,
+            head_only,
+            want_body,
             check,
             socket: a.socket,
             request: a.request,
@@ -284,10 +311,6 @@ impl Loop {
         self.seq += 1;
         let seq = self.seq;
         let Some(s) = self.slot(idx, era) else { return };
-        if s.check.ctl.cancelled() {
-            self.remove(idx);
-            return;
-        }
         s.check.started();
         s.buf.clear();
         // A few bytes into an idle connection's empty send buffer: all at
@@ -298,8 +321,7 @@ impl Loop {
             self.hand_back(idx, After::Retry);
             return;
         }
-        let timeout = s.check.spec.timeout;
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + s.timeout;
         s.attempt = Some(Attempt {
             sent: std::time::Instant::now(),
             deadline,
@@ -313,7 +335,7 @@ impl Loop {
     fn deadline(&mut self, idx: usize, era: u32, seq: u64) {
         let Some(s) = self.slot(idx, era) else { return };
         if s.attempt.as_ref().is_some_and(|a| a.seq == seq) {
-            let reason = http::timed_out(s.check.spec.timeout);
+            let reason = http::timed_out(s.timeout);
             self.finish(idx, Err(reason), After::Task);
         }
     }
@@ -329,22 +351,19 @@ impl Loop {
         };
         let (read, eof) = read_all(&s.socket, &mut s.buf);
         let step = match (&s.attempt, read) {
-            _ if s.check.ctl.cancelled() => None,
             // Between attempts: the server closed the idle connection or
             // sent what nobody asked for. The next attempt is the task's.
-            (None, _) => Some((None, After::Task)),
+            (None, _) => (None, After::Task),
             // Nothing of the answer: the server had closed the connection.
-            (Some(_), Err(_)) if s.buf.is_empty() => Some((None, After::Retry)),
-            (Some(_), Err(e)) => Some((Some(Err(e)), After::Task)),
+            (Some(_), Err(_)) if s.buf.is_empty() => (None, After::Retry),
+            (Some(_), Err(e)) => (Some(Err(e)), After::Task),
             (Some(a), Ok(())) => {
-                let (head_only, want_body) = http::head_and_body(&s.check.spec.kind);
-                match http::answered(&s.buf, eof, head_only, want_body, &mut body) {
-                    Ok(None) => Some((None, After::Keep)),
-                    Err(Failure::Stale(_)) => Some((None, After::Retry)),
-                    Err(Failure::Reason(r)) => Some((Some(Err(r)), After::Task)),
+                match http::answered(&s.buf, eof, s.head_only, s.want_body, &mut body) {
+                    Ok(None) => (None, After::Keep),
+                    Err(Failure::Stale(_)) => (None, After::Retry),
+                    Err(Failure::Reason(r)) => (Some(Err(r)), After::Task),
                     Ok(Some(_)) if Instant::now() > a.deadline => {
-                        let reason = http::timed_out(s.check.spec.timeout);
-                        Some((Some(Err(reason)), After::Task))
+                        (Some(Err(http::timed_out(s.timeout))), After::Task)
                     }
                     Ok(Some(p)) => {
                         let verdict = http::judge(&s.check.spec.kind, p.status, &body);
@@ -353,18 +372,17 @@ impl Loop {
                         } else {
                             After::Task
                         };
-                        Some((Some(verdict), after))
+                        (Some(verdict), after)
                     }
                 }
             }
         };
         self.body = body;
         match step {
-            None => drop(self.remove(idx)),
             // More of the answer to come.
-            Some((None, After::Keep)) => {}
-            Some((None, after)) => self.hand_back(idx, after),
-            Some((Some(verdict), after)) => self.finish(idx, verdict, after),
+            (None, After::Keep) => {}
+            (None, after) => self.hand_back(idx, after),
+            (Some(verdict), after) => self.finish(idx, verdict, after),
         }
     }
 
@@ -407,6 +425,15 @@ impl Loop {
                 s.check.retry_now();
             }
             s.check.spawn();
+        }
+    }
+
+    /// Every check back to its task (the loop is stopping or starting
+    /// over).
+    fn hand_back_all(&mut self) {
+        self.calendar.clear();
+        for idx in 0..self.slots.len() {
+            self.hand_back(idx, After::Task);
         }
     }
 

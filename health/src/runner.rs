@@ -26,8 +26,10 @@ const MAX_CONCURRENT: usize = 256;
 /// attempt starts at most one step late.
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// One check's status, shared by its task (writer) and the table.
-type Shared = Arc<Mutex<CheckStatus>>;
+/// One check's status, shared by wherever the check runs (writer) and the
+/// table, with its stop switch beside it (one allocation: the check reads
+/// the switch in the cache line it writes its status to).
+type Shared = Arc<Cell>;
 
 /// The state of one check, as `edgectl proxies` shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -69,27 +71,31 @@ pub type Observer = Arc<dyn Fn(&CheckKey, &Outcome) + Send + Sync>;
 
 struct Task {
     spec: CheckSpec,
-    ctl: Arc<Ctl>,
+    shared: Shared,
 }
 
-/// Stops one check wherever it runs: its own task, or the kept-connection
-/// loop (which hands it back to a new task after a failure).
+/// The shared part of one check.
 #[derive(Default)]
-pub(crate) struct Ctl {
-    cancelled: AtomicBool,
+pub(crate) struct Cell {
+    /// Removed or changed by a reload, or the checker dropped: the check
+    /// stops wherever it runs (a task is also aborted).
+    stopped: AtomicBool,
+    status: Mutex<CheckStatus>,
+    /// The check's task while it has one (the kept-connection loop hands
+    /// it back to a new one after a failure).
     task: Mutex<Option<AbortHandle>>,
 }
 
-impl Ctl {
-    fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        if let Some(h) = self.task.lock().expect("ctl lock").take() {
+impl Cell {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(h) = self.task.lock().expect("task lock").take() {
             h.abort();
         }
     }
 
-    pub(crate) fn cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
     }
 }
 
@@ -133,7 +139,7 @@ impl HealthChecker {
         tasks.retain(|k, t| {
             let keep = wanted.get(k) == Some(&t.spec);
             if !keep {
-                t.ctl.cancel();
+                t.shared.stop();
                 status.remove(k);
             }
             keep
@@ -144,7 +150,6 @@ impl HealthChecker {
             }
             let shared = Shared::default();
             status.insert(key.clone(), shared.clone());
-            let ctl = Arc::<Ctl>::default();
             let check = Check {
                 hyst: Hysteresis::new(spec.rise, spec.fall, spec.hold_down),
                 rng: seed(&key),
@@ -154,13 +159,12 @@ impl HealthChecker {
                 planned: None,
                 key: key.clone(),
                 spec: spec.clone(),
-                status: shared,
+                shared: shared.clone(),
                 events: self.events.clone(),
                 ctx: self.ctx.clone(),
-                ctl: ctl.clone(),
             };
             Box::new(check).spawn();
-            tasks.insert(key, Task { spec, ctl });
+            tasks.insert(key, Task { spec, shared });
         }
     }
 
@@ -169,7 +173,12 @@ impl HealthChecker {
         let status = self.status.lock().expect("status lock");
         let mut v: Vec<_> = status
             .iter()
-            .map(|(k, s)| (k.clone(), s.lock().expect("check status lock").clone()))
+            .map(|(k, s)| {
+                (
+                    k.clone(),
+                    s.status.lock().expect("check status lock").clone(),
+                )
+            })
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -180,7 +189,7 @@ impl Drop for HealthChecker {
     fn drop(&mut self) {
         if let Ok(tasks) = self.tasks.lock() {
             for t in tasks.values() {
-                t.ctl.cancel();
+                t.shared.stop();
             }
         }
         if let Some(k) = &self.ctx.kept {
@@ -212,10 +221,9 @@ pub(crate) struct Check {
     due: tokio::time::Instant,
     /// The next attempt's start, once known.
     planned: Option<tokio::time::Instant>,
-    status: Shared,
+    shared: Shared,
     events: mpsc::UnboundedSender<HealthEvent>,
     ctx: Arc<Ctx>,
-    pub(crate) ctl: Arc<Ctl>,
 }
 
 impl Check {
@@ -266,10 +274,11 @@ impl Check {
     /// Takes one attempt's outcome: observer, hysteresis, status, and an
     /// event on a flip. False: nobody listens any more; the check stops.
     pub(crate) fn record(&mut self, outcome: Outcome) -> bool {
-        if self.ctl.cancelled() {
+        let key = &self.key;
+        let mut s = self.shared.status.lock().expect("check status lock");
+        if self.shared.stopped() {
             return false; // removed or changed by a reload
         }
-        let key = &self.key;
         if let Some(obs) = &self.ctx.observer {
             obs(key, &outcome);
         }
@@ -278,19 +287,17 @@ impl Check {
             .record(outcome.ok, tokio::time::Instant::now().into_std());
         let now = SystemTime::now();
         let event_outcome = flip.map(|_| outcome.clone());
-        {
-            let mut s = self.status.lock().expect("check status lock");
-            if outcome.ok {
-                s.passes += 1;
-            } else {
-                s.failures += 1;
-            }
-            s.state = self.hyst.state();
-            if flip.is_some() {
-                s.since = Some(now);
-            }
-            s.last = Some(outcome);
+        if outcome.ok {
+            s.passes += 1;
+        } else {
+            s.failures += 1;
         }
+        s.state = self.hyst.state();
+        if flip.is_some() {
+            s.since = Some(now);
+        }
+        s.last = Some(outcome);
+        drop(s);
         if let (Some(state), Some(outcome)) = (flip, event_outcome) {
             tracing::info!(vip = %key.vip, service = %key.service, proxy = %key.proxy, ?state, reason = %outcome.reason, "check changed state");
             let event = HealthEvent {
@@ -308,9 +315,9 @@ impl Check {
 
     /// Runs the check in a task of its own (unless it was stopped).
     pub(crate) fn spawn(self: Box<Self>) {
-        let ctl = self.ctl.clone();
-        let mut task = ctl.task.lock().expect("ctl lock");
-        if !ctl.cancelled() {
+        let shared = self.shared.clone();
+        let mut task = shared.task.lock().expect("task lock");
+        if !shared.stopped() {
             *task = Some(tokio::spawn(run(*self)).abort_handle());
         }
     }
