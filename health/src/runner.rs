@@ -275,13 +275,13 @@ impl Check {
     /// event on a flip. False: nobody listens any more; the check stops.
     pub(crate) fn record(&mut self, outcome: Outcome) -> bool {
         let key = &self.key;
-        let mut s = self.shared.status.lock().expect("check status lock");
         if self.shared.stopped() {
             return false; // removed or changed by a reload
         }
         if let Some(obs) = &self.ctx.observer {
             obs(key, &outcome);
         }
+        let mut s = self.shared.status.lock().expect("check status lock");
         let flip = self
             .hyst
             .record(outcome.ok, tokio::time::Instant::now().into_std());

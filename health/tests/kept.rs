@@ -438,3 +438,45 @@ async fn a_timeout_found_at_the_next_slot_keeps_that_slot() {
     }
     assert_eq!(counts.accepted.load(Ordering::SeqCst), 3);
 }
+
+/// A panic on the loop (here in the observer, once) stops no check: the
+/// loop hands its checks back to their tasks and starts over, and they come
+/// back to it.
+#[tokio::test]
+async fn a_panic_on_the_loop_stops_no_check() {
+    let (addr, counts) = server(|_| Some(vec![(0, OK.to_vec())])).await;
+    let (obs, seen) = recorder();
+    let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let p2 = panicked.clone();
+    let obs2: Observer = Arc::new(move |k, o| {
+        let on_loop = std::thread::current().name() == Some("edged-kept");
+        if on_loop && k.vip == "v0" && !p2.swap(true, Ordering::SeqCst) {
+            panic!("observer bug (on purpose)");
+        }
+        obs(k, o)
+    });
+    let checks = vec![(key(0), spec(addr, 50, 40)), (key(1), spec(addr, 50, 40))];
+    let (_hc, _rx) = HealthChecker::spawn(checks, Some(obs2));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // After the panic, both checks are back on the loop.
+        let back_on_loop = |vip: &str| {
+            let s = seen.lock().unwrap();
+            s.1.iter()
+                .zip(&s.2)
+                .filter(|(v, t)| *v == vip && *t == "edged-kept")
+                .count()
+        };
+        if panicked.load(Ordering::SeqCst) && back_on_loop("v0") >= 3 && back_on_loop("v1") >= 6 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "checks stopped after a panic on the loop"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The loop's connections were closed and opened again.
+    assert!(counts.accepted.load(Ordering::SeqCst) >= 4);
+    assert!(seen.lock().unwrap().0.iter().all(|o| o.ok));
+}
