@@ -2,11 +2,14 @@
 //! a failure replays), over HTTP/1.1, HTTP/2 and DNS. Every probe ends
 //! within its timeout with a reason; none panics or hangs.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use common::http_kind;
 use edged_health::{CheckKey, CheckKind, probe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -69,21 +72,6 @@ fn key() -> CheckKey {
     }
 }
 
-/// A GET / expecting 200 and "ok", over HTTP/1.1 or HTTP/2.
-fn http_kind(target: SocketAddr, http2: bool) -> CheckKind {
-    CheckKind::Http {
-        target,
-        tls: false,
-        method: "GET".into(),
-        path: "/".into(),
-        host: None,
-        expect_status: vec![200],
-        body_contains: Some("ok".into()),
-        ca_file: None,
-        tls_verify: true,
-        http2,
-    }
-}
 
 /// Answers connection n with `mutated(seed of n)`, then closes.
 async fn garbage_http_server(case: Arc<AtomicU64>) -> SocketAddr {

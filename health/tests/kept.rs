@@ -20,18 +20,7 @@ const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
 
 fn spec(target: SocketAddr, interval_ms: u64, timeout_ms: u64) -> CheckSpec {
     CheckSpec {
-        kind: CheckKind::Http {
-            target,
-            tls: false,
-            method: "GET".into(),
-            path: "/".into(),
-            host: None,
-            expect_status: vec![200],
-            body_contains: Some("ok".into()),
-            ca_file: None,
-            tls_verify: true,
-            http2: false,
-        },
+        kind: http_kind(target, false),
         interval: Duration::from_millis(interval_ms),
         timeout: Duration::from_millis(timeout_ms),
         rise: 1,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use edged_health::CheckKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -171,4 +172,20 @@ pub async fn flip(
         .await
         .expect("no state change within 10 s")
         .expect("the checker is gone")
+}
+
+/// A GET / expecting 200 and "ok", over HTTP/1.1 or HTTP/2.
+pub fn http_kind(target: SocketAddr, http2: bool) -> CheckKind {
+    CheckKind::Http {
+        target,
+        tls: false,
+        method: "GET".into(),
+        path: "/".into(),
+        host: None,
+        expect_status: vec![200],
+        body_contains: Some("ok".into()),
+        ca_file: None,
+        tls_verify: true,
+        http2,
+    }
 }
