@@ -192,10 +192,29 @@ struct Slot {
     timeout: std::time::Duration,
     head_only: bool,
     want_body: bool,
+    /// The expected statuses, when they fit here (else the spec's).
+    expect: Option<([u16; 4], u8)>,
     /// Tells this slot's events and calendar entries from an earlier
     /// occupant's.
     era: u32,
     attempt: Option<Attempt>,
+}
+
+impl Slot {
+    /// Whether an answer passes: its status from the slot's copy, the rest
+    /// (a body to look for, many statuses) from the spec.
+    fn judge(&self, status: u16, body: &[u8]) -> Result<(), String> {
+        match self.expect {
+            Some((e, n)) if !self.want_body => {
+                if e[..usize::from(n)].contains(&status) {
+                    Ok(())
+                } else {
+                    Err(format!("status {status}"))
+                }
+            }
+            _ => http::judge(&self.check.spec.kind, status, body),
+        }
+    }
 }
 
 /// The attempt in flight.
@@ -239,8 +258,9 @@ struct Loop {
     /// Starts and deadlines, on the checker's grid.
     calendar: BTreeMap<Instant, Vec<Entry>>,
     seq: u64,
-    /// A scratch buffer for answers' bodies.
+    /// Scratch buffers: answers' bodies, and answers read whole.
     body: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 impl Loop {
@@ -266,7 +286,16 @@ impl Loop {
         let start = check.next_start();
         self.at(start, idx, era, Due::Start);
         let (head_only, want_body) = http::head_and_body(&check.spec.kind);
+        let expect = match &check.spec.kind {
+            crate::CheckKind::Http { expect_status, .. } if expect_status.len() <= 4 => {
+                let mut e = [0; 4];
+                e[..expect_status.len()].copy_from_slice(expect_status);
+                Some((e, expect_status.len() as u8))
+            }
+            _ => None,
+        };
         self.slots[idx] = Some(Slot {
+            expect,
             timeout: check.spec.timeout,
             head_only,
             want_body,
@@ -344,46 +373,68 @@ impl Loop {
     /// close, an error.
     fn on_ready(&mut self, data: u64) {
         let (idx, era) = ((data & 0xffff_ffff) as usize, (data >> 32) as u32);
-        let mut body = std::mem::take(&mut self.body);
-        let Some(s) = self.slot(idx, era) else {
-            self.body = body;
-            return;
-        };
-        let (read, eof) = read_all(&s.socket, &mut s.buf);
+        let (mut body, mut fresh) = (
+            std::mem::take(&mut self.body),
+            std::mem::take(&mut self.scratch),
+        );
+        let step = self.answer(idx, era, &mut body, &mut fresh);
+        (self.body, self.scratch) = (body, fresh);
+        match step {
+            None => {}
+            // More of the answer to come.
+            Some((None, After::Keep)) => {}
+            Some((None, after)) => self.hand_back(idx, after),
+            Some((Some(verdict), after)) => self.finish(idx, verdict, after),
+        }
+    }
+
+    /// Reads what came for slot `idx` and judges it: the attempt's verdict
+    /// if it is decided, and what becomes of the check. An answer that
+    /// comes whole is read into `fresh` (the loop's, warm in the cache)
+    /// rather than the slot's own buffer.
+    fn answer(
+        &mut self,
+        idx: usize,
+        era: u32,
+        body: &mut Vec<u8>,
+        fresh: &mut Vec<u8>,
+    ) -> Option<(Option<Result<(), String>>, After)> {
+        let s = self.slot(idx, era)?;
+        fresh.clear();
+        let first = s.buf.is_empty();
+        let buf = if first { &mut *fresh } else { &mut s.buf };
+        let (read, eof) = read_all(&s.socket, buf);
         let step = match (&s.attempt, read) {
             // Between attempts: the server closed the idle connection or
             // sent what nobody asked for. The next attempt is the task's.
             (None, _) => (None, After::Task),
             // Nothing of the answer: the server had closed the connection.
-            (Some(_), Err(_)) if s.buf.is_empty() => (None, After::Retry),
+            (Some(_), Err(_)) if buf.is_empty() => (None, After::Retry),
             (Some(_), Err(e)) => (Some(Err(e)), After::Task),
-            (Some(a), Ok(())) => {
-                match http::answered(&s.buf, eof, s.head_only, s.want_body, &mut body) {
-                    Ok(None) => (None, After::Keep),
-                    Err(Failure::Stale(_)) => (None, After::Retry),
-                    Err(Failure::Reason(r)) => (Some(Err(r)), After::Task),
-                    Ok(Some(_)) if Instant::now() > a.deadline => {
-                        (Some(Err(http::timed_out(s.timeout))), After::Task)
+            (Some(a), Ok(())) => match http::answered(buf, eof, s.head_only, s.want_body, body) {
+                Ok(None) => {
+                    if first {
+                        s.buf.extend_from_slice(fresh);
                     }
-                    Ok(Some(p)) => {
-                        let verdict = http::judge(&s.check.spec.kind, p.status, &body);
-                        let after = if verdict.is_ok() && p.reusable && !eof {
-                            After::Keep
-                        } else {
-                            After::Task
-                        };
-                        (Some(verdict), after)
-                    }
+                    (None, After::Keep)
                 }
-            }
+                Err(Failure::Stale(_)) => (None, After::Retry),
+                Err(Failure::Reason(r)) => (Some(Err(r)), After::Task),
+                Ok(Some(_)) if Instant::now() > a.deadline => {
+                    (Some(Err(http::timed_out(s.timeout))), After::Task)
+                }
+                Ok(Some(p)) => {
+                    let verdict = s.judge(p.status, body);
+                    let after = if verdict.is_ok() && p.reusable && !eof {
+                        After::Keep
+                    } else {
+                        After::Task
+                    };
+                    (Some(verdict), after)
+                }
+            },
         };
-        self.body = body;
-        match step {
-            // More of the answer to come.
-            (None, After::Keep) => {}
-            (None, after) => self.hand_back(idx, after),
-            (Some(verdict), after) => self.finish(idx, verdict, after),
-        }
+        Some(step)
     }
 
     /// Records the attempt's outcome, then keeps the check or hands it back.

@@ -296,7 +296,12 @@ impl Check {
         if flip.is_some() {
             s.since = Some(now);
         }
-        s.last = Some(outcome);
+        match &mut s.last {
+            // Another pass: the kept reason is the same "ok" (its string,
+            // cold in the cache at 10,000 checks a second, is not touched).
+            Some(last) if last.ok && outcome.ok => last.latency = outcome.latency,
+            last => *last = Some(outcome),
+        }
         drop(s);
         if let (Some(state), Some(outcome)) = (flip, event_outcome) {
             tracing::info!(vip = %key.vip, service = %key.service, proxy = %key.proxy, ?state, reason = %outcome.reason, "check changed state");

@@ -72,7 +72,6 @@ fn key() -> CheckKey {
     }
 }
 
-
 /// Answers connection n with `mutated(seed of n)`, then closes.
 async fn garbage_http_server(case: Arc<AtomicU64>) -> SocketAddr {
     garbage_server(case, mutated).await

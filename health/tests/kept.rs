@@ -469,3 +469,44 @@ async fn a_panic_on_the_loop_stops_no_check() {
     assert!(counts.accepted.load(Ordering::SeqCst) >= 4);
     assert!(seen.lock().unwrap().0.iter().all(|o| o.ok));
 }
+
+/// Statuses are judged on the loop as in a task: 204 passes when expected,
+/// 503 fails with its status, and the failure hands the check back.
+#[tokio::test]
+async fn statuses_are_judged_on_the_loop() {
+    let (addr, counts) = server(|n| {
+        let answer: &[u8] = match n % 1000 {
+            2 => b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n",
+            1 => b"HTTP/1.1 204 No Content\r\n\r\n",
+            _ => OK,
+        };
+        Some(vec![(0, answer.to_vec())])
+    })
+    .await;
+    let (obs, seen) = recorder();
+    let mut s = spec(addr, 50, 40);
+    if let CheckKind::Http {
+        body_contains,
+        expect_status,
+        ..
+    } = &mut s.kind
+    {
+        *body_contains = None;
+        *expect_status = vec![200, 204];
+    }
+    let (_hc, _rx) = HealthChecker::spawn(vec![(key(0), s)], Some(obs));
+    let got = outcomes(&seen, 4).await;
+    let threads = seen.lock().unwrap().2.clone();
+    let reasons: Vec<&str> = got.iter().map(|o| o.reason.as_str()).collect();
+    assert_eq!(
+        reasons[..4],
+        ["ok", "ok", "status 503", "ok"],
+        "{threads:?}"
+    );
+    assert_eq!(threads[1..3], ["edged-kept", "edged-kept"]);
+    assert_ne!(
+        threads[3], "edged-kept",
+        "after a failure the task connects"
+    );
+    assert_eq!(counts.accepted.load(Ordering::SeqCst), 2);
+}
