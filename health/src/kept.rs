@@ -205,13 +205,7 @@ impl Slot {
     /// (a body to look for, many statuses) from the spec.
     fn judge(&self, status: u16, body: &[u8]) -> Result<(), String> {
         match self.expect {
-            Some((e, n)) if !self.want_body => {
-                if e[..usize::from(n)].contains(&status) {
-                    Ok(())
-                } else {
-                    Err(format!("status {status}"))
-                }
-            }
+            Some((e, n)) if !self.want_body => http::status_ok(&e[..usize::from(n)], status),
             _ => http::judge(&self.check.spec.kind, status, body),
         }
     }
@@ -253,7 +247,7 @@ enum After {
 #[derive(Default)]
 struct Loop {
     slots: Vec<Option<Slot>>,
-    epochs: Vec<u32>,
+    eras: Vec<u32>,
     free: Vec<usize>,
     /// Starts and deadlines, on the checker's grid.
     calendar: BTreeMap<Instant, Vec<Entry>>,
@@ -269,12 +263,12 @@ impl Loop {
             Some(i) => i,
             None => {
                 self.slots.push(None);
-                self.epochs.push(0);
+                self.eras.push(0);
                 self.slots.len() - 1
             }
         };
-        self.epochs[idx] = self.epochs[idx].wrapping_add(1);
-        let era = self.epochs[idx];
+        self.eras[idx] = self.eras[idx].wrapping_add(1);
+        let era = self.eras[idx];
         let data = (u64::from(era) << 32) | idx as u64;
         if let Err(e) = epoll.add(&a.socket, EpollEvent::new(EpollFlags::EPOLLIN, data)) {
             tracing::warn!("health: cannot watch a kept connection: {e}");

@@ -213,7 +213,7 @@ struct Ctx {
 /// (a plain HTTP/1.1 check whose connection is kept, the common case at
 /// scale).
 pub(crate) struct Check {
-    pub(crate) key: CheckKey,
+    key: CheckKey,
     pub(crate) spec: CheckSpec,
     hyst: Hysteresis,
     rng: u64,

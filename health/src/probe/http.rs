@@ -150,15 +150,25 @@ pub(crate) fn judge(kind: &CheckKind, status: u16, body: &[u8]) -> Result<(), St
     else {
         unreachable!("an HTTP check")
     };
-    if !expect_status.contains(&status) {
-        return Err(format!("status {status}"));
+    status_ok(expect_status, status)?;
+    body_ok(body_contains.as_deref(), body)
+}
+
+/// Whether the status is one the check expects (HTTP/1.1 and HTTP/2).
+pub(crate) fn status_ok(expect: &[u16], status: u16) -> Result<(), String> {
+    if expect.contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("status {status}"))
     }
-    if let Some(needle) = body_contains
-        && !String::from_utf8_lossy(body).contains(needle.as_str())
-    {
-        return Err("body mismatch".into());
+}
+
+/// Whether the body holds the text the check looks for, if any.
+pub(crate) fn body_ok(needle: Option<&str>, body: &[u8]) -> Result<(), String> {
+    match needle {
+        Some(n) if !String::from_utf8_lossy(body).contains(n) => Err("body mismatch".into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// One attempt: `req` (from [`request`]) on the kept connection or a new one.

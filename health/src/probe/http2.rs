@@ -215,9 +215,7 @@ async fn exchange(
     })?;
     answered.store(epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
     let status = response.status().as_u16();
-    if !expect_status.contains(&status) {
-        return Err(Failure::Reason(format!("status {status}")));
-    }
+    super::http::status_ok(expect_status, status).map_err(Failure::Reason)?;
     // Read the body to its end (bounded): a stream left half-read would be
     // cancelled with a RST_STREAM, a frame more each way.
     let mut body = response.into_body();
@@ -237,12 +235,7 @@ async fn exchange(
             seen.extend_from_slice(&chunk);
         }
     }
-    if let Some(needle) = body_contains
-        && !String::from_utf8_lossy(&seen).contains(needle)
-    {
-        return Err(Failure::Reason("body mismatch".into()));
-    }
-    Ok(())
+    super::http::body_ok(body_contains, &seen).map_err(Failure::Reason)
 }
 
 /// Words for an HTTP/2 error.

@@ -173,9 +173,7 @@ impl Prober {
             },
         }
     }
-}
 
-impl Prober {
     /// The kept connection of a plain (not TLS) HTTP/1.1 check, with its
     /// request bytes, taken out of the prober: the checker's kept-connection
     /// loop runs its next attempts.
