@@ -86,7 +86,7 @@ fn main() {
                 sent.as_secs_f64()
             );
             let t = Instant::now();
-            let mism = sp.verify_exports().await.unwrap();
+            let mism = sp.export_mismatches().await.unwrap();
             assert!(mism.is_empty(), "{} mismatches", mism.len());
             println!(
                 "BENCH bgp_verify_10k_vips_s {:.3} s",
@@ -106,7 +106,7 @@ fn main() {
                 "BENCH bgp_reconfigure_10k_vips_s {:.3} s",
                 t.elapsed().as_secs_f64()
             );
-            assert!(sp.verify_exports().await.unwrap().is_empty());
+            assert!(sp.export_mismatches().await.unwrap().is_empty());
             assert_eq!(tor_count(&sock), N, "existing routes kept across configure");
             let bird = rss_kib(&sp.bird_pid().unwrap().to_string());
             let me = rss_kib("self");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::{BirdClient, check};
 use crate::error::BgpError;
-use crate::managed;
+use edged_files::PrivateDir;
 
 const RECONFIG_WAIT: Duration = Duration::from_secs(30);
 
@@ -52,11 +52,12 @@ pub async fn configure(client: &mut BirdClient, cmd: &str) -> Result<(), BgpErro
 }
 
 /// Replace the include file, let BIRD check the whole config, then configure.
-/// If BIRD rejects it, the previous include file is restored.
+/// If BIRD rejects it, the previous include file is restored. The file is
+/// written beside itself and renamed, never through a link.
 pub async fn apply(client: &mut BirdClient, include: &Path, text: &str) -> Result<(), BgpError> {
-    let previous = tokio::fs::read(include).await.ok();
-    let cand = managed::write_candidate(include, text).await?;
-    managed::commit_candidate(&cand, include).await?;
+    let (dir, name) = include_dir(include)?;
+    let previous = dir.read(&name, 64 << 20).ok().flatten();
+    write(&dir, &name, include, text.as_bytes())?;
     let checked = match check(
         "configure check",
         client.raw_command("configure check").await?,
@@ -66,8 +67,11 @@ pub async fn apply(client: &mut BirdClient, include: &Path, text: &str) -> Resul
     };
     if let Err(e) = checked {
         let restore = match previous {
-            Some(bytes) => tokio::fs::write(include, bytes).await,
-            None => tokio::fs::remove_file(include).await,
+            Some(bytes) => write(&dir, &name, include, &bytes),
+            None => dir.remove(&name).map_err(|e| BgpError::Write {
+                path: include.into(),
+                source: std::io::Error::other(e.to_string()),
+            }),
         };
         if let Err(re) = restore {
             tracing::error!(error = %re, path = %include.display(), "cannot restore include file");
@@ -75,6 +79,37 @@ pub async fn apply(client: &mut BirdClient, include: &Path, text: &str) -> Resul
         return Err(reject(e));
     }
     configure(client, "configure").await
+}
+
+fn include_dir(include: &Path) -> Result<(PrivateDir, String), BgpError> {
+    let bad = || BgpError::Write {
+        path: include.into(),
+        source: std::io::Error::other("not a file path"),
+    };
+    let parent = include.parent().ok_or_else(bad)?;
+    let name = include
+        .file_name()
+        .ok_or_else(bad)?
+        .to_string_lossy()
+        .into_owned();
+    let dir = PrivateDir::open_shared(parent).map_err(|e| BgpError::Write {
+        path: parent.into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok((dir, name))
+}
+
+fn write(dir: &PrivateDir, name: &str, path: &Path, bytes: &[u8]) -> Result<(), BgpError> {
+    dir.write(name, bytes, 0o640).map_err(|e| match e {
+        edged_files::FileError::Io { source, .. } => BgpError::Write {
+            path: path.into(),
+            source,
+        },
+        other => BgpError::Write {
+            path: path.into(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 fn reject(e: BgpError) -> BgpError {

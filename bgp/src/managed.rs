@@ -1,17 +1,15 @@
-//! Files and child process of a managed BIRD.
+//! Files of a managed BIRD, its config check, and the removal of a BIRD a
+//! crashed run left behind.
 //!
-//! The child is started as `setpriv --pdeathsig KILL -- bird -f -c .. -s .. -P ..`.
-//! `setpriv` (util-linux, in Debian 12's essential set) sets PR_SET_PDEATHSIG and
-//! then execs BIRD, so no `unsafe` `pre_exec` hook is needed. The death signal
-//! fires when the *thread* that spawned the child exits: start the Speaker from a
-//! runtime whose threads live as long as the daemon (never inside `spawn_blocking`).
+//! BIRD runs under its [keeper](crate::keeper) as
+//! `setpriv --pdeathsig KILL -- bird -f -c .. -s .. -P ..`: `setpriv`
+//! (util-linux, in Debian 12's essential set) sets PR_SET_PDEATHSIG and then
+//! execs BIRD, so no `unsafe` `pre_exec` hook is needed.
 
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use tokio::io::AsyncWriteExt as _;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use crate::error::BgpError;
 use crate::reply::parse_config_location;
@@ -23,6 +21,8 @@ pub struct Paths {
     pub config: PathBuf,
     pub socket: PathBuf,
     pub pid: PathBuf,
+    /// The keeper's socket.
+    pub keeper: PathBuf,
 }
 
 impl Paths {
@@ -32,38 +32,9 @@ impl Paths {
             config: dir.join("bird.conf"),
             socket: dir.join("bird.ctl"),
             pid: dir.join("bird.pid"),
+            keeper: dir.join("keeper.sock"),
         }
     }
-}
-
-/// Write `text` to `path.new` (mode 0600: it may hold MD5 passwords) and return that path.
-pub async fn write_candidate(path: &Path, text: &str) -> Result<PathBuf, BgpError> {
-    let mut cand = path.as_os_str().to_owned();
-    cand.push(".new");
-    let cand = PathBuf::from(cand);
-    let err = |source| BgpError::Write {
-        path: cand.clone(),
-        source,
-    };
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true).mode(0o600);
-    let mut f = tokio::fs::OpenOptions::from(opts)
-        .open(&cand)
-        .await
-        .map_err(err)?;
-    f.write_all(text.as_bytes()).await.map_err(err)?;
-    f.sync_all().await.map_err(err)?;
-    Ok(cand)
-}
-
-/// Atomically move a checked candidate into place.
-pub async fn commit_candidate(cand: &Path, path: &Path) -> Result<(), BgpError> {
-    tokio::fs::rename(cand, path)
-        .await
-        .map_err(|source| BgpError::Write {
-            path: path.into(),
-            source,
-        })
 }
 
 /// Parse-check a config file with `bird -p`.
@@ -97,15 +68,6 @@ pub async fn check_config(bird: &Path, config: &Path) -> Result<(), BgpError> {
     }
 }
 
-/// Find `setpriv` in PATH.
-fn setpriv() -> Result<PathBuf, BgpError> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join("setpriv"))
-        .find(|p| p.is_file())
-        .ok_or(BgpError::SetprivMissing)
-}
-
 /// Kill a BIRD left over from a previous run on this state directory (its pid
 /// file names a live `bird` whose command line uses our socket), so two BIRDs
 /// never announce for one node.
@@ -126,26 +88,4 @@ pub fn kill_stale(paths: &Paths) -> Option<i32> {
     let pid = nix::unistd::Pid::from_raw(pid);
     nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL).ok()?;
     Some(pid.as_raw())
-}
-
-/// Start BIRD in the foreground with a parent-death SIGKILL.
-pub fn spawn(bird: &Path, paths: &Paths) -> Result<Child, BgpError> {
-    kill_stale(paths);
-    let _ = std::fs::remove_file(&paths.socket);
-    let mut cmd = Command::new(setpriv()?);
-    cmd.args(["--pdeathsig", "KILL", "--"])
-        .arg(bird)
-        .arg("-f")
-        .arg("-c")
-        .arg(&paths.config)
-        .arg("-s")
-        .arg(&paths.socket)
-        .arg("-P")
-        .arg(&paths.pid)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd.spawn().map_err(|source| BgpError::Spawn {
-        binary: bird.into(),
-        source,
-    })
 }

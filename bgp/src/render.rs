@@ -162,6 +162,10 @@ fn render_peer(out: &mut String, local_asn: u32, p: &PeerSpec, password: Option<
         }
     }
     let _ = writeln!(out, "  neighbor {} as {};", p.address, p.asn);
+    // Connect at once after a (re)start, retry every few seconds, and come
+    // back quickly after an error: a node rejoins when its checks pass,
+    // not after BIRD's defaults (5 s, 120 s, 60 s).
+    out.push_str("  connect delay time 1;\n  connect retry time 5;\n  error wait time 1, 30;\n");
     let _ = writeln!(out, "  hold time {};", p.hold_time);
     if let Some(k) = p.keepalive {
         let _ = writeln!(out, "  keepalive time {k};");

@@ -62,12 +62,51 @@ pub enum BirdMode {
     Managed {
         bird_binary: PathBuf,
         state_dir: PathBuf,
+        /// The [keeper](crate::keeper) that holds BIRD for edged.
+        keeper: KeeperCommand,
+        /// How long the keeper holds BIRD (and the routes) after a planned
+        /// exit of edged, waiting for the next one.
+        handover_grace: std::time::Duration,
     },
     /// An operator's BIRD includes `include_file`; edged talks to `socket`.
     External {
         socket: PathBuf,
         include_file: PathBuf,
     },
+}
+
+/// How to start the keeper: `program args... --socket .. --grace-ms .. -- bird ...`.
+/// edged runs itself (`/proc/self/exe bird-keeper`); tests run the
+/// `edged-bird-keeper` binary of this crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeeperCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl KeeperCommand {
+    /// The `edged-bird-keeper` binary of this workspace's build, found from
+    /// the running binary (a sibling, or one level up from `deps/`).
+    pub fn from_build_dir() -> KeeperCommand {
+        let exe = std::env::current_exe().unwrap_or_default();
+        let dir = exe
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let candidates = [
+            dir.join("edged-bird-keeper"),
+            dir.join("../edged-bird-keeper"),
+        ];
+        let program = candidates
+            .iter()
+            .find(|p| p.exists())
+            .cloned()
+            .unwrap_or_else(|| candidates[0].clone());
+        KeeperCommand {
+            program,
+            args: Vec::new(),
+        }
+    }
 }
 
 /// What a VIP's route looks like to the peers.

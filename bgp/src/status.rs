@@ -1,9 +1,10 @@
 //! Parsers for `show protocols all` and `show route export` output (pure).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::reply::Reply;
+use crate::spec::RouteState;
 
 /// One BGP session as BIRD reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,6 +99,35 @@ pub fn parse_protocols(reply: &Reply, prefix: &str) -> Vec<PeerStatus> {
         }
     }
     out.extend(current);
+    out
+}
+
+/// The route state of every VIP whose static protocols a
+/// `show protocols "edged_*"` reply lists: `edged_a_NAME` up is announced,
+/// `edged_d_NAME` up is draining, both down (or absent) withdrawn.
+pub fn parse_route_protocols(reply: &Reply) -> BTreeMap<String, RouteState> {
+    let mut out = BTreeMap::new();
+    for (code, text) in &reply.lines {
+        if *code != 1002 {
+            continue;
+        }
+        let cols: Vec<&str> = text.split_whitespace().collect();
+        let (Some(name), Some(state)) = (cols.first(), cols.get(3)) else {
+            continue;
+        };
+        let up = *state == "up";
+        if let Some(vip) = name.strip_prefix("edged_a_") {
+            let e = out.entry(vip.to_string()).or_insert(RouteState::Withdrawn);
+            if up && *e == RouteState::Withdrawn {
+                *e = RouteState::Announced;
+            }
+        } else if let Some(vip) = name.strip_prefix("edged_d_") {
+            let e = out.entry(vip.to_string()).or_insert(RouteState::Withdrawn);
+            if up {
+                *e = RouteState::Draining;
+            }
+        }
+    }
     out
 }
 

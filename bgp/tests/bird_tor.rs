@@ -30,7 +30,7 @@ fn announce_then_withdraw_reaches_tor_kernel() {
                 lab_tor.route("203.0.113.10").contains("via 198.51.100.2")
             });
             assert_eq!(lab_tor.route("203.0.113.11"), "", "api was never announced");
-            assert!(sp.verify_exports().await.unwrap().is_empty());
+            assert!(sp.export_mismatches().await.unwrap().is_empty());
             let peers = sp.peers().await.unwrap();
             assert_eq!(peers[0].name, "tor4");
             assert_eq!(peers[0].exported, 1, "{peers:?}");
@@ -41,7 +41,7 @@ fn announce_then_withdraw_reaches_tor_kernel() {
                     .await
                     .unwrap();
             other.command("disable edged_a_web").await.unwrap();
-            let m = sp.verify_exports().await.unwrap();
+            let m = sp.export_mismatches().await.unwrap();
             assert_eq!(m.len(), 1, "{m:?}");
             assert_eq!(
                 (m[0].peer.as_str(), m[0].kind),
@@ -49,10 +49,10 @@ fn announce_then_withdraw_reaches_tor_kernel() {
             );
             assert_eq!(sp.export_mismatches_total(), 1);
             sp.set_route("web", RouteState::Announced).await.unwrap();
-            assert!(sp.verify_exports().await.unwrap().is_empty());
+            assert!(sp.export_mismatches().await.unwrap().is_empty());
             sp.set_route("web", RouteState::Withdrawn).await.unwrap();
             wait_for("route gone", T, || lab_tor.route("203.0.113.10").is_empty());
-            assert!(sp.verify_exports().await.unwrap().is_empty());
+            assert!(sp.export_mismatches().await.unwrap().is_empty());
             assert!(matches!(
                 sp.set_route("nope", RouteState::Announced).await,
                 Err(edged_bgp::BgpError::UnknownVip { .. })
@@ -102,7 +102,7 @@ fn ipv6_vip_and_communities_visible_at_peer() {
                 show4.contains("(65001,100)") && show4.contains("(65001, 7, 8)"),
                 "{show4}"
             );
-            assert!(sp.verify_exports().await.unwrap().is_empty());
+            assert!(sp.export_mismatches().await.unwrap().is_empty());
             sp.set_route("web6", RouteState::Withdrawn).await.unwrap();
             wait_for("v6 route gone", T, || {
                 tv.route("2001:db8:ff::10").is_empty()
@@ -152,7 +152,7 @@ fn draining_sends_graceful_shutdown_then_withdraw() {
                 tv.route("203.0.113.10").contains("via"),
                 "draining route stays usable"
             );
-            assert!(sp.verify_exports().await.unwrap().is_empty());
+            assert!(sp.export_mismatches().await.unwrap().is_empty());
             // Undrain: back to a normal route.
             sp.set_route("web", RouteState::Announced).await.unwrap();
             wait_for("65535:0 removed", T, || {
@@ -206,7 +206,7 @@ fn rejected_config_reports_location_and_keeps_routes() {
                 sp.set_route("api", RouteState::Announced).await,
                 Err(edged_bgp::BgpError::UnknownVip { .. })
             ));
-            assert!(sp.verify_exports().await.unwrap().is_empty());
+            assert!(sp.export_mismatches().await.unwrap().is_empty());
             assert!(tv.route("203.0.113.10").contains("via"));
             // A good change applies with one configure and keeps the existing route.
             let mut good = spec.clone();
@@ -218,7 +218,7 @@ fn rejected_config_reports_location_and_keeps_routes() {
                 tv.route("203.0.113.11").contains("via")
             });
             assert!(tv.route("203.0.113.10").contains("via"));
-            assert!(sp.verify_exports().await.unwrap().is_empty());
+            assert!(sp.export_mismatches().await.unwrap().is_empty());
             sp.shutdown().await;
         })
     });
@@ -272,7 +272,7 @@ fn bird_killed_under_speaker_is_restarted_and_routes_return() {
                 tv.route("203.0.113.11").contains("via")
             });
             assert_eq!(sp.route_state("api"), RouteState::Draining);
-            assert!(sp.verify_exports().await.unwrap().is_empty());
+            assert!(sp.export_mismatches().await.unwrap().is_empty());
             assert_eq!(sp.restarts(), 1);
             sp.shutdown().await;
         })
@@ -314,6 +314,92 @@ fn md5_password_and_bfd_sessions_come_up() {
             wait_for("BFD session up at ToR", T, || {
                 tor::birdc(&sock, "show bfd sessions").contains(" Up ")
             });
+            sp.shutdown().await;
+        })
+    });
+}
+
+#[test]
+fn a_planned_handover_keeps_routes_for_the_next_speaker_and_a_drop_fails_closed() {
+    let mut lab = Lab::new(1);
+    let _sock = tor::start_bird_tor(&mut lab, 1);
+    let spec = node_spec(
+        &lab,
+        1,
+        &[("web", "203.0.113.10"), ("api", "203.0.113.11")],
+        false,
+    );
+    let tv = TorView(lab.tor.clone());
+    in_netns(&lab.nodes[0].clone(), move || {
+        Box::pin(async move {
+            let mut sp = Speaker::start(spec.clone()).await.expect("start");
+            assert!(!sp.adopted());
+            wait_established(&mut sp).await;
+            sp.set_route("web", RouteState::Announced).await.unwrap();
+            sp.set_route("api", RouteState::Draining).await.unwrap();
+            wait_for("routes at ToR", T, || {
+                tv.route("203.0.113.10").contains("via") && tv.route("203.0.113.11").contains("via")
+            });
+            let bird = sp.bird_pid().unwrap();
+            // A planned exit: BIRD stays with the keeper, routes stay at the ToR.
+            sp.handover();
+            let mut next = Speaker::start(spec.clone()).await.expect("take over");
+            assert!(next.adopted());
+            assert_eq!(next.bird_pid(), Some(bird), "the same BIRD");
+            assert_eq!(next.route_state("web"), RouteState::Announced);
+            assert_eq!(next.route_state("api"), RouteState::Draining);
+            assert!(
+                tv.route("203.0.113.10").contains("via"),
+                "the route left during the handover"
+            );
+            assert!(next.export_mismatches().await.unwrap().is_empty());
+            // Dropped without a handover (a crash): the keeper ends BIRD at once.
+            let t0 = std::time::Instant::now();
+            drop(next);
+            wait_for("route gone after the holder died", T, || {
+                tv.route("203.0.113.10").is_empty()
+            });
+            println!(
+                "speaker dropped without handover: route gone at the ToR after {} ms",
+                t0.elapsed().as_millis()
+            );
+            wait_for("BIRD gone after the holder died", T, || {
+                !std::path::Path::new(&format!("/proc/{bird}")).exists()
+            });
+        })
+    });
+}
+
+#[test]
+fn a_frozen_bird_is_restarted_with_its_routes() {
+    let mut lab = Lab::new(1);
+    let _sock = tor::start_bird_tor(&mut lab, 1);
+    let spec = node_spec(&lab, 1, &[("web", "203.0.113.10")], false);
+    let tv = TorView(lab.tor.clone());
+    in_netns(&lab.nodes[0].clone(), move || {
+        Box::pin(async move {
+            let mut sp = Speaker::start(spec).await.expect("start");
+            wait_established(&mut sp).await;
+            sp.set_route("web", RouteState::Announced).await.unwrap();
+            wait_for("route at ToR", T, || {
+                tv.route("203.0.113.10").contains("via")
+            });
+            let pid = sp.bird_pid().unwrap();
+            let stop = nix::sys::signal::Signal::SIGSTOP;
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), stop).unwrap();
+            let t0 = std::time::Instant::now();
+            let ev = sp.supervise().await.expect("supervise");
+            let took = t0.elapsed();
+            assert!(
+                matches!(ev, edged_bgp::SupervisorEvent::Restarted { ref reason, .. } if reason.contains("unanswered")),
+                "{ev:?}"
+            );
+            // Two probes of COMMAND_TIMEOUT, then the restart.
+            assert!(took < Duration::from_secs(4), "{took:?}");
+            assert_ne!(sp.bird_pid(), Some(pid));
+            wait_established(&mut sp).await;
+            wait_for("route back", T, || tv.route("203.0.113.10").contains("via"));
+            println!("frozen BIRD: restarted after {} ms", took.as_millis());
             sp.shutdown().await;
         })
     });

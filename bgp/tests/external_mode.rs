@@ -60,7 +60,7 @@ fn external_bird_includes_edged_file() {
             wait_for("route at ToR", T, || {
                 tv.route("203.0.113.50").contains("via 198.51.100.2")
             });
-            assert!(sp.verify_exports().await.unwrap().is_empty());
+            assert!(sp.export_mismatches().await.unwrap().is_empty());
             // A rejected change restores the previous include file.
             let before = std::fs::read_to_string(&include).unwrap();
             let mut bad = spec.clone();
@@ -117,6 +117,8 @@ fn restarted_edged_announces_nothing_until_told() {
     spec.mode = BirdMode::Managed {
         bird_binary: "/usr/sbin/bird".into(),
         state_dir: state,
+        keeper: edged_bgp::KeeperCommand::from_build_dir(),
+        handover_grace: std::time::Duration::from_secs(5),
     };
     let tv = TorView(lab.tor.clone());
     in_netns(&lab.nodes[0].clone(), move || {

@@ -58,6 +58,8 @@ fn full_spec() -> BgpSpec {
         mode: BirdMode::Managed {
             bird_binary: "/usr/sbin/bird".into(),
             state_dir: "/tmp/x".into(),
+            keeper: edged_bgp::KeeperCommand::from_build_dir(),
+            handover_grace: std::time::Duration::from_secs(5),
         },
     }
 }

@@ -249,6 +249,8 @@ async fn unreadable_or_unsafe_password_is_rejected_before_bird_starts() {
     s.mode = BirdMode::Managed {
         bird_binary: "/usr/sbin/bird".into(),
         state_dir: dir.join("state"),
+        keeper: edged_bgp::KeeperCommand::from_build_dir(),
+        handover_grace: std::time::Duration::from_secs(5),
     };
     s.peers[0].password_file = Some(dir.join("missing"));
     let e = edged_bgp::Speaker::start(s.clone())

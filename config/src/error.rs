@@ -17,11 +17,33 @@ pub struct FieldError {
     pub position: Option<Position>,
 }
 
+/// Longest message kept whole; a longer one (a value echoed by the YAML
+/// parser) is cut.
+const MAX_MESSAGE: usize = 240;
+
+/// Longest value echoed in a message.
+const MAX_SHOWN: usize = 80;
+
+/// A value as a message shows it: at most 80 characters, then `…` and its
+/// length, so a 50 MB value never reaches a log, a reply or a terminal.
+pub fn shown(value: &str) -> String {
+    cut(value, MAX_SHOWN)
+}
+
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}… ({} bytes in all)", &s[..end], s.len()),
+    }
+}
+
 impl FieldError {
-    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An error at `path`; the message is cut to a bounded length.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        let message = message.into();
         FieldError {
             path: path.into(),
-            message: message.into(),
+            message: cut(&message, MAX_MESSAGE),
             position: None,
         }
     }
@@ -53,6 +75,22 @@ pub enum ConfigError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The path is not a regular file (a device, FIFO, socket, directory).
+    #[error("cannot read config {path}: {kind}, not a regular file")]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// The file is larger than edged reads.
+    #[error("cannot read config {path}: larger than {max} bytes")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The bound.
+        max: u64,
+    },
     /// The file was read but is not a valid configuration; one entry per field.
     #[error("{}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid {
@@ -66,7 +104,7 @@ impl ConfigError {
     pub fn field_errors(&self) -> &[FieldError] {
         match self {
             ConfigError::Invalid { errors } => errors,
-            ConfigError::Read { .. } => &[],
+            _ => &[],
         }
     }
 }

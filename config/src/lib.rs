@@ -14,19 +14,84 @@ mod validate;
 
 use std::path::Path;
 
-pub use error::{ConfigError, FieldError};
+pub use error::{ConfigError, FieldError, shown};
 pub use locate::{Locations, Position};
 pub use model::*;
 pub use types::{Community, LargeCommunity, MacAddr, format_duration, parse_duration};
 pub use validate::{MAX_TABLE_SIZE, MAX_WEIGHT, is_prime, validate};
 
-/// Reads, parses and validates a config file.
+/// Largest config file edged reads (100,000 VIPs fit in a few MiB).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// Reads, parses and validates a config file. Only a regular file of at
+/// most [`MAX_CONFIG_BYTES`] is read (a device, FIFO or socket is refused
+/// at once, without blocking); a link to one is followed.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = read_bounded(path)?;
+    parse(&text)
+}
+
+/// Reads a regular file of at most [`MAX_CONFIG_BYTES`] as UTF-8.
+pub fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read_err = |source| ConfigError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    parse(&text)
+    };
+    // O_NONBLOCK: opening a FIFO does not wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let kind = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_dir() {
+            "a directory"
+        } else {
+            "not a file"
+        };
+        return Err(ConfigError::NotRegular {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            max: MAX_CONFIG_BYTES,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // A file that grows while it is read is still cut at the bound.
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            max: MAX_CONFIG_BYTES,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
+        errors: vec![FieldError::new(
+            "",
+            format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )],
+    })
 }
 
 /// Parses and validates config text. All problems are reported, each with
@@ -69,9 +134,8 @@ fn syntax_error(e: &serde_saphyr::Error, locations: &Locations) -> FieldError {
     let (line, column) = (loc.line() as usize, loc.column() as usize);
     let path = locations.path_at(line, column).unwrap_or("").to_string();
     FieldError {
-        path,
-        message,
         position: Some(Position { line, column }),
+        ..FieldError::new(path, message)
     }
 }
 

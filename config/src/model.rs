@@ -59,9 +59,29 @@ pub struct Node {
     /// their loopback, direct server return).
     #[serde(default = "default_vip_interface")]
     pub vip_interface: Option<String>,
-    /// Bound on an orderly shutdown (withdraw everything, then exit).
+    /// Bound on the last step of a stop (withdraw everything, remove the
+    /// VIP addresses, stop BIRD).
     #[serde(default = "default_shutdown_timeout", with = "duration")]
     pub shutdown_timeout: Duration,
+    /// A stop (SIGTERM, `systemctl stop`, `edgectl stop`) first drains every
+    /// VIP as maintenance does (handoff, GRACEFUL_SHUTDOWN for `drain_time`),
+    /// for at most this long, then withdraws. `0s` withdraws at once, as
+    /// `edged --fast-stop` and `edgectl stop --fast` do.
+    #[serde(default = "default_stop_timeout", with = "duration")]
+    pub stop_timeout: Duration,
+    /// After a planned restart (`edgectl stop --restart`, `systemctl
+    /// restart`), BIRD keeps the sessions and routes this long, waiting for
+    /// the next edged to take them over; if none comes, BIRD stops and the
+    /// node fails closed.
+    #[serde(default = "default_restart_grace", with = "duration")]
+    pub restart_grace: Duration,
+}
+
+fn default_stop_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_restart_grace() -> Duration {
+    Duration::from_secs(15)
 }
 
 fn default_state_dir() -> PathBuf {

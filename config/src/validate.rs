@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::error::FieldError;
+use crate::error::{FieldError, shown};
 use crate::model::*;
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
@@ -49,12 +49,15 @@ fn name_rule(v: &mut Errors, path: &str, name: &str, seen: &mut HashSet<String>)
     if !valid_name(name) {
         v.push(
             path,
-            format!("`{name}` is not a valid name: use a-z, 0-9, - and _, starting with a letter, at most 32 characters"),
+            format!("`{}` is not a valid name: use a-z, 0-9, - and _, starting with a letter, at most 32 characters", shown(name)),
         );
     } else if !seen.insert(name.replace('-', "_")) {
         v.push(
             path,
-            format!("duplicate name `{name}` (`-` and `_` count as the same)"),
+            format!(
+                "duplicate name `{}` (`-` and `_` count as the same)",
+                shown(name)
+            ),
         );
     }
 }
@@ -63,7 +66,7 @@ fn ifname_rule(v: &mut Errors, path: &str, name: &str) {
     if name.is_empty() || name.len() > IFNAME_MAX || name.contains(['/', ' ', ':']) {
         v.push(
             path,
-            format!("`{name}` is not a valid interface name (1-{IFNAME_MAX} characters, no `/`, `:` or space)"),
+            format!("`{}` is not a valid interface name (1-{IFNAME_MAX} characters, no `/`, `:` or space)", shown(name)),
         );
     }
 }
@@ -92,7 +95,13 @@ fn node(v: &mut Errors, n: &Node) {
         ("node.control_socket", &n.control_socket),
     ] {
         if !p.is_absolute() {
-            v.push(path, format!("`{}` must be an absolute path", p.display()));
+            v.push(
+                path,
+                format!(
+                    "`{}` must be an absolute path",
+                    shown(&p.display().to_string())
+                ),
+            );
         }
     }
     if n.control_group.as_deref() == Some("") {
@@ -106,6 +115,12 @@ fn node(v: &mut Errors, n: &Node) {
     }
     if n.shutdown_timeout.is_zero() {
         v.push("node.shutdown_timeout", "must be greater than 0");
+    }
+    if n.stop_timeout > Duration::from_secs(600) {
+        v.push("node.stop_timeout", "must be at most 10m");
+    }
+    if n.restart_grace < Duration::from_secs(1) || n.restart_grace > Duration::from_secs(600) {
+        v.push("node.restart_grace", "must be between 1s and 10m");
     }
 }
 
@@ -242,14 +257,51 @@ fn proxies(v: &mut Errors, ps: &[Proxy], has_forwarder: bool) {
 
 // === vips ===
 
+/// The addresses this node uses for something other than a VIP, with the
+/// field that holds each: a VIP equal to one of them would put it on the
+/// node's loopback and announce it to the fabric (a peer's address there
+/// ends that session; a proxy's makes its checks hit the node itself).
+fn own_addresses(cfg: &Config) -> Vec<(IpAddr, String)> {
+    let mut own = vec![(IpAddr::V4(cfg.node.router_id), "node.router_id".to_string())];
+    for (i, p) in cfg.bgp.peers.iter().enumerate() {
+        own.push((p.address, format!("bgp.peers[{i}].address")));
+        if let Some(src) = p.source_address {
+            own.push((src, format!("bgp.peers[{i}].source_address")));
+        }
+    }
+    for (i, p) in cfg.proxies.iter().enumerate() {
+        own.push((p.address, format!("proxies[{i}].address")));
+    }
+    if let Some(h) = cfg.forwarder.as_ref().and_then(|f| f.handoff.as_ref()) {
+        own.push((h.address, "forwarder.handoff.address".to_string()));
+        for (i, p) in h.peers.iter().enumerate() {
+            own.push((*p, format!("forwarder.handoff.peers[{i}]")));
+        }
+    }
+    own
+}
+
 fn vips(v: &mut Errors, cfg: &Config) {
     let known: HashSet<&str> = cfg.proxies.iter().map(|p| p.name.as_str()).collect();
+    let own = own_addresses(cfg);
     let mut names = HashSet::new();
     let mut addrs = HashSet::new();
     for (i, vip) in cfg.vips.iter().enumerate() {
         let at = |f: &str| format!("vips[{i}].{f}");
         name_rule(v, &at("name"), &vip.name, &mut names);
         address_rule(v, &at("address"), vip.address, &mut addrs);
+        if let Some((_, field)) = own.iter().find(|(a, _)| *a == vip.address) {
+            v.push(
+                at("address"),
+                format!(
+                    "{} is also {field}: a VIP is announced to the fabric and put on this node, which would take that address off the network",
+                    vip.address
+                ),
+            );
+        }
+        if let Some(host) = &vip.host {
+            token_rule(v, &at("host"), host);
+        }
         if vip.address.is_ipv6() && !cfg.bgp.peers.iter().any(|p| p.address.is_ipv6()) {
             v.push(
                 at("address"),
@@ -271,12 +323,12 @@ fn vips(v: &mut Errors, cfg: &Config) {
                     if !known.contains(name.as_str()) {
                         v.push(
                             at(&format!("proxies[{j}]")),
-                            format!("unknown proxy `{name}` (not in proxies)"),
+                            format!("unknown proxy `{}` (not in proxies)", shown(name)),
                         );
                     } else if !seen.insert(name) {
                         v.push(
                             at(&format!("proxies[{j}]")),
-                            format!("proxy `{name}` listed twice"),
+                            format!("proxy `{}` listed twice", shown(name)),
                         );
                     }
                 }
@@ -311,7 +363,16 @@ fn vips(v: &mut Errors, cfg: &Config) {
 
 fn address_rule(v: &mut Errors, path: &str, a: IpAddr, seen: &mut HashSet<IpAddr>) {
     let bad = a.is_unspecified() || a.is_multicast() || a.is_loopback();
-    if bad {
+    let mapped = match a {
+        IpAddr::V6(six) => six.to_ipv4_mapped(),
+        IpAddr::V4(_) => None,
+    };
+    if let Some(four) = mapped {
+        v.push(
+            path,
+            format!("{a} is an IPv4-mapped IPv6 address; write the IPv4 VIP {four} instead"),
+        );
+    } else if bad {
         v.push(
             path,
             format!("{a} cannot be a VIP (unspecified, multicast or loopback)"),
@@ -340,6 +401,26 @@ fn ports(v: &mut Errors, i: usize, ports: &[PortSpec]) {
 }
 
 // === checks ===
+
+/// A value that goes into a request or a packet as one token: no control
+/// characters (CR/LF would inject a header) and no spaces.
+fn token_rule(v: &mut Errors, path: &str, value: &str) {
+    if let Some(c) = value.chars().find(|c| c.is_control() || c.is_whitespace()) {
+        v.push(
+            path,
+            format!(
+                "`{}` contains {}; control characters and spaces are not allowed",
+                shown(&value.escape_debug().to_string()),
+                match c {
+                    '\r' => "a carriage return".to_string(),
+                    '\n' => "a line feed".to_string(),
+                    ' ' => "a space".to_string(),
+                    c => format!("the character U+{:04X}", c as u32),
+                }
+            ),
+        );
+    }
+}
 
 fn check(v: &mut Errors, at: &str, c: &Check) {
     let f = |name: &str| format!("{at}.{name}");
@@ -421,7 +502,7 @@ fn check(v: &mut Errors, at: &str, c: &Check) {
             None | Some([]) => v.push(f("command"), "required for kind exec: [program, args...]"),
             Some([prog, ..]) if !prog.starts_with('/') => v.push(
                 f("command"),
-                format!("program `{prog}` must be an absolute path"),
+                format!("program `{}` must be an absolute path", shown(prog)),
             ),
             _ => {}
         },
@@ -438,10 +519,20 @@ fn check(v: &mut Errors, at: &str, c: &Check) {
             );
         }
     }
-    if let Some(p) = &c.path
-        && !p.starts_with('/')
-    {
-        v.push(f("path"), format!("`{p}` must start with /"));
+    if let Some(p) = &c.path {
+        if !p.starts_with('/') {
+            v.push(f("path"), format!("`{}` must start with /", shown(p)));
+        }
+        token_rule(v, &f("path"), p);
+    }
+    for (name, value) in [
+        ("host", &c.host),
+        ("method", &c.method),
+        ("query_name", &c.query_name),
+    ] {
+        if let Some(value) = value {
+            token_rule(v, &f(name), value);
+        }
     }
     if let Some(rc) = c.expect_rcode
         && rc > 15

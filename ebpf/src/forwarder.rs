@@ -79,6 +79,7 @@ impl Forwarder {
         };
         fwd.attach_uplinks()?;
         fwd.recover()?;
+        fwd.recover_rings()?;
         Ok(fwd)
     }
 
@@ -100,7 +101,7 @@ impl Forwarder {
         test_run(&self.prog, frame, ingress_ifindex, 1).map(|(v, out, _)| (v, out))
     }
 
-    fn attach_uplinks(&mut self) -> Result<(), ForwarderError> {
+    pub(crate) fn attach_uplinks(&mut self) -> Result<(), ForwarderError> {
         let dir = self.spec.pin_dir.clone();
         let (tag, flags) = match self.spec.mode {
             XdpMode::Native => ("drv", AyaMode::Driver),

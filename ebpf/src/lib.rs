@@ -12,6 +12,7 @@
 //! the network namespace of the calling thread.
 
 pub mod abi;
+mod adopt;
 #[doc(hidden)]
 pub mod bench;
 mod counters;
@@ -30,6 +31,7 @@ pub use counters::{Counters, GlobalCounters, ProxyCounters, VipCounters};
 pub use error::ForwarderError;
 pub use forwarder::Forwarder;
 pub use handoff::HandoffSpec;
+pub use load::validate as validate_spec;
 pub use spec::{
     DEFAULT_TABLE_SIZE, Delivery, ForwarderSpec, NoHealthy, Proto, ProxyTarget, VipService, XdpMode,
 };

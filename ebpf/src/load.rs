@@ -8,7 +8,8 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use crate::abi::*;
 use crate::{ForwarderError, ForwarderSpec, NoHealthy};
 
-pub(crate) fn validate(spec: &ForwarderSpec) -> Result<(), ForwarderError> {
+/// Checks a spec against what the loader takes (sizes, pin dir).
+pub fn validate(spec: &ForwarderSpec) -> Result<(), ForwarderError> {
     let m = spec.table_size;
     if !(3..=262_139).contains(&m) || !is_prime(m) {
         return Err(ForwarderError::InvalidSpec {

@@ -61,6 +61,7 @@ fn main() {
             applied,
             now,
             shutting_down: false,
+            stopping_since: None,
         });
         (start.elapsed().as_secs_f64() * 1e6, black_box(plan))
     };

@@ -18,6 +18,10 @@ pub struct Edged {
     /// Configuration file.
     #[arg(long, short, global = true, default_value = "/etc/edged/edged.yaml")]
     pub config: PathBuf,
+    /// On SIGTERM or SIGINT withdraw every VIP at once, without draining
+    /// first (node.stop_timeout).
+    #[arg(long)]
+    pub fast_stop: bool,
     #[command(subcommand)]
     pub command: Option<EdgedCommand>,
 }
@@ -27,8 +31,18 @@ pub struct Edged {
 pub enum EdgedCommand {
     /// Run the daemon (the default).
     Run,
-    /// Validate the config and exit: 0 if valid, 64 with the bad field otherwise.
-    Check,
+    /// Validate the config and exit: 0 if valid, 64 with the bad field
+    /// otherwise. The same validation as start and reload, host facts
+    /// (interfaces, groups, files) included.
+    Check {
+        /// Skip the facts of this host (checking a file for another machine).
+        #[arg(long)]
+        no_host_checks: bool,
+        /// Also print what the file would change on the running edged (its
+        /// node.control_socket), without changing anything.
+        #[arg(long)]
+        diff: bool,
+    },
 }
 
 /// Operate an edged node: status, drains, maintenance, reload.
@@ -91,7 +105,24 @@ pub enum EdgectlCommand {
         state: OnOff,
     },
     /// Re-read the config; a bad file is rejected and the running one kept.
-    Reload,
+    Reload {
+        /// Only print what the file would change: VIPs, checks, routes,
+        /// tables, addresses, BGP.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stop edged: drain every VIP first, then withdraw (default); or keep
+    /// everything for the next edged (--restart); or withdraw at once
+    /// (--fast). Waits until edged has exited.
+    Stop {
+        /// A planned restart: BGP routes, VIP addresses and the data plane
+        /// (every flow) stay up for the next edged (node.restart_grace).
+        #[arg(long, conflicts_with = "fast")]
+        restart: bool,
+        /// Withdraw every VIP now, without draining.
+        #[arg(long)]
+        fast: bool,
+    },
     /// Set a proxy's weight at run time (e.g. a canary at 10 %), or `reset`
     /// it to the config's. Persists across restarts.
     Weight {

@@ -2,10 +2,10 @@
 //! directory and restored at start before anything is announced.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
+
+use edged_files::PrivateDir;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,13 +38,9 @@ pub struct Intents {
 /// Errors reading or writing the intents file.
 #[derive(Debug, thiserror::Error)]
 pub enum IntentsError {
-    /// I/O on the file or its directory.
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// I/O on the file or its directory (a full disk says so).
+    #[error(transparent)]
+    File(#[from] edged_files::FileError),
     /// The file exists but cannot be understood; edged refuses to start
     /// rather than forget a drain.
     #[error("{path} is not a valid intents file ({source}); fix or remove it")]
@@ -54,46 +50,29 @@ pub enum IntentsError {
     },
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> IntentsError + 'a {
-    move |source| IntentsError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    }
-}
+/// Largest intents file edged reads.
+const MAX_BYTES: u64 = 16 << 20;
 
 impl Intents {
-    /// Reads the intents in `state_dir`; none are in force if the file does
-    /// not exist.
-    pub fn load(state_dir: &Path) -> Result<Intents, IntentsError> {
-        let path = state_dir.join(FILE_NAME);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+    /// Reads the intents in the state directory; none are in force if the
+    /// file does not exist.
+    pub fn load(dir: &PrivateDir) -> Result<Intents, IntentsError> {
+        let path = dir.path().join(FILE_NAME);
+        match dir.read(FILE_NAME, MAX_BYTES) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes)
                 .map_err(|source| IntentsError::Corrupt { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Intents::default()),
-            Err(e) => Err(io("read", &path)(e)),
+            Ok(None) => Ok(Intents::default()),
+            Err(e) => Err(IntentsError::File(e)),
         }
     }
 
-    /// Writes the intents atomically: temp file, fsync, rename, fsync of
-    /// the directory. A crash leaves either the old or the new file.
-    pub fn save(&self, state_dir: &Path) -> Result<(), IntentsError> {
-        let path = state_dir.join(FILE_NAME);
-        let tmp = state_dir.join(format!(".{FILE_NAME}.tmp"));
+    /// Writes the intents atomically, beside the file and never through a
+    /// link: temp file, fsync, rename, fsync of the directory. A crash
+    /// leaves either the old or the new file.
+    pub fn save(&self, dir: &PrivateDir) -> Result<(), IntentsError> {
         let json = serde_json::to_vec_pretty(self).expect("intents always serialize");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io("create", &tmp))?;
-        f.write_all(&json).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-        File::open(state_dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync", state_dir))?;
-        Ok(())
+        dir.write(FILE_NAME, &json, 0o600)
+            .map_err(IntentsError::File)
     }
 }
 
@@ -103,8 +82,9 @@ mod tests {
 
     #[test]
     fn save_then_load_round_trips_and_missing_is_empty() {
-        let dir = std::env::temp_dir().join(format!("edged-intents-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let path = std::env::temp_dir().join(format!("edged-intents-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let dir = PrivateDir::open(&path).unwrap();
         assert_eq!(Intents::load(&dir).unwrap(), Intents::default());
         let mut i = Intents::default();
         i.drained.insert(
@@ -118,9 +98,9 @@ mod tests {
         });
         i.save(&dir).unwrap();
         assert_eq!(Intents::load(&dir).unwrap(), i);
-        fs::write(dir.join(FILE_NAME), b"{not json").unwrap();
+        std::fs::write(path.join(FILE_NAME), b"{not json").unwrap();
         let err = Intents::load(&dir).unwrap_err().to_string();
         assert!(err.contains("not a valid intents file"), "{err}");
-        fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&path).unwrap();
     }
 }

@@ -11,6 +11,7 @@ pub mod intents;
 pub mod metrics;
 pub mod metrics_xdp;
 pub mod reconcile;
+pub mod specs;
 
 #[cfg(test)]
 mod reconcile_tests;

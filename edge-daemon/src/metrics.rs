@@ -34,6 +34,11 @@ pub struct ComponentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftLabels {
+    pub what: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerLabels {
     pub peer: String,
 }
@@ -82,6 +87,7 @@ pub struct Metrics {
     pub vip_draining: Family<VipLabels, Gauge>,
     pub vip_serving_proxies: Family<VipLabels, Gauge>,
     pub effect_errors: Family<ComponentLabels, Counter>,
+    pub drift_repaired: Family<DriftLabels, Counter>,
     pub check_duration: Histogram,
     pub check_results: Family<OutcomeLabels, Counter>,
     pub check_up: Family<CheckLabels, Gauge>,
@@ -114,6 +120,7 @@ impl Metrics {
             vip_draining: Family::default(),
             vip_serving_proxies: Family::default(),
             effect_errors: Family::default(),
+            drift_repaired: Family::default(),
             check_duration: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
@@ -141,7 +148,7 @@ impl Metrics {
         );
         root.register(
             "vip_announced",
-            "1 while the VIP is announced (normally or draining)",
+            "1 while at least one established BGP session exports the VIP (read back from BIRD)",
             m.vip_announced.clone(),
         );
         root.register(
@@ -158,6 +165,11 @@ impl Metrics {
             "effect_errors",
             "Failed effects by component (retried)",
             m.effect_errors.clone(),
+        );
+        root.register(
+            "drift_repaired",
+            "Differences found between what edged applied and what the kernel or BIRD had, and repaired (address, xdp, bgp, sysctl)",
+            m.drift_repaired.clone(),
         );
         root.register(
             "check_duration_seconds",
@@ -191,7 +203,7 @@ impl Metrics {
         );
         root.register(
             "bgp_export_mismatches",
-            "Differences found between what BIRD exports and what edged decided",
+            "Differences on established sessions between what BIRD exports and what edged applied",
             m.bgp_export_mismatches.clone(),
         );
         root.register_collector(Box::new(crate::metrics_xdp::XdpCollector(m.xdp.clone())));
@@ -201,9 +213,9 @@ impl Metrics {
         }
     }
 
-    /// Sets the per-VIP gauges from a plan; VIPs no longer configured lose
-    /// their series.
-    pub fn observe_plan(&self, plan: &Plan) {
+    /// Sets the per-VIP gauges from a plan and what BIRD exports; VIPs no
+    /// longer configured lose their series.
+    pub fn observe_plan(&self, plan: &Plan, bgp: &crate::effects::BgpObservation) {
         let mut known = self.known_vips.lock().expect("metrics lock");
         for gone in known
             .iter()
@@ -219,9 +231,12 @@ impl Metrics {
             let l = VipLabels {
                 vip: d.name.clone(),
             };
-            self.vip_announced
-                .get_or_create(&l)
-                .set((d.route != RouteState::Withdrawn) as i64);
+            let exported = bgp
+                .exports
+                .as_ref()
+                .and_then(|x| x.exported_to.get(&d.name))
+                .is_some_and(|n| *n > 0);
+            self.vip_announced.get_or_create(&l).set(exported as i64);
             self.vip_draining
                 .get_or_create(&l)
                 .set((d.route == RouteState::Draining) as i64);
@@ -229,6 +244,22 @@ impl Metrics {
                 .get_or_create(&l)
                 .set(d.serving.len() as i64);
         }
+    }
+
+    /// Counts one repair of drift.
+    pub fn drift(&self, what: &str) {
+        self.drift_repaired
+            .get_or_create(&DriftLabels { what: what.into() })
+            .inc();
+    }
+
+    /// Counts one failed effect.
+    pub fn effect_error(&self, component: crate::effects::Component) {
+        self.effect_errors
+            .get_or_create(&ComponentLabels {
+                component: component.as_str().into(),
+            })
+            .inc();
     }
 
     /// Records one health check attempt.
@@ -264,23 +295,21 @@ impl Metrics {
     }
 
     /// Sets the session gauges and counts BIRD restarts.
-    pub fn observe_bgp(&self, peers: &[edged_bgp::PeerStatus], restarts: u64) {
-        for p in peers {
+    pub fn observe_bgp(&self, o: &crate::effects::BgpObservation) {
+        for p in &o.peers {
             let l = PeerLabels {
                 peer: p.name.clone(),
             };
-            self.bgp_session_up
-                .get_or_create(&l)
-                .set((p.bgp_state == "Established") as i64);
+            self.bgp_session_up.get_or_create(&l).set(p.is_up() as i64);
             self.bgp_prefixes_exported
                 .get_or_create(&l)
                 .set(p.exported as i64);
         }
         let seen = self
             .bird_restarts_seen
-            .swap(restarts, std::sync::atomic::Ordering::Relaxed);
-        if restarts > seen {
-            self.bgp_bird_restarts.inc_by(restarts - seen);
+            .swap(o.restarts, std::sync::atomic::Ordering::Relaxed);
+        if o.restarts > seen {
+            self.bgp_bird_restarts.inc_by(o.restarts - seen);
         }
     }
 
@@ -312,7 +341,7 @@ impl Default for Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener`.
+/// Serves `GET /metrics` on `listener` (bounded like the control socket).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: std::sync::Arc<Metrics>,
@@ -333,5 +362,5 @@ pub async fn serve(
             }
         }),
     );
-    axum::serve(listener, app).await
+    crate::control::bounded::serve(listener, app, crate::control::bounded::Limits::METRICS).await
 }

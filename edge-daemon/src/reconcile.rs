@@ -12,8 +12,13 @@
 //!    while the VIP is held back.
 //! 4. otherwise → announced.
 //!
-//! A proxy serves a VIP when the health view says so; before the first
-//! result it does not (fail closed).
+//! A proxy serves a VIP when the health view says so. A proxy whose check
+//! has not decided yet (new after a reload or a restart) changes nothing:
+//! it stays in the VIP's table if it is there and out if it is not, and it
+//! counts toward `min_healthy` only to keep an announced VIP announced. So
+//! a cold start announces nothing before its checks pass (fail closed),
+//! and a reload or a planned restart withdraws nothing a check did not
+//! fail.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -171,7 +176,10 @@ pub struct Inputs<'a> {
     pub intents: &'a Intents,
     pub applied: &'a Applied,
     pub now: SystemTime,
+    /// Withdraw everything now (the last pass of a stop).
     pub shutting_down: bool,
+    /// A graceful stop began then: every VIP drains as in maintenance.
+    pub stopping_since: Option<SystemTime>,
 }
 
 // === step ===
@@ -186,10 +194,20 @@ pub fn step(i: &Inputs<'_>) -> Plan {
             want.addrs.insert(vip.address);
         }
         let members = members(i.config, vip);
-        let (serving, not_serving) =
-            split_by_health(i.health, &vip.name, &members, &i.intents.weights);
-        let (route, reason, wake) =
-            decide_route(i, vip, serving.len(), members.len(), &not_serving);
+        let split = split_by_health(i, &vip.name, &members);
+        let up_now = matches!(
+            i.applied.routes.get(&vip.name),
+            Some(RouteState::Announced | RouteState::Draining)
+        );
+        // Pending proxies keep an announced VIP announced; they never
+        // announce one.
+        let count = if up_now {
+            split.serving.len()
+        } else {
+            split.confirmed
+        };
+        let (route, reason, wake) = decide_route(i, vip, count, members.len(), &split.not_serving);
+        let serving = split.serving;
         let handoff = handoff_wanted(i, vip);
         if let Some(w) = wake {
             plan.wake_at = Some(plan.wake_at.map_or(w, |p: SystemTime| p.min(w)));
@@ -232,33 +250,62 @@ fn members<'a>(cfg: &'a Config, vip: &edged_config::Vip) -> Vec<&'a edged_config
         .collect()
 }
 
-type Split<'a> = (Vec<(&'a str, u32)>, Vec<String>);
-
-fn split_by_health<'a>(
-    h: &HealthView,
-    vip: &str,
-    members: &[&'a edged_config::Proxy],
-    weights: &std::collections::BTreeMap<String, u32>,
-) -> Split<'a> {
-    let mut serving = Vec::new();
-    let mut why_not = Vec::new();
-    let verdicts = h.serve.get(vip);
-    for p in members {
-        let name = p.name.as_str();
-        match verdicts.and_then(|v| v.get(name)) {
-            Some(Serve::Serving) => {
-                serving.push((name, weights.get(name).copied().unwrap_or(p.weight)))
-            }
-            Some(Serve::NotServing(r)) => why_not.push(format!("{name}: {r}")),
-            None if h.running => why_not.push(format!("{name}: no health result yet")),
-            None => why_not.push(format!("{name}: no health checker running")),
-        }
-    }
-    (serving, why_not)
+/// A VIP's members by health.
+struct Split<'a> {
+    /// Proxies in the table: those that pass, and those still pending that
+    /// were in the table already.
+    serving: Vec<(&'a str, u32)>,
+    /// Of `serving`, those whose checks pass.
+    confirmed: usize,
+    /// Why the others do not serve.
+    not_serving: Vec<String>,
 }
 
-/// Why a VIP is held back (maintenance first), and since when.
+fn split_by_health<'a>(
+    i: &Inputs<'_>,
+    vip: &str,
+    members: &[&'a edged_config::Proxy],
+) -> Split<'a> {
+    let (h, weights) = (i.health, &i.intents.weights);
+    let mut out = Split {
+        serving: Vec::new(),
+        confirmed: 0,
+        not_serving: Vec::new(),
+    };
+    let verdicts = h.serve.get(vip);
+    let in_table = |name: &str| {
+        i.applied
+            .tables
+            .get(vip)
+            .is_some_and(|t| t.iter().any(|(n, _)| n == name))
+    };
+    for p in members {
+        let name = p.name.as_str();
+        let weight = weights.get(name).copied().unwrap_or(p.weight);
+        match verdicts.and_then(|v| v.get(name)) {
+            Some(Serve::Serving) => {
+                out.serving.push((name, weight));
+                out.confirmed += 1;
+            }
+            Some(Serve::NotServing(r)) => out.not_serving.push(format!("{name}: {r}")),
+            None if h.running && in_table(name) => out.serving.push((name, weight)),
+            None if h.running => out
+                .not_serving
+                .push(format!("{name}: no health result yet")),
+            None => out
+                .not_serving
+                .push(format!("{name}: no health checker running")),
+        }
+    }
+    out
+}
+
+/// Why a VIP is held back (a stop, then maintenance, then a drain), and
+/// since when.
 fn held(i: &Inputs<'_>, vip: &str) -> Option<(SystemTime, &'static str)> {
+    if let Some(since) = i.stopping_since {
+        return Some((since, "edged is stopping"));
+    }
     match (&i.intents.maintenance, i.intents.drained.get(vip)) {
         (Some(m), _) => Some((m.since, "maintenance")),
         (None, Some(d)) => Some((d.since, "drained by operator")),
@@ -361,7 +408,10 @@ fn diff(applied: &Applied, want: &Want<'_>, out: &mut Vec<Action>) {
     retreat.extend(gone.into_iter().map(withdraw));
 
     // Traffic is moved away first, then what serves it is added, then
-    // traffic is invited, then what is no longer used is removed.
+    // traffic is invited, then what is no longer used is removed, once
+    // every route that must go is gone (a withdrawal is confirmed by the
+    // announcer in a later pass).
+    let removals_wait = !retreat.is_empty();
     out.extend(retreat);
     let added = want.addrs.difference(&applied.addresses);
     out.extend(added.map(|a| Action::AddAddress(*a)));
@@ -395,6 +445,9 @@ fn diff(applied: &Applied, want: &Want<'_>, out: &mut Vec<Action>) {
         on: false,
     }));
     out.extend(announce);
+    if removals_wait {
+        return;
+    }
     let mut untabled: Vec<&String> = applied
         .tables
         .keys()

@@ -59,6 +59,7 @@ fn run(
         applied: a,
         now,
         shutting_down: false,
+        stopping_since: None,
     })
 }
 
@@ -247,32 +248,45 @@ fn shutdown_withdraws_then_removes_addresses() {
     let mut a = Applied::default();
     let first = run(&cfg, &h, &Intents::default(), &a, t(0));
     apply(&mut a, &first);
-    let plan = step(&Inputs {
-        config: &cfg,
-        health: &h,
-        intents: &Intents::default(),
-        applied: &a,
-        now: t(1),
-        shutting_down: true,
-    });
-    let first_remove = plan
-        .actions
-        .iter()
-        .position(|x| matches!(x, Action::RemoveAddress(_)))
-        .unwrap();
-    let last_route = plan
-        .actions
-        .iter()
-        .rposition(|x| matches!(x, Action::Route { .. }))
-        .unwrap();
-    assert!(last_route < first_remove, "{:?}", plan.actions);
+    let down = |a: &Applied| {
+        step(&Inputs {
+            config: &cfg,
+            health: &h,
+            intents: &Intents::default(),
+            applied: a,
+            now: t(1),
+            shutting_down: true,
+            stopping_since: None,
+        })
+    };
+    // First every route goes; nothing is removed while one is still up.
+    let plan = down(&a);
+    assert!(
+        plan.actions.iter().all(|x| matches!(
+            x,
+            Action::Route {
+                state: RouteState::Withdrawn,
+                ..
+            }
+        )),
+        "{:?}",
+        plan.actions
+    );
+    assert_eq!(plan.actions.len(), 2);
+    // Once the withdrawals are confirmed, the addresses go.
+    apply(&mut a, &plan);
+    let plan = down(&a);
     assert_eq!(
         plan.actions
             .iter()
             .filter(|x| matches!(x, Action::RemoveAddress(_)))
             .count(),
-        2
+        2,
+        "{:?}",
+        plan.actions
     );
+    apply(&mut a, &plan);
+    assert!(down(&a).actions.is_empty());
 }
 
 #[test]
@@ -287,11 +301,17 @@ fn removed_vip_is_withdrawn_and_cleaned_up() {
     let plan = run(&smaller, &h, &Intents::default(), &a, t(1));
     assert_eq!(
         plan.actions,
+        vec![Action::Route {
+            vip: "dns".into(),
+            state: RouteState::Withdrawn
+        }]
+    );
+    // The table and the address go once the withdrawal is confirmed.
+    apply(&mut a, &plan);
+    let plan = run(&smaller, &h, &Intents::default(), &a, t(2));
+    assert_eq!(
+        plan.actions,
         vec![
-            Action::Route {
-                vip: "dns".into(),
-                state: RouteState::Withdrawn
-            },
             Action::RemoveTable { vip: "dns".into() },
             Action::RemoveAddress("203.0.113.53".parse().unwrap()),
         ]
@@ -408,4 +428,111 @@ fn drain_with_handoff_hands_off_then_drains_then_withdraws_and_undrain_stops() {
     // Without handoff configured the drain starts with the graceful shutdown.
     let plan = run(&config(), &h, &i, &a, t(60));
     assert!(plan.vips.iter().all(|d| !d.handoff));
+}
+
+#[test]
+fn a_pending_check_keeps_a_serving_proxy_serving_and_an_announced_vip_announced() {
+    let cfg = config();
+    let mut a = Applied::default();
+    let all = healthy(&[
+        ("web", "a"),
+        ("web", "b"),
+        ("dns", "a"),
+        ("dns", "b"),
+        ("dns", "c"),
+    ]);
+    let first = run(&cfg, &all, &Intents::default(), &a, t(0));
+    apply(&mut a, &first);
+    assert_eq!(route(&first, "web"), RouteState::Announced);
+    // A reload gave web/b a new check (pending): nothing changes.
+    let mut h = all.clone();
+    h.serve.get_mut("web").unwrap().remove("b");
+    let plan = run(&cfg, &h, &Intents::default(), &a, t(1));
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(route(&plan, "web"), RouteState::Announced);
+    assert_eq!(plan.vips[0].serving, ["a", "b"]);
+    // The check decides: down. Now web (min_healthy 2) goes.
+    h.set("web", "b", Serve::NotServing("status 503".into()));
+    let plan = run(&cfg, &h, &Intents::default(), &a, t(2));
+    assert_eq!(route(&plan, "web"), RouteState::Withdrawn);
+    assert!(plan.actions.contains(&Action::SetTable {
+        vip: "web".into(),
+        proxies: vec![("a".into(), 100)]
+    }));
+}
+
+#[test]
+fn a_pending_check_never_announces_and_never_adds_a_proxy() {
+    let cfg = config();
+    // A cold start on a re-adopted data plane: tables are there, routes are
+    // not, and no check has decided yet.
+    let mut a = Applied::default();
+    a.tables
+        .insert("web".into(), vec![("a".into(), 100), ("b".into(), 50)]);
+    let h = HealthView {
+        running: true,
+        ..Default::default()
+    };
+    let plan = run(&cfg, &h, &Intents::default(), &a, t(0));
+    assert_eq!(route(&plan, "web"), RouteState::Withdrawn);
+    assert!(
+        !plan.actions.iter().any(|x| matches!(
+            x,
+            Action::Route {
+                state: RouteState::Announced,
+                ..
+            }
+        )),
+        "{:?}",
+        plan.actions
+    );
+    // web keeps its table; dns (nothing applied) gets an empty one.
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|x| matches!(x, Action::SetTable { vip, .. } if vip == "web"))
+    );
+    assert!(plan.actions.contains(&Action::SetTable {
+        vip: "dns".into(),
+        proxies: vec![]
+    }));
+    // Once the checks pass, it is announced.
+    let h = healthy(&[("web", "a"), ("web", "b")]);
+    let plan = run(&cfg, &h, &Intents::default(), &a, t(1));
+    assert_eq!(route(&plan, "web"), RouteState::Announced);
+}
+
+#[test]
+fn a_graceful_stop_drains_every_vip_like_maintenance() {
+    let cfg = config();
+    let h = healthy(&[("web", "a"), ("web", "b"), ("dns", "a")]);
+    let mut a = Applied::default();
+    let first = run(&cfg, &h, &Intents::default(), &a, t(0));
+    apply(&mut a, &first);
+    let stop = |now| {
+        step(&Inputs {
+            config: &cfg,
+            health: &h,
+            intents: &Intents::default(),
+            applied: &a,
+            now,
+            shutting_down: false,
+            stopping_since: Some(t(10)),
+        })
+    };
+    let plan = stop(t(11));
+    assert!(
+        plan.vips.iter().all(|d| d.route == RouteState::Draining),
+        "{:?}",
+        plan.vips
+    );
+    assert!(
+        plan.vips
+            .iter()
+            .all(|d| d.reason.starts_with("edged is stopping"))
+    );
+    assert_eq!(plan.wake_at, Some(t(40)), "withdraw after drain_time");
+    let plan = stop(t(41));
+    assert!(plan.vips.iter().all(|d| d.route == RouteState::Withdrawn));
 }

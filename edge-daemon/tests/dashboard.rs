@@ -17,17 +17,21 @@ fn exported() -> BTreeSet<String> {
             component: "addresses".into(),
         })
         .inc();
-    m.observe_plan(&Plan {
-        vips: vec![VipDecision {
-            name: "web".into(),
-            route: RouteState::Announced,
-            reason: String::new(),
-            serving: vec![],
-            configured: 0,
-            handoff: false,
-        }],
-        ..Default::default()
-    });
+    m.observe_plan(
+        &Plan {
+            vips: vec![VipDecision {
+                name: "web".into(),
+                route: RouteState::Announced,
+                reason: String::new(),
+                serving: vec![],
+                configured: 0,
+                handoff: false,
+            }],
+            ..Default::default()
+        },
+        &Default::default(),
+    );
+    m.drift("address");
     m.observe_check(true, "ok", std::time::Duration::from_millis(3));
     let key = edged_health::CheckKey {
         vip: "web".into(),
@@ -59,7 +63,11 @@ fn exported() -> BTreeSet<String> {
         exported: 1,
         last_error: None,
     };
-    m.observe_bgp(&[peer], 1);
+    m.observe_bgp(&edge_daemon::effects::BgpObservation {
+        peers: vec![peer],
+        restarts: 1,
+        ..Default::default()
+    });
     m.bgp_export_mismatches.inc();
     let text = m.encode();
     let mut names = BTreeSet::new();

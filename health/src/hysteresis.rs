@@ -40,6 +40,16 @@ impl Hysteresis {
         }
     }
 
+    /// The same state and runs of results under new thresholds (a reload
+    /// that changed only a check's settings): nothing is decided by the
+    /// change itself; the next result is judged by the new `rise`/`fall`.
+    pub fn with_thresholds(mut self, rise: u32, fall: u32, hold_down: Option<Duration>) -> Self {
+        self.rise = rise.max(1);
+        self.fall = fall.max(1);
+        self.hold_down = hold_down;
+        self
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         self.state

@@ -30,4 +30,4 @@ pub use probe::{Http2Pool, Outcome, Prober, probe};
 #[doc(hidden)]
 pub use probe::{Parsed as ParsedHttpResponse, parse_http_response};
 pub use runner::{CheckStatus, HealthChecker, HealthEvent, Observer};
-pub use spec::{CheckKey, CheckKind, CheckSpec};
+pub use spec::{CheckKey, CheckKind, CheckSpec, Target};

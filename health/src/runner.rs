@@ -75,18 +75,27 @@ struct Task {
 }
 
 /// The shared part of one check.
-#[derive(Default)]
 pub(crate) struct Cell {
     /// Removed or changed by a reload, or the checker dropped: the check
     /// stops wherever it runs (a task is also aborted).
     stopped: AtomicBool,
-    status: Mutex<CheckStatus>,
+    /// The status, and a copy of the check's hysteresis as of its last
+    /// attempt (what a reload that keeps the target carries over).
+    status: Mutex<(CheckStatus, Hysteresis)>,
     /// The check's task while it has one (the kept-connection loop hands
     /// it back to a new one after a failure).
     task: Mutex<Option<AbortHandle>>,
 }
 
 impl Cell {
+    fn new(status: CheckStatus, hyst: Hysteresis) -> Cell {
+        Cell {
+            stopped: AtomicBool::new(false),
+            status: Mutex::new((status, hyst)),
+            task: Mutex::new(None),
+        }
+    }
+
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         if let Some(h) = self.task.lock().expect("task lock").take() {
@@ -130,15 +139,29 @@ impl HealthChecker {
         (hc, rx)
     }
 
-    /// Applies a new set of checks: unchanged ones keep their state and
-    /// schedule; changed ones restart from Unknown; removed ones stop.
+    /// Applies a new set of checks. Health belongs to what is checked, not
+    /// to the file: an unchanged check keeps running untouched; a check
+    /// whose target is the same but whose settings changed (interval,
+    /// timeout, rise, fall, expected status...) restarts on the new
+    /// settings with its state, history and totals; a new target starts
+    /// Unknown (pending); a removed check stops.
     pub fn update(&self, checks: Vec<(CheckKey, CheckSpec)>) {
         let mut tasks = self.tasks.lock().expect("tasks lock");
         let mut status = self.status.lock().expect("status lock");
         let wanted: HashMap<CheckKey, CheckSpec> = checks.into_iter().collect();
+        let mut carried: HashMap<CheckKey, (CheckStatus, Hysteresis)> = HashMap::new();
         tasks.retain(|k, t| {
             let keep = wanted.get(k) == Some(&t.spec);
             if !keep {
+                if let Some(new) = wanted.get(k)
+                    && new.kind.target() == t.spec.kind.target()
+                {
+                    let (st, h) = t.shared.status.lock().expect("check status lock").clone();
+                    carried.insert(
+                        k.clone(),
+                        (st, h.with_thresholds(new.rise, new.fall, new.hold_down)),
+                    );
+                }
                 t.shared.stop();
                 status.remove(k);
             }
@@ -148,10 +171,16 @@ impl HealthChecker {
             if tasks.contains_key(&key) {
                 continue;
             }
-            let shared = Shared::default();
+            let (st, hyst) = carried.remove(&key).unwrap_or_else(|| {
+                (
+                    CheckStatus::default(),
+                    Hysteresis::new(spec.rise, spec.fall, spec.hold_down),
+                )
+            });
+            let shared = Arc::new(Cell::new(st, hyst.clone()));
             status.insert(key.clone(), shared.clone());
             let check = Check {
-                hyst: Hysteresis::new(spec.rise, spec.fall, spec.hold_down),
+                hyst,
                 rng: seed(&key),
                 // The schedule is absolute (start + k periods), each attempt
                 // rounded up to the grid, so rounding never accumulates.
@@ -176,7 +205,7 @@ impl HealthChecker {
             .map(|(k, s)| {
                 (
                     k.clone(),
-                    s.status.lock().expect("check status lock").clone(),
+                    s.status.lock().expect("check status lock").0.clone(),
                 )
             })
             .collect();
@@ -281,10 +310,12 @@ impl Check {
         if let Some(obs) = &self.ctx.observer {
             obs(key, &outcome);
         }
-        let mut s = self.shared.status.lock().expect("check status lock");
+        let mut guard = self.shared.status.lock().expect("check status lock");
         let flip = self
             .hyst
             .record(outcome.ok, tokio::time::Instant::now().into_std());
+        guard.1.clone_from(&self.hyst);
+        let s = &mut guard.0;
         let now = SystemTime::now();
         let event_outcome = flip.map(|_| outcome.clone());
         if outcome.ok {
@@ -302,7 +333,7 @@ impl Check {
             Some(last) if last.ok && outcome.ok => last.latency = outcome.latency,
             last => *last = Some(outcome),
         }
-        drop(s);
+        drop(guard);
         if let (Some(state), Some(outcome)) = (flip, event_outcome) {
             tracing::info!(vip = %key.vip, service = %key.service, proxy = %key.proxy, ?state, reason = %outcome.reason, "check changed state");
             let event = HealthEvent {

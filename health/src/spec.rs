@@ -81,3 +81,62 @@ pub enum CheckKind {
         env: Vec<(String, String)>,
     },
 }
+
+/// What a check probes, without how it judges the answer or how often:
+/// two checks with the same target see the same thing, so a reload that
+/// changes only the settings keeps the check's state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target<'a> {
+    Tcp(SocketAddr),
+    Http {
+        target: SocketAddr,
+        tls: bool,
+        method: &'a str,
+        path: &'a str,
+        host: Option<&'a str>,
+    },
+    Dns {
+        target: SocketAddr,
+        query_name: &'a str,
+        query_type: u16,
+    },
+    Exec {
+        program: &'a std::path::Path,
+        args: &'a [String],
+        env: &'a [(String, String)],
+    },
+}
+
+impl CheckKind {
+    /// What the check probes (see [`Target`]).
+    pub fn target(&self) -> Target<'_> {
+        match self {
+            CheckKind::Tcp { target } => Target::Tcp(*target),
+            CheckKind::Http {
+                target,
+                tls,
+                method,
+                path,
+                host,
+                ..
+            } => Target::Http {
+                target: *target,
+                tls: *tls,
+                method,
+                path,
+                host: host.as_deref(),
+            },
+            CheckKind::Dns {
+                target,
+                query_name,
+                query_type,
+                ..
+            } => Target::Dns {
+                target: *target,
+                query_name,
+                query_type: *query_type,
+            },
+            CheckKind::Exec { program, args, env } => Target::Exec { program, args, env },
+        }
+    }
+}

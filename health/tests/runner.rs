@@ -93,13 +93,38 @@ async fn update_keeps_unchanged_checks_and_drop_stops_probing() {
         "an unchanged check keeps its state"
     );
 
+    // New settings on the same target: state and history stay, and the
+    // check goes on (on the new settings).
     let mut slower = spec(srv.addr);
     slower.interval = Duration::from_millis(80);
-    hc.update(vec![(key("a"), slower)]);
+    slower.rise = 3;
+    slower.fall = 1;
+    hc.update(vec![(key("a"), slower.clone())]);
+    let s = hc.snapshot()[0].1.clone();
+    assert_eq!(s.state, State::Up, "new settings keep the state");
+    assert!(s.passes >= 2 && s.since.is_some(), "and the history: {s:?}");
+    let ran = tokio::time::timeout(Duration::from_secs(2), async {
+        while hc.snapshot()[0].1.passes < s.passes + 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    assert!(ran.await.is_ok(), "the check stopped after the reload");
+    // fall 1 is in force: one failure takes it down.
+    srv.set(Mode::Status500);
+    assert_eq!(flip(&mut rx).await.state, State::Down);
+    srv.set(Mode::Ok);
+    assert_eq!(flip(&mut rx).await.state, State::Up);
+
+    // A new target is a new check: pending until it decides.
+    let mut moved = slower;
+    if let CheckKind::Http { path, .. } = &mut moved.kind {
+        *path = "/other".into();
+    }
+    hc.update(vec![(key("a"), moved)]);
     assert_eq!(
         hc.snapshot()[0].1.state,
         State::Unknown,
-        "a changed check starts over"
+        "a changed target starts pending"
     );
 
     drop(hc);

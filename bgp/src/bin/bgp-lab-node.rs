@@ -56,6 +56,8 @@ async fn main() {
         mode: BirdMode::Managed {
             bird_binary: "/usr/sbin/bird".into(),
             state_dir: args[0].clone().into(),
+            keeper: edged_bgp::KeeperCommand::from_build_dir(),
+            handover_grace: std::time::Duration::from_secs(5),
         },
     };
     let mut sp = Speaker::start(spec).await.unwrap_or_else(|e| {

@@ -40,6 +40,8 @@ pub fn node_spec(lab: &Lab, i: u32, vips: &[(&str, &str)], v6: bool) -> edged_bg
         mode: BirdMode::Managed {
             bird_binary: "/usr/sbin/bird".into(),
             state_dir: lab.subdir(&format!("node{i}")),
+            keeper: edged_bgp::KeeperCommand::from_build_dir(),
+            handover_grace: std::time::Duration::from_secs(5),
         },
     }
 }

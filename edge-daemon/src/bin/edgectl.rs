@@ -39,7 +39,18 @@ async fn run(cli: &Cli) -> Result<String, ClientError> {
         Command::Undrain { vip } => ("POST", format!("/v1/vips/{vip}/undrain")),
         Command::Maintenance { state: OnOff::On } => ("POST", "/v1/maintenance/on".into()),
         Command::Maintenance { state: OnOff::Off } => ("POST", "/v1/maintenance/off".into()),
-        Command::Reload => ("POST", "/v1/reload".into()),
+        Command::Reload { dry_run: false } => ("POST", "/v1/reload".into()),
+        Command::Reload { dry_run: true } => ("POST", "/v1/reload?dry_run=true".into()),
+        Command::Stop { restart, fast } => {
+            let mode = if *restart {
+                "restart"
+            } else if *fast {
+                "fast"
+            } else {
+                "graceful"
+            };
+            ("POST", format!("/v1/stop?mode={mode}"))
+        }
         Command::Weight { proxy, weight } if weight == "reset" => {
             ("POST", format!("/v1/proxies/{proxy}/weight-reset"))
         }
@@ -53,6 +64,9 @@ async fn run(cli: &Cli) -> Result<String, ClientError> {
         },
     };
     let value = client::call(&cli.socket, method, &path).await?;
+    if let Command::Stop { .. } = cli.command {
+        wait_gone(&cli.socket).await?;
+    }
     if cli.output == Output::Json {
         return Ok(format!(
             "{}\n",
@@ -67,6 +81,9 @@ async fn run(cli: &Cli) -> Result<String, ClientError> {
             render::proxies(&serde_json::from_value::<Vec<ProxyInfo>>(value).map_err(bad)?)
         }
         Command::Peers => render::peers(&serde_json::from_value(value).map_err(bad)?),
+        Command::Reload { dry_run: true } => {
+            render::diff(&serde_json::from_value(value).map_err(bad)?)?
+        }
         _ => format!(
             "{}\n",
             serde_json::from_value::<Done>(value).map_err(bad)?.message
@@ -74,8 +91,63 @@ async fn run(cli: &Cli) -> Result<String, ClientError> {
     })
 }
 
+/// After a stop: waits until edged has let go of its control socket
+/// (it removes it as it exits); a drain takes up to node.stop_timeout.
+async fn wait_gone(socket: &std::path::Path) -> Result<(), ClientError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(900);
+    while tokio::net::UnixStream::connect(socket).await.is_ok() || socket.exists() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ClientError::Protocol(
+                "edged did not exit within 15 minutes".into(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 mod render {
     use super::*;
+
+    /// `3m12s ago` for a unix time; `in the future` if the clock went back.
+    pub fn ago(unix: u64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match now.checked_sub(unix) {
+            Some(s) => format!("{} ago", span(s)),
+            None => "in the future (clock changed?)".into(),
+        }
+    }
+
+    /// `2d3h`, `3m12s`, `45s`.
+    pub fn span(s: u64) -> String {
+        let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+        if d > 0 {
+            format!("{d}d{h}h")
+        } else if h > 0 {
+            format!("{h}h{m}m")
+        } else if m > 0 {
+            format!("{m}m{sec}s")
+        } else {
+            format!("{sec}s")
+        }
+    }
+
+    /// `edgectl reload --dry-run`: the changes, or why the file is refused
+    /// (an error: the exit status says so too).
+    pub fn diff(d: &ConfigDiff) -> Result<String, ClientError> {
+        if !d.valid {
+            return Err(ClientError::Daemon {
+                status: 422,
+                message: format!(
+                    "the config would be refused, running config kept:\n{}",
+                    d.error.clone().unwrap_or_default()
+                ),
+            });
+        }
+        Ok(d.changes.iter().map(|c| format!("{c}\n")).collect())
+    }
 
     /// Left-aligned columns separated by two spaces.
     fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
@@ -105,14 +177,21 @@ mod render {
 
     pub fn status(s: &Status) -> String {
         let mut out = format!(
-            "edged {} (pid {}), up {}s, config {} (generation {})\n",
-            s.version, s.pid, s.uptime_secs, s.config_path, s.config_generation
+            "edged {} (pid {}), up {}, config {} (generation {})\n",
+            s.version,
+            s.pid,
+            span(s.uptime_secs),
+            s.config_path,
+            s.config_generation
         );
-        out += &format!("VIPs: {} announced of {}\n", s.vips_announced, s.vips_total);
+        out += &format!(
+            "VIPs: {} announced of {} (exported on established sessions)\n",
+            s.vips_announced, s.vips_total
+        );
         out += &format!(
             "maintenance: {}\n",
             s.maintenance_since
-                .map_or("off".to_string(), |t| format!("on since unix {t}"))
+                .map_or("off".to_string(), |t| format!("on since {}", ago(t)))
         );
         if let Some(r) = &s.last_reload {
             let what = if r.ok {
@@ -120,7 +199,13 @@ mod render {
             } else {
                 format!("rejected: {}", r.error.clone().unwrap_or_default())
             };
-            out += &format!("last reload: {what}\n");
+            out += &format!("last reload: {}, {what}\n", ago(r.at));
+        }
+        if s.drift_repaired > 0 {
+            out += &format!("drift repaired since start: {}\n", s.drift_repaired);
+        }
+        if let Some(st) = &s.stopping {
+            out += &format!("stopping: {st}\n");
         }
         out += "\n";
         out += &table(
@@ -149,7 +234,13 @@ mod render {
                         v.address.clone(),
                         v.ports.join(","),
                         route(v.route),
-                        v.applied.map_or("n/a".into(), route),
+                        match (v.applied, v.exported, v.sessions_up) {
+                            (None, ..) => "n/a".into(),
+                            (Some(a), Some(e), Some(up)) => {
+                                format!("{} ({e}/{up} sessions)", route(a))
+                            }
+                            (Some(a), ..) => route(a),
+                        },
                         format!(
                             "{}/{} (min {})",
                             v.serving.len(),
@@ -237,7 +328,7 @@ mod render {
                             x.address.clone(),
                             x.asn.to_string(),
                             x.state.clone(),
-                            x.uptime_secs.map_or("-".into(), |s| format!("{s}s")),
+                            x.uptime_secs.map_or("-".into(), span),
                             x.exported.map_or("-".into(), |n| n.to_string()),
                             x.last_error.clone().unwrap_or_default(),
                         ]

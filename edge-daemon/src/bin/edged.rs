@@ -1,24 +1,38 @@
 //! `edged`: parses arguments, loads and validates the config (exit 64 with the
 //! bad field on error, before binding anything), then runs the daemon.
+//! `edged bird-keeper ...` is the keeper of edged's BIRD (see
+//! `edged_bgp::keeper`), started by edged itself.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use edge_daemon::cli::{Edged as Cli, EdgedCommand as Command};
+use edge_daemon::specs::{self, HostChecks};
 
 /// Exit status for a bad config (EX_USAGE in sysexits.h).
 const EXIT_BAD_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("bird-keeper") {
+        return ExitCode::from(edged_bgp::keeper::main(&args[2..]) as u8);
+    }
     let cli = Cli::parse();
-    let config = match edged_config::load(&cli.config) {
+    let host = match cli.command {
+        Some(Command::Check {
+            no_host_checks: true,
+            ..
+        }) => HostChecks::No,
+        _ => HostChecks::Yes,
+    };
+    let (config, specs) = match specs::load(&cli.config, host) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{}: invalid config:\n{e}", cli.config.display());
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    if matches!(cli.command, Some(Command::Check)) {
+    if let Some(Command::Check { diff, .. }) = cli.command {
         println!(
             "{}: ok ({} VIPs, {} proxies, {} peers)",
             cli.config.display(),
@@ -26,6 +40,9 @@ fn main() -> ExitCode {
             config.proxies.len(),
             config.bgp.peers.len()
         );
+        if diff {
+            return print_diff(&cli.config, &config.node.control_socket);
+        }
         return ExitCode::SUCCESS;
     }
     init_logging();
@@ -39,11 +56,60 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(edge_daemon::daemon::run(cli.config, config)) {
+    let opts = edge_daemon::daemon::Options {
+        fast_stop: cli.fast_stop,
+    };
+    match runtime.block_on(edge_daemon::daemon::run(cli.config, config, specs, opts)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("edged failed: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `edged check --diff`: asks the running edged what this file would change.
+fn print_diff(path: &std::path::Path, socket: &std::path::Path) -> ExitCode {
+    use edge_daemon::control::{client, proto::ConfigDiff};
+    let text = match edged_config::read_bounded(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let r = rt.block_on(client::call_with_body(
+        socket,
+        "POST",
+        "/v1/diff",
+        text.into_bytes(),
+    ));
+    match r.map(serde_json::from_value::<ConfigDiff>) {
+        Ok(Ok(d)) if d.valid => {
+            println!("against the running edged ({}):", socket.display());
+            for c in &d.changes {
+                println!("  {c}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(d)) => {
+            eprintln!(
+                "the running edged would refuse it:\n{}",
+                d.error.unwrap_or_default()
+            );
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+        Ok(Err(e)) => {
+            eprintln!("edged answered something else: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("cannot ask the running edged: {e}");
+            ExitCode::from(69)
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
@@ -31,11 +31,38 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// How long a call may take (a reload waits for BIRD's check, bounded).
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Sends one request and returns the JSON body of a 2xx answer.
 pub async fn call(
     socket: &Path,
     method: &str,
     path: &str,
+) -> Result<serde_json::Value, ClientError> {
+    call_with_body(socket, method, path, Vec::new()).await
+}
+
+/// As [`call`], with a request body.
+pub async fn call_with_body(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<serde_json::Value, ClientError> {
+    match tokio::time::timeout(CALL_TIMEOUT, exchange(socket, method, path, body)).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Protocol(format!(
+            "edged did not answer within {CALL_TIMEOUT:?}"
+        ))),
+    }
+}
+
+async fn exchange(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
 ) -> Result<serde_json::Value, ClientError> {
     let shown = socket.display().to_string();
     let stream = UnixStream::connect(socket)
@@ -58,7 +85,7 @@ pub async fn call(
         .method(method)
         .uri(path)
         .header("host", "edged")
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(Bytes::from(body)))
         .map_err(|e| proto(&e))?;
     let resp = sender.send_request(req).await.map_err(|e| proto(&e))?;
     let status = resp.status().as_u16();

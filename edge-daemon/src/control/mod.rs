@@ -2,6 +2,7 @@
 //! group, mode 0660). The server turns each request into a [`Query`] for the
 //! daemon loop and waits for its answer.
 
+pub mod bounded;
 pub mod client;
 pub mod proto;
 mod server;

@@ -9,7 +9,9 @@
 //! | POST   | /v1/vips/{vip}/drain      | [`Done`]       |
 //! | POST   | /v1/vips/{vip}/undrain    | [`Done`]       |
 //! | POST   | /v1/maintenance/{on,off}  | [`Done`]       |
-//! | POST   | /v1/reload                | [`Done`]       |
+//! | POST   | /v1/reload[?dry_run=true] | [`Done`] / [`ConfigDiff`] |
+//! | POST   | /v1/diff (body: config)   | [`ConfigDiff`] |
+//! | POST   | /v1/stop?mode=graceful\|restart\|fast | [`Done`] |
 //! | POST   | /v1/proxies/{p}/weight/{n}| [`Done`]       |
 //! | POST   | /v1/proxies/{p}/weight-reset | [`Done`]    |
 //!
@@ -18,6 +20,32 @@
 use serde::{Deserialize, Serialize};
 
 use crate::reconcile::RouteState;
+
+/// How edged stops.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StopMode {
+    /// Drain every VIP first (handoff, GRACEFUL_SHUTDOWN), bounded by
+    /// `node.stop_timeout`; then withdraw and exit.
+    #[default]
+    Graceful,
+    /// A planned restart: keep the routes, the VIP addresses and the data
+    /// plane (with every flow) for the next edged; exit.
+    Restart,
+    /// Withdraw everything at once and exit.
+    Fast,
+}
+
+/// What a config would change on the running node.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConfigDiff {
+    /// One line per change, for people.
+    pub changes: Vec<String>,
+    /// Whether the config would be accepted.
+    pub valid: bool,
+    /// Why not, when it would be refused.
+    pub error: Option<String>,
+}
 
 /// `edgectl status`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -44,6 +72,15 @@ pub struct Status {
     pub vips_announced: usize,
     /// Errors of the last reconcile pass (retried).
     pub last_errors: Vec<String>,
+    /// Unix time edged started.
+    #[serde(default)]
+    pub started_unix: u64,
+    /// Drift found and repaired since start (addresses, XDP, BIRD, sysctl).
+    #[serde(default)]
+    pub drift_repaired: u64,
+    /// A stop in progress, in words.
+    #[serde(default)]
+    pub stopping: Option<String>,
 }
 
 /// One reload attempt.
@@ -79,8 +116,15 @@ pub struct VipInfo {
     pub ports: Vec<String>,
     /// What the node decided.
     pub route: RouteState,
-    /// What the announcer holds (`None`: no announcer).
+    /// What the announcer applied in BIRD (`None`: no announcer).
     pub applied: Option<RouteState>,
+    /// Established sessions of the VIP's family that export it, as last
+    /// read from BIRD (`None`: not read yet): what the fabric really has.
+    #[serde(default)]
+    pub exported: Option<usize>,
+    /// Established sessions of the VIP's family.
+    #[serde(default)]
+    pub sessions_up: Option<usize>,
     /// Why.
     pub reason: String,
     /// Drained by an operator (or maintenance).

@@ -1,17 +1,21 @@
-//! Control socket server (axum over a Unix listener).
+//! Control socket server: axum routes on the [bounded](super::bounded)
+//! server over a Unix listener.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Query as UrlQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::proto::ErrorReply;
+use super::bounded::{self, Limits};
+use super::proto::{ErrorReply, StopMode};
 
 /// What the daemon loop is asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +27,16 @@ pub enum Query {
     Drain(String),
     Undrain(String),
     Maintenance(bool),
-    Reload,
+    /// Re-read the config file; with `dry_run`, only say what would change.
+    Reload {
+        dry_run: bool,
+    },
+    /// What this config text would change on the running node.
+    Diff(String),
     /// A runtime weight for a proxy (`None`: back to the config's).
     Weight(String, Option<u32>),
+    /// Stop edged.
+    Stop(StopMode),
 }
 
 /// An error for the client, with its HTTP status.
@@ -37,6 +48,9 @@ pub struct ApiError {
 
 /// A query and where to send the answer.
 pub type Request = (Query, oneshot::Sender<Result<serde_json::Value, ApiError>>);
+
+/// Largest config text `POST /v1/diff` takes (the config file's bound).
+const MAX_DIFF_BODY: usize = edged_config::MAX_CONFIG_BYTES as usize;
 
 /// Binds the control socket: removes a stale socket file (refusing if a
 /// live daemon answers on it), then sets mode 0660 and the group.
@@ -62,8 +76,31 @@ pub async fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListen
     Ok(listener)
 }
 
+#[derive(Clone)]
+struct Ctx {
+    tx: mpsc::Sender<Request>,
+    /// One config text at a time is diffed (each may be 16 MiB).
+    diffs: Arc<Semaphore>,
+}
+
+#[derive(Deserialize)]
+struct ReloadParams {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+struct StopParams {
+    #[serde(default)]
+    mode: StopMode,
+}
+
 /// Serves the API until the daemon loop goes away.
 pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Request>) -> std::io::Result<()> {
+    let ctx = Ctx {
+        tx,
+        diffs: Arc::new(Semaphore::new(1)),
+    };
     let app = Router::new()
         .route("/v1/status", get(|s| ask(s, Query::Status)))
         .route("/v1/vips", get(|s| ask(s, Query::Vips)))
@@ -85,7 +122,17 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Request>) -> std::io
             "/v1/maintenance/off",
             post(|s| ask(s, Query::Maintenance(false))),
         )
-        .route("/v1/reload", post(|s| ask(s, Query::Reload)))
+        .route(
+            "/v1/reload",
+            post(|s, UrlQuery(p): UrlQuery<ReloadParams>| {
+                ask(s, Query::Reload { dry_run: p.dry_run })
+            }),
+        )
+        .route("/v1/diff", post(diff))
+        .route(
+            "/v1/stop",
+            post(|s, UrlQuery(p): UrlQuery<StopParams>| ask(s, Query::Stop(p.mode))),
+        )
         .route(
             "/v1/proxies/{proxy}/weight/{weight}",
             post(|s, UrlPath((p, w)): UrlPath<(String, u32)>| ask(s, Query::Weight(p, Some(w)))),
@@ -94,14 +141,37 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Request>) -> std::io
             "/v1/proxies/{proxy}/weight-reset",
             post(|s, UrlPath(p): UrlPath<String>| ask(s, Query::Weight(p, None))),
         )
-        .with_state(tx);
-    axum::serve(listener, app).await
+        .with_state(ctx);
+    let limits = Limits {
+        body: MAX_DIFF_BODY as u64,
+        ..Limits::CONTROL
+    };
+    bounded::serve(listener, app, limits).await
 }
 
-async fn ask(State(tx): State<mpsc::Sender<Request>>, q: Query) -> Response {
+async fn diff(State(ctx): State<Ctx>, body: axum::body::Body) -> Response {
+    let Ok(_one) = ctx.diffs.clone().try_acquire_owned() else {
+        return error(429, "another diff is running; try again".into());
+    };
+    let bytes = match axum::body::to_bytes(body, MAX_DIFF_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                413,
+                format!("config text larger than {MAX_DIFF_BODY} bytes"),
+            );
+        }
+    };
+    match String::from_utf8(bytes.to_vec()) {
+        Ok(text) => ask(State(ctx), Query::Diff(text)).await,
+        Err(_) => error(400, "the config text is not UTF-8".into()),
+    }
+}
+
+async fn ask(State(ctx): State<Ctx>, q: Query) -> Response {
     let (reply_tx, reply_rx) = oneshot::channel();
     let unavailable = || error(503, "edged is shutting down".into());
-    if tx.send((q, reply_tx)).await.is_err() {
+    if ctx.tx.send((q, reply_tx)).await.is_err() {
         return unavailable();
     }
     match reply_rx.await {

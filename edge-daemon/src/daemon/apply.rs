@@ -1,59 +1,67 @@
-//! Carries out a plan's actions through the effect drivers and records what
+//! Carries out a plan's actions through the drivers and records what
 //! succeeded in `applied`. A failed action stays unapplied; the next pass
-//! computes it again.
+//! computes it again. Route changes go to the announcer's task and are
+//! recorded when it confirms them ([`State::on_bgp`]); one already on its
+//! way is not sent twice. An action about a VIP a driver no longer knows
+//! (removed by a reload) is dropped, never retried.
 
 use super::State;
-use crate::effects::{Announcer, Forwarder};
-use crate::metrics::ComponentLabels;
+use crate::effects::{EffectError, ErrorKind};
 use crate::reconcile::Action;
 
 impl State {
-    pub(super) async fn apply(&mut self, actions: &[Action]) -> Vec<String> {
+    pub(super) async fn apply(&mut self, actions: &[Action]) -> Vec<EffectError> {
         let mut errors = Vec::new();
+        let d = &mut self.drivers;
         for action in actions {
-            let (component, result) = match action {
-                Action::AddAddress(ip) => match self.addresses.as_mut() {
-                    Some(a) => ("addresses", a.add(*ip).await.map(|_| true)),
-                    None => ("addresses", Ok(false)),
+            let result = match action {
+                Action::AddAddress(ip) => match d.addresses.as_mut() {
+                    Some(a) => Some(a.add(*ip).await),
+                    None => None,
                 },
-                Action::RemoveAddress(ip) => match self.addresses.as_mut() {
-                    Some(a) => ("addresses", a.remove(*ip).await.map(|_| true)),
-                    None => ("addresses", Ok(false)),
+                Action::RemoveAddress(ip) => match d.addresses.as_mut() {
+                    Some(a) => Some(a.remove(*ip).await),
+                    None => None,
                 },
-                Action::SetTable { vip, proxies } => match self.forwarder.as_mut() {
-                    Some(f) => ("forwarder", f.set_table(vip, proxies).await.map(|_| true)),
-                    None => ("forwarder", Ok(false)),
+                Action::SetTable { vip, proxies } => match d.forwarder.as_mut() {
+                    Some(f) => Some(f.set_table(vip, proxies).await),
+                    None => None,
                 },
-                Action::RemoveTable { vip } => match self.forwarder.as_mut() {
-                    Some(f) => ("forwarder", f.remove_table(vip).await.map(|_| true)),
-                    None => ("forwarder", Ok(false)),
+                Action::RemoveTable { vip } => match d.forwarder.as_mut() {
+                    Some(f) => Some(f.remove_table(vip).await),
+                    None => None,
                 },
-                Action::Handoff { vip, on } => match self.forwarder.as_mut() {
-                    Some(f) => ("forwarder", f.set_handoff(vip, *on).await.map(|_| true)),
-                    None => ("forwarder", Ok(false)),
+                Action::Handoff { vip, on } => match d.forwarder.as_mut() {
+                    Some(f) => Some(f.set_handoff(vip, *on).await),
+                    None => None,
                 },
-                Action::Route { vip, state } => match self.announcer.as_mut() {
-                    Some(a) => ("announcer", a.set_route(vip, *state).await.map(|_| true)),
-                    None => ("announcer", Ok(false)),
-                },
+                Action::Route { vip, state } => {
+                    if let Some(a) = d.announcer.as_mut()
+                        && self.inflight.get(vip) != Some(state)
+                    {
+                        a.set_route(vip, *state);
+                        self.inflight.insert(vip.clone(), *state);
+                    }
+                    None
+                }
             };
             match result {
-                Ok(true) => {
+                None => {} // queued, or no driver for it: nothing is applied yet
+                Some(Ok(())) => {
                     tracing::info!(?action, "applied");
                     self.applied.record(action);
                 }
-                Ok(false) => {} // no driver for it yet: nothing is applied
-                Err(e) => {
-                    self.metrics
-                        .effect_errors
-                        .get_or_create(&ComponentLabels {
-                            component: component.into(),
-                        })
-                        .inc();
-                    errors.push(e.to_string());
+                Some(Err(e)) if e.kind == ErrorKind::UnknownVip => {
+                    tracing::debug!(?action, "dropped: the driver no longer knows the VIP");
+                    self.applied.record(action);
+                }
+                Some(Err(e)) => {
+                    self.metrics.effect_error(e.component);
+                    errors.push(e);
                 }
             }
         }
+        errors.extend(self.route_errors.values().cloned());
         errors
     }
 }

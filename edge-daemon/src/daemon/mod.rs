@@ -1,19 +1,32 @@
 //! The daemon: tasks, channels and the reconcile loop.
 //!
 //! ```text
-//!  control socket (axum) ──Request──┐
-//!  signals (HUP/TERM/INT) ──Signal──┤
-//!                                   ▼
+//!  control socket (bounded) ──Request──┐
+//!  signals (HUP/TERM/INT) ─────────────┤
+//!  health flips ───────────────────────┤
+//!  announcer task (routes, BIRD) ──────┤         ┌──► addresses (netlink)
+//!  ticks (observe 1 s, counters 5 s) ──┤         ├──► forwarder (XDP maps)
+//!                                      ▼         ├──► announcer task (BIRD)
 //!                        ┌─────── loop (owns State) ───────┐
-//!                        │ event → reconcile::step → apply │──► addresses (netlink)
-//!                        └─────────────────────────────────┘──► forwarder, announcer (when built)
-//!                                   │
-//!  metrics endpoint (axum) ◄── Arc<Metrics> ── updated after each pass
+//!                        │ event → reconcile::step → apply │
+//!                        └─────────────────────────────────┘
+//!  metrics endpoint (bounded) ◄── Arc<Metrics> ── updated after each pass
 //! ```
-//! The loop is the only place that changes desired or applied state.
+//! The loop is the only place that changes desired or applied state, and
+//! nothing it waits on is slow: BIRD is behind its own task, every driver
+//! call is short or bounded.
+//!
+//! Stops: SIGTERM, SIGINT or `edgectl stop` drain every VIP first (as
+//! maintenance does), bounded by `node.stop_timeout`, then withdraw;
+//! `edged --fast-stop`, a second signal or `edgectl stop --fast` withdraw
+//! at once; `edgectl stop --restart` keeps routes, addresses and the data
+//! plane for the next edged (BIRD stays with its keeper). A crash fails
+//! closed: the keeper ends BIRD the moment edged is gone.
 
 mod apply;
+mod observe;
 mod queries;
+mod reload;
 mod state;
 
 use std::path::PathBuf;
@@ -21,36 +34,62 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use edged_files::PrivateDir;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub use state::State;
+pub use state::{Drivers, State, Stopping};
 
 use edged_health::HealthChecker;
 
-use crate::control;
-use crate::effects::{Addresses, BirdAnnouncer, NetlinkAddresses, XdpForwarder};
+use crate::control::{self, proto::StopMode};
+use crate::effects::{
+    Addresses, BirdAnnouncer, Forwarder, NetlinkAddresses, XdpForwarder, bpffs_is_private,
+    raise_fd_limit,
+};
 use crate::health;
 use crate::intents::Intents;
 use crate::metrics::Metrics;
+use crate::specs::Specs;
 
 /// How often the data plane's counters are read for the metrics.
 const COUNTERS_EVERY: Duration = Duration::from_secs(5);
 
-/// How often BIRD is supervised, sessions read and exports verified.
-const BGP_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often addresses, the XDP attachment and sysctls are read back.
+const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 
 /// How soon a pass with failed effects is retried.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Runs edged until SIGTERM/SIGINT. `config` has been loaded and validated
-/// from `config_path` before anything was bound.
-pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::Result<()> {
+/// How `run` was asked to behave.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// SIGTERM withdraws at once instead of draining first.
+    pub fast_stop: bool,
+}
+
+/// Runs edged until it is stopped. `config` and `specs` went through the
+/// one validation ([`crate::specs::load`]) before anything was bound.
+pub async fn run(
+    config_path: PathBuf,
+    config: edged_config::Config,
+    specs: Specs,
+    opts: Options,
+) -> anyhow::Result<()> {
     let node = &config.node;
-    std::fs::create_dir_all(&node.state_dir)
-        .with_context(|| format!("create node.state_dir {}", node.state_dir.display()))?;
-    let intents = Intents::load(&node.state_dir)?;
+    let fds = raise_fd_limit();
+    tracing::info!(fds, "descriptor limit");
+    if config.forwarder.is_some() && bpffs_is_private() {
+        tracing::warn!(
+            "edged runs in a mount namespace of its own (as under `ip netns exec`): its bpffs \
+             pins are invisible to the host and gone when it exits, so a restart cannot keep \
+             the data plane; enter only the network namespace (nsenter --net=, or systemd's \
+             NetworkNamespacePath=)"
+        );
+    }
+    let state_dir = PrivateDir::open(&node.state_dir).context("node.state_dir")?;
+    let intents = Intents::load(&state_dir)?;
     let (addresses, adopted): (Option<Box<dyn Addresses>>, _) = match &node.vip_interface {
         Some(ifname) => {
             let a = NetlinkAddresses::open(ifname)
@@ -62,7 +101,8 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
         None => (None, Default::default()),
     };
     // Load or re-adopt the XDP data plane (pinned: flows survive a restart).
-    let forwarder = XdpForwarder::open(&config).context("forwarder")?;
+    let forwarder = XdpForwarder::open(&config, specs.forwarder.as_ref()).context("forwarder")?;
+    let tables = forwarder.as_ref().map(|f| f.tables()).unwrap_or_default();
     let metrics = Arc::new(Metrics::new());
     metrics.reload(true, unix_now());
 
@@ -76,19 +116,49 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
         None => None,
     };
     let socket_path = node.control_socket.clone();
-    let mut st = State::new(config_path, config, intents, addresses, metrics.clone());
-    st.applied.addresses = adopted;
-    st.forwarder = forwarder;
-    // BIRD (managed: our child, dies with us) with every VIP withdrawn; the
-    // first pass announces what is healthy and not drained.
-    st.announcer = Some(BirdAnnouncer::start(&st.config).await.context("bgp")?);
-    st.refresh_counters();
-
+    // BIRD: a new one with every VIP withdrawn, or the one a planned
+    // restart left with its keeper, routes and all.
+    let (announcer, mut bgp_rx) = BirdAnnouncer::start(&config, specs.bgp.clone())
+        .await
+        .context("bgp")?;
+    let adopted_routes = crate::effects::Announcer::adopted(&announcer);
     let (checker, mut health_rx) = HealthChecker::spawn(
-        health::checks(&st.config),
-        Some(health::observer(st.metrics.clone())),
+        specs.checks.clone(),
+        Some(health::observer(metrics.clone())),
     );
-    st.set_checks(checker.snapshot());
+    let drivers = Drivers {
+        addresses,
+        forwarder: forwarder.map(|f| Box::new(f) as Box<dyn Forwarder>),
+        announcer: Some(Box::new(announcer)),
+        checker: Box::new(checker),
+    };
+    let mut st = State::new(
+        config_path,
+        config,
+        specs,
+        intents,
+        state_dir,
+        drivers,
+        metrics.clone(),
+    );
+    st.applied.addresses = adopted;
+    let configured: std::collections::BTreeSet<String> =
+        st.config.vips.iter().map(|v| v.name.clone()).collect();
+    st.applied.tables = tables
+        .into_iter()
+        .filter(|(v, t)| configured.contains(v) && !t.is_empty())
+        .collect();
+    st.applied.routes = adopted_routes.into_iter().collect();
+    if !st.applied.routes.is_empty() {
+        tracing::info!(
+            routes = st.applied.routes.len(),
+            tables = st.applied.tables.len(),
+            "took over a running node: routes and tables stay until the checks decide"
+        );
+    }
+    st.reply_path();
+    st.refresh_counters();
+    st.refresh_health();
 
     let (tx, mut rx) = mpsc::channel(64);
     let control_task = tokio::spawn(control::serve(listener, tx));
@@ -98,79 +168,165 @@ pub async fn run(config_path: PathBuf, config: edged_config::Config) -> anyhow::
     let mut int = signal(SignalKind::interrupt())?;
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
     let mut counters_tick = tokio::time::interval(COUNTERS_EVERY);
-    let mut bgp_tick = tokio::time::interval(BGP_CHECK_EVERY);
-    bgp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut observe_tick = tokio::time::interval(OBSERVE_EVERY);
+    observe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     counters_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watchdog_at = Instant::now();
 
     tracing::info!(vips = st.config.vips.len(), "edged started");
-    loop {
+    let mode = loop {
         let wake = st.pass().await;
-        if !st.last_errors.is_empty() || wake.is_some() {
-            tracing::debug!(?wake, errors = st.last_errors.len(), "next pass scheduled");
+        if st.drained() {
+            tracing::info!("every VIP drained; stopping");
+            break StopMode::Fast;
         }
         let deadline = next_deadline(
             wake,
             !st.last_errors.is_empty(),
             watchdog.map(|w| watchdog_at + w),
         );
-        tokio::select! {
-            Some((q, reply)) = rx.recv() => {
-                let generation = st.generation;
-                let _ = reply.send(st.handle(q).await);
-                if st.generation != generation {
-                    checker.update(health::checks(&st.config));
-                    st.set_checks(checker.snapshot());
+        let stop = tokio::select! {
+            Some((q, reply)) = rx.recv() => match q {
+                control::Query::Stop(mode) => {
+                    let _ = reply.send(Ok(serde_json::json!({ "message": stop_message(mode) })));
+                    Some(mode)
                 }
-            }
+                q => {
+                    let _ = reply.send(st.handle(q).await);
+                    None
+                }
+            },
             _ = hup.recv() => {
-                if st.reload().await.is_ok() {
-                    checker.update(health::checks(&st.config));
-                    st.set_checks(checker.snapshot());
-                }
+                let _ = st.reload().await;
+                None
             }
             Some(_flip) = health_rx.recv() => {
                 // Take every flip that is already queued, then one snapshot.
                 while health_rx.try_recv().is_ok() {}
-                st.set_checks(checker.snapshot());
+                st.refresh_health();
+                None
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = counters_tick.tick() => st.refresh_counters(),
-            _ = bgp_tick.tick() => st.check_bgp().await,
-            _ = sleep_until(deadline) => {}
-        }
+            Some(ev) = bgp_rx.recv() => {
+                st.on_bgp(ev);
+                while let Ok(ev) = bgp_rx.try_recv() {
+                    st.on_bgp(ev);
+                }
+                None
+            }
+            _ = term.recv() => Some(signal_stop(&st, opts)),
+            _ = int.recv() => Some(signal_stop(&st, opts)),
+            _ = counters_tick.tick() => {
+                st.refresh_counters();
+                None
+            }
+            _ = observe_tick.tick() => {
+                st.observe_host().await;
+                None
+            }
+            _ = sleep_until(deadline) => None,
+        };
         if let Some(w) = watchdog
             && Instant::now() >= watchdog_at + w
         {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             watchdog_at = Instant::now();
         }
-    }
+        match stop {
+            None => {}
+            Some(StopMode::Graceful) if !st.config.node.stop_timeout.is_zero() => {
+                let now = SystemTime::now();
+                tracing::info!(bound = ?st.config.node.stop_timeout, "stopping: draining every VIP first");
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+                st.stopping = Some(Stopping {
+                    since: now,
+                    until: now + st.config.node.stop_timeout,
+                });
+            }
+            Some(StopMode::Graceful) => break StopMode::Fast,
+            Some(mode) => break mode,
+        }
+    };
 
-    tracing::info!("shutting down: withdrawing, then removing VIP addresses");
-    drop(checker);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    let bound = st.config.node.shutdown_timeout;
-    st.shutting_down = true;
-    if tokio::time::timeout(bound, st.pass()).await.is_err() {
-        tracing::error!(
-            ?bound,
-            "shutdown did not finish within node.shutdown_timeout"
-        );
-    }
-    if let Some(a) = st.announcer.take() {
-        a.shutdown().await;
-    }
+    // No more control requests: clients get "shutting down" at once.
+    drop(rx);
     control_task.abort();
+    let result = match mode {
+        StopMode::Restart => {
+            tracing::info!(
+                grace = ?st.config.node.restart_grace,
+                "planned restart: routes, VIP addresses and the data plane stay for the next edged"
+            );
+            if let Some(a) = st.drivers.announcer.take() {
+                a.handover().await;
+            }
+            Ok(())
+        }
+        StopMode::Graceful | StopMode::Fast => {
+            tracing::info!("shutting down: withdrawing, then removing VIP addresses");
+            withdraw_all(&mut st, &mut bgp_rx).await;
+            if let Some(a) = st.drivers.announcer.take() {
+                a.shutdown().await;
+            }
+            if st.last_errors.is_empty() {
+                Ok(())
+            } else {
+                let errors: Vec<String> = st.last_errors.iter().map(ToString::to_string).collect();
+                Err(anyhow::anyhow!(
+                    "shutdown left errors: {}",
+                    errors.join("; ")
+                ))
+            }
+        }
+    };
     if let Some(t) = metrics_task {
         t.abort();
     }
     let _ = std::fs::remove_file(&socket_path);
-    if st.last_errors.is_empty() {
-        Ok(())
+    result
+}
+
+fn stop_message(mode: StopMode) -> &'static str {
+    match mode {
+        StopMode::Graceful => "stopping: draining every VIP, then withdrawing",
+        StopMode::Restart => "restarting: routes and flows stay for the next edged",
+        StopMode::Fast => "stopping: withdrawing every VIP now",
+    }
+}
+
+/// SIGTERM or SIGINT: a graceful stop, or at once with `--fast-stop` or
+/// when a stop is already draining.
+fn signal_stop(st: &State, opts: Options) -> StopMode {
+    if opts.fast_stop || st.stopping.is_some() {
+        StopMode::Fast
     } else {
-        anyhow::bail!("shutdown left errors: {}", st.last_errors.join("; "))
+        StopMode::Graceful
+    }
+}
+
+/// The last passes: every route withdrawn (confirmed by BIRD), then the
+/// tables and addresses removed; bounded by `node.shutdown_timeout`.
+async fn withdraw_all(
+    st: &mut State,
+    bgp_rx: &mut mpsc::UnboundedReceiver<crate::effects::AnnouncerEvent>,
+) {
+    let bound = st.config.node.shutdown_timeout;
+    let deadline = Instant::now() + bound;
+    st.shutting_down = true;
+    loop {
+        st.pass().await;
+        let settled = st.last_plan.actions.is_empty() && st.inflight.is_empty();
+        if settled && st.last_errors.is_empty() {
+            return;
+        }
+        tokio::select! {
+            Some(ev) = bgp_rx.recv() => st.on_bgp(ev),
+            _ = tokio::time::sleep(RETRY) => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::error!(?bound, "shutdown did not finish within node.shutdown_timeout");
+                return;
+            }
+        }
     }
 }
 

@@ -27,7 +27,8 @@ fn unix(t: SystemTime) -> u64 {
 }
 
 impl State {
-    /// Answers one query; intents and reloads change state here.
+    /// Answers one query; intents and reloads change state here. A stop is
+    /// the loop's to carry out ([`super::run`]).
     pub async fn handle(&mut self, q: Query) -> Answer {
         match q {
             Query::Status => json(self.status()),
@@ -41,13 +42,19 @@ impl State {
             Query::Undrain(v) => self.drain(&v, false),
             Query::Maintenance(on) => self.maintenance(on),
             Query::Weight(proxy, w) => self.weight(&proxy, w),
-            Query::Reload => match self.reload().await {
+            Query::Reload { dry_run: true } => json(self.dry_run()),
+            Query::Reload { dry_run: false } => match self.reload().await {
                 Ok(msg) => done(format!("reloaded: {msg}")),
                 Err(e) => Err(ApiError {
                     status: 422,
                     message: format!("reload rejected, running config kept:\n{e}"),
                 }),
             },
+            Query::Diff(text) => json(self.diff_text(&text)),
+            Query::Stop(_) => Err(ApiError {
+                status: 500,
+                message: "stop is handled by the loop".into(),
+            }),
         }
     }
 
@@ -150,17 +157,18 @@ impl State {
 
     fn status(&self) -> Status {
         let announced = self
-            .last_plan
+            .config
             .vips
             .iter()
-            .filter(|d| d.route != RouteState::Withdrawn)
+            .filter(|v| self.exported(&v.name).is_some_and(|n| n > 0))
             .count();
         let component = |name: &str, state: &str, detail: String| Component {
             name: name.into(),
             state: state.into(),
             detail,
         };
-        let addr_errors = self.last_errors.iter().any(|e| e.starts_with("addresses"));
+        let failing =
+            |c: crate::effects::Component| self.last_errors.iter().any(|e| e.component == c);
         let components = vec![
             match &self.config.node.vip_interface {
                 None => component(
@@ -168,13 +176,27 @@ impl State {
                     "disabled",
                     "node.vip_interface is null: the proxies hold the VIPs".into(),
                 ),
-                Some(ifname) => component(
-                    "addresses",
-                    if addr_errors { "error" } else { "ok" },
-                    format!("{} VIP addresses on {ifname}", self.applied.addresses.len()),
-                ),
+                Some(ifname) => {
+                    let want = if self.shutting_down {
+                        0
+                    } else {
+                        self.config.vips.len()
+                    };
+                    let have = self.applied.addresses.len();
+                    component(
+                        "addresses",
+                        if failing(crate::effects::Component::Addresses) || have != want {
+                            "error"
+                        } else {
+                            "ok"
+                        },
+                        format!(
+                            "{have} of {want} VIP addresses on {ifname} (read back every second)"
+                        ),
+                    )
+                }
             },
-            match (&self.forwarder, &self.config.forwarder) {
+            match (&self.drivers.forwarder, &self.config.forwarder) {
                 (_, None) => component(
                     "forwarder",
                     "disabled",
@@ -183,21 +205,14 @@ impl State {
                 (None, Some(_)) => {
                     component("forwarder", "error", "the data plane did not load".into())
                 }
-                (Some(_), Some(f)) => component(
+                (Some(f), Some(_)) => component(
                     "forwarder",
-                    if self.last_errors.iter().any(|e| e.starts_with("forwarder")) {
+                    if failing(crate::effects::Component::Forwarder) {
                         "error"
                     } else {
                         "ok"
                     },
-                    format!(
-                        "XDP ({:?}) on {}; {} VIP tables",
-                        f.xdp_mode,
-                        f.uplinks.join(","),
-                        self.applied.tables.len()
-                    )
-                    .replace("(Native)", "(native)")
-                    .replace("(Generic)", "(generic)"),
+                    f.describe(),
                 ),
             },
             {
@@ -216,15 +231,20 @@ impl State {
                 );
                 component("health", state, detail)
             },
-            match &self.announcer {
+            match &self.drivers.announcer {
                 None => component("announcer", "error", "BIRD is not running".into()),
                 Some(_) => {
-                    let up = self
-                        .peers
-                        .iter()
-                        .filter(|p| p.bgp_state == "Established")
-                        .count();
-                    let state = if !self.export_mismatches.is_empty() {
+                    let up = self.bgp.peers.iter().filter(|p| p.is_up()).count();
+                    let mismatches = self
+                        .bgp
+                        .exports
+                        .as_ref()
+                        .map(|x| x.mismatches.as_slice())
+                        .unwrap_or(&[]);
+                    let state = if failing(crate::effects::Component::Announcer)
+                        || !mismatches.is_empty()
+                        || self.bgp.error.is_some()
+                    {
                         "error"
                     } else if up < self.config.bgp.peers.len() {
                         "degraded"
@@ -235,8 +255,14 @@ impl State {
                         "BIRD: {up} of {} sessions established",
                         self.config.bgp.peers.len()
                     );
-                    if let Some(m) = self.export_mismatches.first() {
-                        detail += &format!("; export mismatch: {m}");
+                    if let Some(m) = mismatches.first() {
+                        detail += &format!(
+                            "; export mismatch: peer {} {} {:?}",
+                            m.peer, m.prefix, m.kind
+                        );
+                    }
+                    if let Some(e) = &self.bgp.error {
+                        detail += &format!("; {e}");
                     }
                     component("announcer", state, detail)
                 }
@@ -253,8 +279,43 @@ impl State {
             components,
             vips_total: self.config.vips.len(),
             vips_announced: announced,
-            last_errors: self.last_errors.clone(),
+            last_errors: self.last_errors.iter().map(ToString::to_string).collect(),
+            started_unix: unix(self.started_at),
+            drift_repaired: self.drift_repaired,
+            stopping: self.stopping.map(|s| {
+                format!(
+                    "draining every VIP before the stop, at most until unix {}",
+                    unix(s.until)
+                )
+            }),
         }
+    }
+
+    /// Established sessions that export the VIP, as last read (`None`
+    /// before the first read or without an announcer).
+    fn exported(&self, vip: &str) -> Option<usize> {
+        self.drivers.announcer.as_ref()?;
+        let x = self.bgp.exports.as_ref()?;
+        Some(x.exported_to.get(vip).copied().unwrap_or(0))
+    }
+
+    /// Established sessions of the address family of `v`.
+    fn sessions_up(&self, v: &edged_config::Vip) -> Option<usize> {
+        self.drivers.announcer.as_ref()?;
+        self.bgp.at?;
+        let six = v.address.is_ipv6();
+        Some(
+            self.config
+                .bgp
+                .peers
+                .iter()
+                .filter(|p| p.address.is_ipv6() == six)
+                .filter(|p| {
+                    let name = crate::effects::bird_name(&p.name);
+                    self.bgp.peers.iter().any(|s| s.name == name && s.is_up())
+                })
+                .count(),
+        )
     }
 
     fn vips(&self) -> Vec<VipInfo> {
@@ -272,7 +333,9 @@ impl State {
                         .map(|p| format!("{}/{:?}", p.port, p.protocol).to_lowercase())
                         .collect(),
                     route: d.route,
-                    applied: self.announcer.as_ref().map(|_| {
+                    exported: self.exported(&v.name),
+                    sessions_up: self.sessions_up(v),
+                    applied: self.drivers.announcer.as_ref().map(|_| {
                         self.applied
                             .routes
                             .get(&v.name)
@@ -367,11 +430,16 @@ impl State {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let fresh = self
+            .bgp
+            .at
+            .is_some_and(|t| t.elapsed().is_ok_and(|e| e.as_secs() < 5));
         Peers {
-            announcer: if self.announcer.is_some() {
-                "ok".into()
-            } else {
-                "not running".into()
+            announcer: match (&self.drivers.announcer, fresh, &self.bgp.error) {
+                (None, ..) => "not running".into(),
+                (Some(_), false, _) => "no answer from BIRD in the last 5 s".into(),
+                (Some(_), true, Some(e)) => format!("error: {e}"),
+                (Some(_), true, None) => "ok".into(),
             },
             peers: self
                 .config
@@ -380,6 +448,7 @@ impl State {
                 .iter()
                 .map(|p| {
                     let live = self
+                        .bgp
                         .peers
                         .iter()
                         .find(|s| s.name == crate::effects::bird_name(&p.name));

@@ -1,5 +1,5 @@
-//! VIP addresses through rtnetlink. The one module that touches the netlink
-//! crates (their API breaks at most releases).
+//! VIP addresses and links through rtnetlink. The one module that touches
+//! the netlink crates (their API breaks at most releases).
 //!
 //! Addresses edged adds carry the address protocol [`EDGED_ADDR_PROTO`]
 //! (IFA_PROTO), so a restarted edged finds the ones it added before and never
@@ -14,7 +14,7 @@ use netlink_packet_route::address::{
 };
 use rtnetlink::Handle;
 
-use super::{Addresses, EffectError, EffectFuture};
+use super::{Addresses, Component, EffectError, EffectFuture};
 
 /// IFA_PROTO value marking addresses added by edged (0xed).
 pub const EDGED_ADDR_PROTO: u8 = 0xed;
@@ -27,11 +27,7 @@ pub struct NetlinkAddresses {
 }
 
 fn err(op: String, e: impl std::fmt::Display) -> EffectError {
-    EffectError {
-        component: "addresses",
-        op,
-        message: e.to_string(),
-    }
+    EffectError::new(Component::Addresses, op, e)
 }
 
 fn prefix_len(ip: IpAddr) -> u8 {
@@ -138,5 +134,48 @@ impl Addresses for NetlinkAddresses {
     }
     fn remove(&mut self, ip: IpAddr) -> EffectFuture<'_> {
         Box::pin(self.remove_one(ip))
+    }
+    fn list(&mut self) -> EffectFuture<'_, BTreeSet<IpAddr>> {
+        Box::pin(self.adopt())
+    }
+}
+
+// === links ===
+
+/// Reads which XDP program each link runs.
+pub struct Links {
+    handle: Handle,
+}
+
+impl Links {
+    /// Opens a netlink connection in the calling thread's network namespace.
+    pub fn open() -> Result<Links, EffectError> {
+        let (conn, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| EffectError::new(Component::Forwarder, "open netlink socket", e))?;
+        tokio::spawn(conn);
+        Ok(Links { handle })
+    }
+
+    /// The id of the XDP program attached to `ifname` (`None`: none).
+    pub async fn xdp_prog(&self, ifname: &str) -> Result<Option<u32>, EffectError> {
+        use netlink_packet_route::link::{LinkAttribute, LinkXdp};
+        let op = || format!("read the XDP program of {ifname}");
+        let link = self
+            .handle
+            .link()
+            .get()
+            .match_name(ifname.to_string())
+            .execute()
+            .try_next()
+            .await
+            .map_err(|e| EffectError::new(Component::Forwarder, op(), e))?
+            .ok_or_else(|| EffectError::new(Component::Forwarder, op(), "no such interface"))?;
+        Ok(link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Xdp(x) => x.iter().find_map(|x| match x {
+                LinkXdp::ProgId(id) if *id != 0 => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        }))
     }
 }

@@ -1,7 +1,8 @@
 //! The forwarder driver: edged's config and reconcile actions onto the XDP
 //! data plane (`edged-ebpf`). Map writes are synchronous and short (a
 //! Maglev build for 65537 slots is about a millisecond), so they run on the
-//! loop's task.
+//! loop's task. Each observation tick compares what every uplink runs with
+//! edged's program and attaches it again where it was lost.
 
 use std::collections::HashMap;
 
@@ -12,23 +13,23 @@ use edged_ebpf::{
     Delivery, ForwarderSpec, HandoffSpec, NoHealthy, Proto, ProxyTarget, VipService, XdpMode,
 };
 
-use super::{EffectError, EffectFuture, Forwarder};
+use super::{Component, EffectError, EffectFuture, Forwarder, Links};
 
 /// The XDP data plane, configured from edged's config.
 pub struct XdpForwarder {
     inner: edged_ebpf::Forwarder,
     vips: HashMap<String, VipService>,
+    links: Links,
+    uplinks: Vec<String>,
+    mode: &'static str,
 }
 
 fn err(op: impl Into<String>, e: impl std::fmt::Display) -> EffectError {
-    EffectError {
-        component: "forwarder",
-        op: op.into(),
-        message: e.to_string(),
-    }
+    EffectError::new(Component::Forwarder, op, e)
 }
 
-/// The forwarder spec of a config that has a `forwarder:` section.
+/// The forwarder spec of a config that has a `forwarder:` section (what
+/// [`crate::specs`] validates).
 pub fn spec(cfg: &Config) -> Option<ForwarderSpec> {
     let f = cfg.forwarder.as_ref()?;
     Some(ForwarderSpec {
@@ -97,24 +98,32 @@ fn services(cfg: &Config) -> HashMap<String, VipService> {
 impl XdpForwarder {
     /// Loads or re-adopts the data plane and registers the proxies.
     /// `None` when the config has no forwarder section.
-    pub fn open(cfg: &Config) -> Result<Option<Self>, EffectError> {
-        let Some(spec) = spec(cfg) else {
+    pub fn open(cfg: &Config, spec: Option<&ForwarderSpec>) -> Result<Option<Self>, EffectError> {
+        let Some(spec) = spec else {
             return Ok(None);
         };
         let inner =
-            edged_ebpf::Forwarder::open(&spec).map_err(|e| err("open the XDP data plane", e))?;
+            edged_ebpf::Forwarder::open(spec).map_err(|e| err("open the XDP data plane", e))?;
         let mut f = XdpForwarder {
             inner,
             vips: HashMap::new(),
+            links: Links::open()?,
+            uplinks: spec.uplinks.clone(),
+            mode: match spec.mode {
+                XdpMode::Native => "native",
+                XdpMode::Generic => "generic",
+            },
         };
-        f.reconfigure(cfg)?;
+        Forwarder::reconfigure(&mut f, cfg)?;
         Ok(Some(f))
     }
+}
 
+impl Forwarder for XdpForwarder {
     /// After a (re)load: the proxy set, and the VIPs' addresses and ports.
     /// Returns the VIPs whose address or ports changed: their tables were
     /// removed from the data plane and must be written again.
-    pub fn reconfigure(&mut self, cfg: &Config) -> Result<Vec<String>, EffectError> {
+    fn reconfigure(&mut self, cfg: &Config) -> Result<Vec<String>, EffectError> {
         self.inner
             .set_proxies(&targets(cfg))
             .map_err(|e| err("set proxies", e))?;
@@ -146,13 +155,6 @@ impl XdpForwarder {
         Ok(changed)
     }
 
-    /// Counters summed over CPUs.
-    pub fn counters(&self) -> Result<edged_ebpf::Counters, EffectError> {
-        self.inner.counters().map_err(|e| err("read counters", e))
-    }
-}
-
-impl Forwarder for XdpForwarder {
     fn set_table(&mut self, vip: &str, proxies: &[(String, u32)]) -> EffectFuture<'_> {
         let r = match self.vips.get(vip) {
             Some(svc) => self
@@ -162,7 +164,8 @@ impl Forwarder for XdpForwarder {
             None => Err(err(
                 format!("set table of {vip}"),
                 "VIP not in the forwarder's config",
-            )),
+            )
+            .with_kind(super::ErrorKind::UnknownVip)),
         };
         Box::pin(std::future::ready(r))
     }
@@ -176,7 +179,8 @@ impl Forwarder for XdpForwarder {
             None => Err(err(
                 format!("set handoff of {vip}"),
                 "VIP not in the forwarder's config",
-            )),
+            )
+            .with_kind(super::ErrorKind::UnknownVip)),
         };
         Box::pin(std::future::ready(r))
     }
@@ -190,5 +194,51 @@ impl Forwarder for XdpForwarder {
             None => Ok(()),
         };
         Box::pin(std::future::ready(r))
+    }
+
+    fn tables(&self) -> std::collections::BTreeMap<String, Vec<(String, u32)>> {
+        let by_addr = self.inner.tables();
+        self.vips
+            .iter()
+            .filter_map(|(name, svc)| {
+                let t = by_addr.get(&svc.addr)?;
+                Some((name.clone(), t.clone()))
+            })
+            .collect()
+    }
+
+    fn repair(&mut self) -> EffectFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let ours = self
+                .inner
+                .program_id()
+                .map_err(|e| err("read the program id", e))?;
+            let mut repaired = Vec::new();
+            for up in self.uplinks.clone() {
+                let running = self.links.xdp_prog(&up).await?;
+                if running == Some(ours) {
+                    continue;
+                }
+                tracing::warn!(uplink = %up, ?running, ours, "the uplink lost edged's XDP program; attaching it again");
+                self.inner
+                    .reattach(&up)
+                    .map_err(|e| err(format!("re-attach XDP to {up}"), e))?;
+                repaired.push(up);
+            }
+            Ok(repaired)
+        })
+    }
+
+    fn counters(&self) -> Result<edged_ebpf::Counters, EffectError> {
+        self.inner.counters().map_err(|e| err("read counters", e))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "XDP ({}) on {}; {} VIP tables",
+            self.mode,
+            self.uplinks.join(","),
+            self.inner.tables().len()
+        )
     }
 }

@@ -5,6 +5,9 @@
 //!   it, wait for Ctrl-C or SIGTERM, tear everything down.
 //! - `edged-lab cleanup`: remove what a crashed run left (namespaces `edl*`
 //!   and their processes).
+//! - `edged-lab hold --socket S --count N`: a hostile local client for the
+//!   fault tests: N connections to a Unix socket, each with half a request
+//!   sent, held until stdin closes.
 
 use std::path::PathBuf;
 
@@ -36,11 +39,37 @@ enum Command {
     Demo,
     /// Remove namespaces and processes a crashed lab left behind.
     Cleanup,
+    /// Hold N half-sent requests on a Unix socket until stdin closes.
+    #[command(hide = true)]
+    Hold {
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long)]
+        count: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Hold { socket, count } => {
+            use std::io::{Read, Write};
+            let mut held = Vec::with_capacity(count);
+            let mut refused = 0usize;
+            let t0 = std::time::Instant::now();
+            while held.len() < count && t0.elapsed() < std::time::Duration::from_secs(30) {
+                match std::os::unix::net::UnixStream::connect(&socket) {
+                    Ok(mut s) => {
+                        let _ = s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: edged\r\n");
+                        held.push(s);
+                    }
+                    Err(_) => refused += 1,
+                }
+            }
+            println!("held {} refused {refused}", held.len());
+            let _ = std::io::stdin().read(&mut [0u8; 1]);
+            Ok(())
+        }
         Command::Cleanup => {
             println!("removed {} lab namespaces", lab::cleanup());
             Ok(())

@@ -4,7 +4,9 @@
 //! `edged-lab cleanup` removes what a crashed run left (namespaces named
 //! `edl*`).
 
+pub mod conns;
 pub mod demo;
+mod ops;
 pub mod spec;
 pub mod traffic;
 
@@ -12,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+pub use ops::{RouteWatch, Watched, edged_check};
 pub use spec::Spec;
 use spec::{CLIENT_GW, client_source, proxy_link, tor_link};
 
