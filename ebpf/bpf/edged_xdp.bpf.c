@@ -419,6 +419,8 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
 
 	if (!idx || *idx == 0)
 		return XDP_PASS;
+	if (ip6->version != 6) /* as IPv4: only VIP frames pay for it */
+		return glob(G_BAD_IP, XDP_PASS);
 	__builtin_memcpy(f.src, &ip6->saddr, 16);
 	f.family = FAMILY_V6;
 	f.proto = ip6->nexthdr;

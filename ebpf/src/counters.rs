@@ -56,7 +56,8 @@ pub struct GlobalCounters {
     pub truncated: u64,
     /// More than two VLAN tags: passed.
     pub vlan_too_deep: u64,
-    /// IPv4 with a bad version or header length: passed.
+    /// IPv4 with a bad version or header length, IPv6 with a bad version:
+    /// passed.
     pub bad_ip_header: u64,
     /// A table slot pointed at a removed proxy: dropped.
     pub no_proxy_drop: u64,

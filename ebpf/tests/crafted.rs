@@ -781,6 +781,25 @@ fn syn_with_rst_or_fin_of_an_unknown_flow_is_a_nonsyn_miss() {
 }
 
 #[test]
+fn ipv6_header_of_another_version_is_passed_and_counted() {
+    let r = rig();
+    let good = Frame::tcp("2001:db8:1::7", "2001:db8::10", 48000, 443, SYN).bytes();
+    for version in [4u8, 7] {
+        let mut bad = good.clone();
+        bad[14] = (version << 4) | (bad[14] & 0x0f);
+        r.passed_untouched(&bad);
+    }
+    assert_eq!(r.fwd.counters().unwrap().global.bad_ip_header, 2);
+    assert_eq!(r.vip("2001:db8::10").packets, 0, "nothing forwarded");
+    // Version 6: forwarded. Not a VIP: passed before any check, uncounted.
+    r.forwarded(&good);
+    let mut stranger = Frame::tcp("2001:db8:1::7", "2001:db8::11", 1, 443, SYN).bytes();
+    stranger[14] = 0x40;
+    r.passed_untouched(&stranger);
+    assert_eq!(r.fwd.counters().unwrap().global.bad_ip_header, 2);
+}
+
+#[test]
 fn handoff_over_ipv6_between_nodes() {
     let mut r = rig();
     let (local, peer): (std::net::Ipv6Addr, std::net::Ipv6Addr) = (
