@@ -9,7 +9,7 @@
 
 #include <linux/types.h>
 
-#define EDGED_LAYOUT_VERSION 7
+#define EDGED_LAYOUT_VERSION 8
 
 #define MAX_VIPS 64
 #define MAX_PROXIES 256 /* slots; the last MAX_PEERS are handoff peers */
@@ -147,6 +147,7 @@ struct vip_counters {
 	__u64 frag_pass;
 	__u64 icmp_fwd;
 	__u64 ext_pass;
+	__u64 bad_tcp_flags; /* SYN with RST or FIN: not a new flow */
 };
 
 struct proxy_counters {
@@ -176,7 +177,7 @@ _Static_assert(sizeof(struct flow) == 40, "flow");
 _Static_assert(__builtin_offsetof(struct flow, proto) == 36, "flow");
 _Static_assert(sizeof(struct ct_bucket) == 32, "ct_bucket");
 _Static_assert(MAX_PROXIES <= 256, "proxy slot fits 8 bits");
-_Static_assert(sizeof(struct vip_counters) == 72, "vip_counters");
+_Static_assert(sizeof(struct vip_counters) == 80, "vip_counters");
 _Static_assert(sizeof(struct proxy_counters) == 24, "proxy_counters");
 _Static_assert(sizeof(struct proxy_name) == 64, "proxy_name");
 _Static_assert(sizeof(struct handoff) == 152, "handoff");

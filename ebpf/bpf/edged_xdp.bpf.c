@@ -36,15 +36,37 @@
  * only hand us VIP traffic. */
 #define V_HOST 0x100
 
-#define F_NEW_OK 1 /* a miss may record the flow (SYN, UDP) */
-#define F_TCP_NOSYN 2
+#define F_NEW_OK 1    /* a miss may record the flow (bare SYN, UDP) */
+#define F_TCP_NOSYN 2 /* TCP, not a bare SYN: never recorded */
 #define F_ICMP 4
 #define F_UDP 8
+#define F_BAD_SYN 32 /* SYN with RST or FIN (with F_TCP_NOSYN): counted */
+
+#define TH_FIN 0x01
+#define TH_SYN 0x02
+#define TH_RST 0x04
+#define TH_ACK 0x10
 
 struct vlan_hdr {
 	__be16 tci;
 	__be16 proto;
 };
+
+/*
+ * Only a bare SYN (ACK, RST and FIN clear; ECN and other bits do not
+ * matter) opens a connection. A SYN with RST or FIN is no new flow: it
+ * follows the flow's entry, and without one it is a non-SYN miss.
+ */
+static __always_inline __u32 tcp_kind(const struct tcphdr *th)
+{
+	__u8 f = ((const __u8 *)th)[13];
+
+	if ((f & (TH_SYN | TH_ACK | TH_RST | TH_FIN)) == TH_SYN)
+		return F_NEW_OK;
+	if ((f & TH_SYN) && (f & (TH_RST | TH_FIN)))
+		return F_TCP_NOSYN | F_BAD_SYN;
+	return F_TCP_NOSYN;
+}
 
 static __always_inline int glob(__u32 reason, int verdict)
 {
@@ -199,6 +221,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 	int is_new = 0, way;
 	__u64 h;
 
+	if ((flags & F_BAD_SYN) && vc)
+		vc->bad_tcp_flags += 1;
 	if (!cfg || cfg->table_size == 0)
 		return glob(G_NO_PROXY, XDP_DROP);
 	h = flow_hash(f, cfg->hash_seed);
@@ -225,9 +249,9 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 			*e |= CT_REF;
 		}
 	}
-	/* A SYN opens a new connection: pick afresh, so that a reused 5-tuple
-	 * does not follow an old connection's entry to a proxy that has left
-	 * the table since. */
+	/* A bare SYN opens a new connection: pick afresh, so that a reused
+	 * 5-tuple does not follow an old connection's entry to a proxy that
+	 * has left the table since. */
 	if ((flags & (F_NEW_OK | F_UDP)) == F_NEW_OK)
 		px = 0;
 	if (px && px->kind == PROXY_PEER && (flags & F_FROM_PEER))
@@ -336,7 +360,7 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 			return glob(G_TRUNCATED, XDP_PASS);
 		f.sport = th->source;
 		f.dport = th->dest;
-		flags = ((th->syn && !th->ack) ? F_NEW_OK : F_TCP_NOSYN) | from;
+		flags = tcp_kind(th) | from;
 		vip = vip_match(f.dst, FAMILY_V4, f.dport, IPPROTO_TCP);
 		if (vip < 0)
 			return XDP_PASS;
@@ -395,6 +419,8 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
 
 	if (!idx || *idx == 0)
 		return XDP_PASS;
+	if (ip6->version != 6) /* as IPv4: only VIP frames pay for it */
+		return glob(G_BAD_IP, XDP_PASS);
 	__builtin_memcpy(f.src, &ip6->saddr, 16);
 	f.family = FAMILY_V6;
 	f.proto = ip6->nexthdr;
@@ -405,7 +431,7 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
 			return glob(G_TRUNCATED, XDP_PASS);
 		f.sport = th->source;
 		f.dport = th->dest;
-		flags = ((th->syn && !th->ack) ? F_NEW_OK : F_TCP_NOSYN) | from;
+		flags = tcp_kind(th) | from;
 	} else if (f.proto == IPPROTO_UDP) {
 		struct udphdr *uh = l4;
 

@@ -5,7 +5,7 @@
 use std::mem::{offset_of, size_of};
 
 /// Bumped with `EDGED_LAYOUT_VERSION` in `bpf/edged.h` on any layout change.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 pub const CT_WAYS: usize = 4;
 pub const MAX_VIPS: u32 = 64;
 /// Slots of `ed_proxy`; the last [`MAX_PEERS`] are handoff peers.
@@ -106,6 +106,7 @@ pub struct VipCountersRaw {
     pub frag_pass: u64,
     pub icmp_fwd: u64,
     pub ext_pass: u64,
+    pub bad_tcp_flags: u64,
 }
 
 #[repr(C)]
@@ -167,7 +168,7 @@ const _: () = {
     assert!(size_of::<Proxy>() == 20);
     assert!(offset_of!(Proxy, ifindex) == 12);
     assert!(size_of::<CtBucket>() == 32);
-    assert!(size_of::<VipCountersRaw>() == 72);
+    assert!(size_of::<VipCountersRaw>() == 80);
     assert!(size_of::<ProxyCountersRaw>() == 24);
     assert!(size_of::<ProxyName>() == 64);
     assert!(size_of::<Handoff>() == 152);

@@ -24,7 +24,7 @@ pub struct VipCounters {
     /// Forwarded to a proxy (including the host stack).
     pub packets: u64,
     pub bytes: u64,
-    /// Flows recorded in the connection table (TCP SYN, UDP).
+    /// Flows recorded in the connection table (TCP bare SYN, UDP).
     pub new_flows: u64,
     /// TCP non-SYN with no connection entry, forwarded by the Maglev pick.
     pub nonsyn_miss: u64,
@@ -36,6 +36,9 @@ pub struct VipCounters {
     pub icmp_forwarded: u64,
     /// IPv6 with extension headers to the VIP, passed.
     pub ext_header_pass: u64,
+    /// TCP SYN with RST or FIN: not a new connection, so it follows the
+    /// flow's entry (or, without one, the Maglev pick, as a non-SYN miss).
+    pub bad_tcp_flags: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -53,7 +56,8 @@ pub struct GlobalCounters {
     pub truncated: u64,
     /// More than two VLAN tags: passed.
     pub vlan_too_deep: u64,
-    /// IPv4 with a bad version or header length: passed.
+    /// IPv4 with a bad version or header length, IPv6 with a bad version:
+    /// passed.
     pub bad_ip_header: u64,
     /// A table slot pointed at a removed proxy: dropped.
     pub no_proxy_drop: u64,
@@ -93,6 +97,7 @@ impl Forwarder {
                 c.frag_pass += r.frag_pass;
                 c.icmp_forwarded += r.icmp_fwd;
                 c.ext_header_pass += r.ext_pass;
+                c.bad_tcp_flags += r.bad_tcp_flags;
             }
             out.vips.push(c);
         }

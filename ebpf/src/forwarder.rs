@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use aya::programs::links::FdLink;
-use aya::programs::{Xdp, XdpMode as AyaMode};
+use aya::programs::{ProgramError, Xdp, XdpMode as AyaMode};
 use aya_obj::programs::XdpAttachType;
 
 use crate::load::{load_fresh, pin_err, remove_pins, same_layout, test_run, validate, wanted_cfg};
@@ -37,7 +37,8 @@ pub struct Forwarder {
 impl Forwarder {
     /// Loads and attaches, or re-adopts the pinned program, maps and links
     /// if their layout matches; replaces them cleanly if it does not. A
-    /// failed native attach is an error naming `xdp_mode: generic`.
+    /// native attach the driver refuses is an error naming `xdp_mode:
+    /// generic`; a missing interface is an error naming the interface.
     pub fn open(spec: &ForwarderSpec) -> Result<Forwarder, ForwarderError> {
         Self::open_object(spec, OBJ)
     }
@@ -126,20 +127,21 @@ impl Forwarder {
             if path.exists() {
                 continue;
             }
-            let id = self
-                .prog
-                .attach(uplink, flags)
-                .map_err(|source| match self.spec.mode {
-                    XdpMode::Native => ForwarderError::AttachNative {
+            let id = self.prog.attach(uplink, flags).map_err(|source| {
+                // A missing interface is no driver's refusal.
+                let missing = matches!(source, ProgramError::UnknownInterface { .. });
+                match self.spec.mode {
+                    XdpMode::Native if !missing => ForwarderError::AttachNative {
                         iface: uplink.clone(),
                         source: Box::new(source),
                     },
-                    XdpMode::Generic => ForwarderError::Attach {
+                    _ => ForwarderError::Attach {
                         iface: uplink.clone(),
                         mode: tag,
                         source: Box::new(source),
                     },
-                })?;
+                }
+            })?;
             let link = self
                 .prog
                 .take_link(id)

@@ -95,7 +95,8 @@ fn rust_structs_match_the_c_layout() {
             pass_no_healthy,
             frag_pass,
             icmp_fwd,
-            ext_pass
+            ext_pass,
+            bad_tcp_flags
         ]
     );
     check!(

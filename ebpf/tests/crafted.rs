@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::packet::{ACK, Frame, L4, SYN};
+use common::packet::{ACK, ECE_CWR, FIN, Frame, L4, RST, SYN};
 use common::{Netns, PinDir, veth};
 use edged_ebpf::{Delivery, Forwarder, ForwarderSpec, Proto, ProxyTarget, VipService, XdpMode};
 use edged_testlab::Rng;
@@ -671,6 +671,132 @@ fn a_new_syn_on_a_reused_five_tuple_is_picked_afresh() {
     assert_ne!(again, first, "the SYN went to the proxy that left");
     assert_eq!(r.forwarded(&ack), again, "and the entry now says so");
     assert_eq!(r.vip("192.0.2.10").new_flows, 2);
+}
+
+/// A TCP VIP of `rig()`: its client, address, TCP port and all its ports.
+struct TcpVip {
+    client: &'static str,
+    vip: &'static str,
+    port: u16,
+    ports: Vec<(u16, Proto)>,
+}
+
+fn tcp_vips() -> [TcpVip; 2] {
+    [
+        TcpVip {
+            client: "198.51.100.7",
+            vip: "192.0.2.10",
+            port: 80,
+            ports: vec![(80, Proto::Tcp), (53, Proto::Udp)],
+        },
+        TcpVip {
+            client: "2001:db8:1::7",
+            vip: "2001:db8::10",
+            port: 443,
+            ports: vec![(443, Proto::Tcp)],
+        },
+    ]
+}
+
+#[test]
+fn syn_with_rst_or_fin_follows_the_live_flow_through_a_table_change() {
+    let mut r = rig();
+    for TcpVip {
+        client,
+        vip,
+        port,
+        ports,
+    } in tcp_vips()
+    {
+        let seg = |flags| Frame::tcp(client, vip, 40200, port, flags).bytes();
+        let owner = r.forwarded(&seg(SYN));
+        // Only the other proxy is left in the table: a fresh pick goes there.
+        r.only(vip, ports, other(owner));
+        let fresh = if owner == MAC_A { MAC_B } else { MAC_A };
+        let bad = [
+            SYN | RST,
+            SYN | FIN,
+            SYN | RST | FIN,
+            SYN | RST | ACK,
+            SYN | FIN | ACK,
+        ];
+        for flags in bad {
+            assert_eq!(
+                r.forwarded(&seg(flags)),
+                owner,
+                "{vip}: flags {flags:#04x} left the live flow's proxy"
+            );
+        }
+        assert_eq!(r.forwarded(&seg(ACK)), owner, "{vip}: entry unchanged");
+        let c = r.vip(vip);
+        assert_eq!(
+            (c.new_flows, c.nonsyn_miss, c.bad_tcp_flags),
+            (1, 0, bad.len() as u64),
+            "{vip}: {c:?}"
+        );
+        // Only a bare SYN on the same 5-tuple is a new connection.
+        assert_eq!(r.forwarded(&seg(SYN)), fresh, "{vip}: a bare SYN re-picks");
+    }
+}
+
+#[test]
+fn syn_with_rst_or_fin_of_an_unknown_flow_is_a_nonsyn_miss() {
+    let mut r = rig_with_peers();
+    for TcpVip {
+        client, vip, port, ..
+    } in tcp_vips()
+    {
+        let seg = |sport, flags| Frame::tcp(client, vip, sport, port, flags);
+        let addr: std::net::IpAddr = vip.parse().unwrap();
+        let kept = r.fwd.conntrack_len();
+        // Forwarded by the Maglev pick, and not recorded.
+        r.forwarded(&seg(40300, SYN | RST).bytes());
+        r.forwarded(&seg(40301, SYN | FIN).bytes());
+        assert_eq!(r.fwd.conntrack_len(), kept, "{vip}: recorded a SYN|RST/FIN");
+        // Drained: a bare SYN goes to a peer; a SYN|RST, as any non-SYN
+        // packet of an unknown flow, is served here.
+        r.fwd.set_vip_handoff(addr, true).unwrap();
+        r.forwarded(&seg(40302, SYN | RST).bytes());
+        let peer = r.handed_off(&seg(40303, SYN).bytes());
+        r.fwd.set_vip_handoff(addr, false).unwrap();
+        assert_eq!(r.fwd.conntrack_len(), kept + 1, "{vip}: only the bare SYN");
+        // Undrained, a handed-off flow's SYN|RST still follows its entry.
+        let rst = seg(40303, SYN | RST).bytes();
+        assert_eq!(r.handed_off(&rst), peer, "{vip}: to the flow's peer");
+        // A peer's SYN|FIN of a flow unknown here: served, not recorded.
+        let inner = seg(40304, SYN | FIN);
+        let (v, out) = r.run(&wrap_v4(PEERS[1], LOCAL, &inner));
+        assert_eq!((v, &out[12..]), (REDIRECT, &inner.bytes()[12..]), "{vip}");
+        assert_eq!(r.fwd.conntrack_len(), kept + 1, "{vip}: peer's SYN|FIN");
+        // ECN setup (SYN|ECE|CWR) is still a bare SYN: a new flow.
+        r.forwarded(&seg(40305, SYN | ECE_CWR).bytes());
+        assert_eq!(r.fwd.conntrack_len(), kept + 2, "{vip}: ECN SYN recorded");
+        let c = r.vip(vip);
+        assert_eq!(
+            (c.new_flows, c.nonsyn_miss, c.bad_tcp_flags),
+            (2, 4, 5),
+            "{vip}: {c:?}"
+        );
+    }
+}
+
+#[test]
+fn ipv6_header_of_another_version_is_passed_and_counted() {
+    let r = rig();
+    let good = Frame::tcp("2001:db8:1::7", "2001:db8::10", 48000, 443, SYN).bytes();
+    for version in [4u8, 7] {
+        let mut bad = good.clone();
+        bad[14] = (version << 4) | (bad[14] & 0x0f);
+        r.passed_untouched(&bad);
+    }
+    assert_eq!(r.fwd.counters().unwrap().global.bad_ip_header, 2);
+    assert_eq!(r.vip("2001:db8::10").packets, 0, "nothing forwarded");
+    // Version 6: forwarded. Not a VIP: passed before any check, uncounted.
+    r.forwarded(&good);
+    let mut stranger = Frame::tcp("2001:db8:1::7", "2001:db8::11", 1, 443, SYN).bytes();
+    stranger[14] = 0x40;
+    r.passed_untouched(&stranger);
+    assert_eq!(r.fwd.counters().unwrap().global.bad_ip_header, 2);
 }
 
 #[test]

@@ -15,9 +15,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use aya::programs::ProgramError;
+use aya::sys::SyscallError;
 use common::servers::{Servers, http_get, http_once, udp_once};
 use common::{Netns, PinDir, veth};
-use edged_ebpf::{Delivery, Forwarder, ForwarderSpec, Proto, ProxyTarget, VipService, XdpMode};
+use edged_ebpf::{
+    Delivery, Forwarder, ForwarderError, ForwarderSpec, Proto, ProxyTarget, VipService, XdpMode,
+};
 
 const VIP: &str = "203.0.113.10";
 const CLIENT: &str = "198.51.100.2";
@@ -325,15 +329,68 @@ fn incompatible_layout_is_replaced_and_teardown_detaches() {
     assert!(!attached(), "detached");
 }
 
+/// The pin dir and spec of a forwarder on `uplink` only.
+fn uplink_spec(pins: &PinDir, uplink: &str, mode: XdpMode) -> ForwarderSpec {
+    let mut spec = ForwarderSpec::new(vec![uplink.into()], pins.path.clone());
+    spec.mode = mode;
+    spec.conntrack_entries = 1024;
+    spec
+}
+
 #[test]
-fn native_attach_failure_names_generic_mode() {
+fn native_attach_refused_by_the_driver_names_generic_mode() {
+    // A Linux bridge has no native XDP (neither have lo and macvlan on this
+    // kernel; veth has): the driver refuses the attach with EOPNOTSUPP.
     let pins = PinDir::new();
     let edge = Netns::new("edln");
-    let mut spec = ForwarderSpec::new(vec!["nosuch0".into()], pins.path.clone());
-    spec.conntrack_entries = 1024;
+    edge.ip(&["link", "add", "br0", "type", "bridge"]);
+    edge.ip(&["link", "set", "br0", "up"]);
+    let spec = uplink_spec(&pins, "br0", XdpMode::Native);
     let err = edge
         .run(|| Forwarder::open(&spec))
         .err()
-        .expect("no such interface");
-    assert!(err.to_string().contains("xdp_mode: generic"), "{err}");
+        .expect("native XDP on a bridge was not refused");
+    let ForwarderError::AttachNative { iface, source } = &err else {
+        panic!("not the native-attach refusal: {err}");
+    };
+    assert_eq!(iface, "br0");
+    let errno = match &**source {
+        ProgramError::SyscallError(SyscallError { io_error, .. }) => io_error.raw_os_error(),
+        other => panic!("not the kernel's refusal: {other}"),
+    };
+    assert_eq!(errno, Some(libc::EOPNOTSUPP), "{err}");
+    assert!(err.to_string().contains("set `xdp_mode: generic`"), "{err}");
+    // What the hint says works: generic mode attaches to the same bridge.
+    let spec = uplink_spec(&pins, "br0", XdpMode::Generic);
+    let fwd = edge.run(|| Forwarder::open(&spec)).expect("generic mode");
+    let out = std::process::Command::new("ip")
+        .args(["-n", &edge.name, "-d", "link", "show", "br0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("xdpgeneric"), "generic XDP on br0: {text}");
+    fwd.teardown().expect("teardown");
+}
+
+#[test]
+fn attach_to_a_missing_interface_names_it_in_either_mode() {
+    let pins = PinDir::new();
+    let edge = Netns::new("edlm");
+    for mode in [XdpMode::Native, XdpMode::Generic] {
+        let spec = uplink_spec(&pins, "nosuch0", mode);
+        let err = edge
+            .run(|| Forwarder::open(&spec))
+            .err()
+            .expect("no such interface");
+        assert!(
+            matches!(&err, ForwarderError::Attach { iface, .. } if iface == "nosuch0"),
+            "{mode:?}: {err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("check that the interface exists"), "{text}");
+        assert!(
+            !text.contains("xdp_mode"),
+            "{mode:?}: misleading hint: {text}"
+        );
+    }
 }

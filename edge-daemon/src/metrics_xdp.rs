@@ -106,6 +106,12 @@ impl Collector for XdpCollector {
         )?;
         family(
             &mut enc,
+            "xdp_vip_bad_tcp_flags",
+            "TCP SYN packets with RST or FIN, per VIP (not a new connection: they follow the flow's entry)",
+            &vip(|v| v.bad_tcp_flags),
+        )?;
+        family(
+            &mut enc,
             "xdp_vip_icmp_forwarded",
             "ICMP errors forwarded to the flow's proxy",
             &vip(|v| v.icmp_forwarded),

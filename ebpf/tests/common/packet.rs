@@ -5,8 +5,12 @@ use std::net::IpAddr;
 
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc1];
 pub const EDGE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xe1];
+pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
 pub const ACK: u8 = 0x10;
+/// ECN setup on a SYN (RFC 3168): ECE and CWR.
+pub const ECE_CWR: u8 = 0xc0;
 
 #[derive(Clone)]
 pub struct Frame {
