@@ -80,11 +80,13 @@ pub async fn run(
     let node = &config.node;
     let fds = raise_fd_limit();
     tracing::info!(fds, "descriptor limit");
-    if config.forwarder.is_some() && bpffs_is_private() {
+    if config.forwarder.is_some()
+        && let Some(why) = bpffs_is_private()
+    {
         tracing::warn!(
-            "edged runs in a mount namespace of its own (as under `ip netns exec`): its bpffs \
-             pins are invisible to the host and gone when it exits, so a restart cannot keep \
-             the data plane; enter only the network namespace (nsenter --net=, or systemd's \
+            "edged runs in a mount namespace of its own ({why}): its bpffs pins are \
+             invisible to the host and gone when it exits, so a restart cannot keep the data \
+             plane; enter only the network namespace (nsenter --net=, or systemd's \
              NetworkNamespacePath=)"
         );
     }

@@ -17,14 +17,36 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
-/// Whether edged runs in a mount namespace of its own (as under
-/// `ip netns exec`): bpffs pins made there are invisible to the host and
-/// gone when edged exits, so a restart cannot re-adopt the data plane.
-pub fn bpffs_is_private() -> bool {
+/// Why edged's bpffs pins would be private, if they would: it runs in a
+/// mount namespace of its own (as under `ip netns exec`, whose /sys is
+/// the network namespace's sysfs), so pins made there are invisible to the
+/// host and gone when edged exits, and a restart cannot re-adopt the data
+/// plane.
+pub fn bpffs_is_private() -> Option<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (point, fstype, source) = (fields.get(4), fields.get(dash + 1), fields.get(dash + 2));
+        // iproute2 mounts the namespace's sysfs with the namespace's name.
+        if point == Some(&"/sys")
+            && fstype == Some(&"sysfs")
+            && source.is_some_and(|s| *s != "sysfs")
+        {
+            return Some(format!(
+                "/sys is the sysfs of network namespace `{}` (ip netns exec)",
+                source.unwrap_or(&"")
+            ));
+        }
+    }
     let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
     match (ns("self"), ns("1")) {
-        (Some(me), Some(init)) => me != init,
-        _ => false,
+        (Some(me), Some(init)) if me != init => {
+            Some("edged's mount namespace is not init's".into())
+        }
+        _ => None,
     }
 }
 
