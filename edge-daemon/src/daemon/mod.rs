@@ -39,7 +39,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub use state::{Drivers, State, Stopping};
+pub use state::{Clock, Drivers, State, Stopping};
 
 use edged_health::HealthChecker;
 
@@ -233,23 +233,14 @@ pub async fn run(
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             watchdog_at = Instant::now();
         }
-        match stop {
-            None => {}
-            Some(StopMode::Graceful) if !st.config.node.stop_timeout.is_zero() => {
-                let now = SystemTime::now();
-                tracing::info!(bound = ?st.config.node.stop_timeout, "stopping: draining every VIP first");
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-                st.stopping = Some(Stopping {
-                    since: now,
-                    until: now + st.config.node.stop_timeout,
-                });
+        if let Some(mode) = stop {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+            if let Some(mode) = st.begin_stop(mode) {
+                break mode;
             }
-            Some(StopMode::Graceful) => break StopMode::Fast,
-            Some(mode) => break mode,
         }
     };
 
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // No more control requests: clients get "shutting down" at once.
     drop(rx);
     control_task.abort();

@@ -58,7 +58,7 @@ impl State {
     /// start, on reload and every tick.
     pub(super) fn reply_path(&mut self) {
         let ifaces = reply_interfaces(&self.config);
-        if ifaces.is_empty() {
+        if ifaces.is_empty() || self.host_checks == crate::specs::HostChecks::No {
             return;
         }
         match reply_path_sysctls(&ifaces) {

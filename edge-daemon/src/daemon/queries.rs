@@ -80,7 +80,7 @@ impl State {
                     .insert(
                         name.clone(),
                         Since {
-                            since: SystemTime::now(),
+                            since: (self.clock)(),
                         },
                     )
                     .is_none()
@@ -142,7 +142,7 @@ impl State {
             ));
         }
         next.maintenance = on.then(|| Since {
-            since: SystemTime::now(),
+            since: (self.clock)(),
         });
         self.set_intents(next).map_err(|e| ApiError {
             status: 500,

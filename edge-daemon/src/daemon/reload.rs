@@ -4,7 +4,6 @@
 //! says what a reload would change without changing anything.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::SystemTime;
 
 use edged_config::Config;
 use edged_health::{CheckKey, CheckSpec};
@@ -70,7 +69,7 @@ impl State {
 
     async fn try_reload(&mut self) -> Result<String, String> {
         let (new, new_specs) =
-            specs::load(&self.config_path, HostChecks::Yes).map_err(|e| e.to_string())?;
+            specs::load(&self.config_path, self.host_checks).map_err(|e| e.to_string())?;
         restart_only_fields(&self.config, &new)?;
         let summary = std::iter::once(counts(&self.config, &new))
             .chain(self.describe(&new, &new_specs))
@@ -108,7 +107,7 @@ impl State {
 
     /// What the config file would change, without changing anything.
     pub fn dry_run(&self) -> ConfigDiff {
-        match specs::load(&self.config_path, HostChecks::Yes) {
+        match specs::load(&self.config_path, self.host_checks) {
             Ok((new, new_specs)) => self.diff_with(new, new_specs),
             Err(e) => invalid(e.to_string()),
         }
@@ -121,7 +120,10 @@ impl State {
             .and_then(|cfg| {
                 let s = specs::specs(&cfg)
                     .map_err(|e| edged_config::ConfigError::Invalid { errors: e }.to_string())?;
-                let host = specs::host_facts(&cfg);
+                let host = match self.host_checks {
+                    HostChecks::Yes => specs::host_facts(&cfg),
+                    HostChecks::No => Vec::new(),
+                };
                 if !host.is_empty() {
                     return Err(edged_config::ConfigError::Invalid { errors: host }.to_string());
                 }
@@ -188,7 +190,7 @@ impl State {
             health: &self.health,
             intents: &self.intents,
             applied: &self.applied,
-            now: SystemTime::now(),
+            now: (self.clock)(),
             shutting_down: false,
             stopping_since: self.stopping.map(|s| s.since),
         });

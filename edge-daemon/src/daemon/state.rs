@@ -24,6 +24,10 @@ pub struct Drivers {
     pub checker: Box<dyn Checker>,
 }
 
+/// The loop's clock (wall time: drains and intents are wall-clock
+/// deadlines); a test passes its own.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
 /// A stop in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stopping {
@@ -69,6 +73,11 @@ pub struct State {
     pub stopping: Option<Stopping>,
     /// The last pass: withdraw everything.
     pub shutting_down: bool,
+    /// Now.
+    pub clock: Clock,
+    /// Whether reloads check host facts (interfaces, groups, files) and the
+    /// loop keeps host settings (reply-path sysctls); `No` in loop tests.
+    pub host_checks: crate::specs::HostChecks,
     ready: bool,
 }
 
@@ -105,6 +114,8 @@ impl State {
             last_reload: None,
             started: Instant::now(),
             started_at: SystemTime::now(),
+            clock: Arc::new(SystemTime::now),
+            host_checks: crate::specs::HostChecks::Yes,
             drift_repaired: 0,
             stopping: None,
             shutting_down: false,
@@ -120,7 +131,7 @@ impl State {
             health: &self.health,
             intents: &self.intents,
             applied: &self.applied,
-            now: SystemTime::now(),
+            now: (self.clock)(),
             shutting_down: self.shutting_down,
             stopping_since: self.stopping.map(|s| s.since),
         });
@@ -142,6 +153,29 @@ impl State {
         }
     }
 
+    /// A stop was asked for. A graceful one starts draining every VIP
+    /// (`None`: the loop goes on until [`State::drained`]); any other, or a
+    /// graceful one with `node.stop_timeout: 0s`, ends the loop now.
+    pub fn begin_stop(
+        &mut self,
+        mode: crate::control::proto::StopMode,
+    ) -> Option<crate::control::proto::StopMode> {
+        use crate::control::proto::StopMode;
+        match mode {
+            StopMode::Graceful if !self.config.node.stop_timeout.is_zero() => {
+                let now = (self.clock)();
+                tracing::info!(bound = ?self.config.node.stop_timeout, "stopping: draining every VIP first");
+                self.stopping = Some(Stopping {
+                    since: now,
+                    until: now + self.config.node.stop_timeout,
+                });
+                None
+            }
+            StopMode::Graceful => Some(StopMode::Fast),
+            mode => Some(mode),
+        }
+    }
+
     /// Whether a graceful stop has nothing left to drain (or ran out of time).
     pub fn drained(&self) -> bool {
         let Some(s) = self.stopping else {
@@ -153,7 +187,7 @@ impl State {
                 .get(&v.name)
                 .is_none_or(|r| *r == RouteState::Withdrawn)
         });
-        all_down || SystemTime::now() >= s.until
+        all_down || (self.clock)() >= s.until
     }
 
     /// Takes a new snapshot of the health checker into the health view.
