@@ -46,6 +46,19 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging();
+    // A parent may hand us its blocked signals (a lab that waits for
+    // Ctrl-C with sigwait): the stop and reload signals must reach us.
+    let mut mask = nix::sys::signal::SigSet::empty();
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        mask.add(sig);
+    }
+    if let Err(e) = mask.thread_unblock() {
+        tracing::warn!("cannot unblock SIGTERM, SIGINT, SIGHUP: {e}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
