@@ -112,12 +112,15 @@ fn bgp_ecmp_failover_drain_kill_and_restart() {
         all
     });
     assert!(failed, "edge2's proxies never answered 500");
-    until_hops(&lab, V4, 1, Duration::from_secs(5));
+    until_hops(&lab, V4, 1, Duration::from_secs(10));
     let took = fault.elapsed();
-    let bound = Duration::from_millis(3 * 250 + 100);
+    // A generous bound (two loaded cores run this lab): fall x interval
+    // plus 2 s. The tight figure is the lab bench's
+    // lab_service_failure_to_tor_ms.
+    let bound = Duration::from_millis(3 * 250 + 2000);
     println!(
         "node service failure: ToR route lost the node {} ms after the fault \
-         (bound fall x interval + 100 ms = {} ms)",
+         (fall x interval = 750 ms; bound {} ms)",
         took.as_millis(),
         bound.as_millis()
     );
