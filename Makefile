@@ -3,12 +3,14 @@
 #   make test   the whole test suite (needs root: namespaces, BPF)
 #   make lint   rustfmt --check and clippy -D warnings
 #   make bench  every benchmark; one `BENCH <name> <value> <unit>` line per figure
+#   make bench-smoke  each benchmark once at small sizes (CI): fails when a
+#               bench fails or a figure is missing
 #   make deb    the Debian package (target/debian/)
 
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build demo test test-deb deb lint fmt bench bench-build clean
+.PHONY: all deps build demo test test-deb deb lint fmt bench bench-build bench-smoke clean
 
 all: build
 
@@ -47,6 +49,9 @@ bench-build:
 
 bench: deps
 	@bash scripts/bench.sh
+
+bench-smoke: deps
+	@BENCH_SMOKE=1 bash scripts/bench.sh
 
 clean:
 	$(CARGO) clean

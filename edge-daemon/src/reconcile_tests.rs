@@ -425,9 +425,20 @@ fn drain_with_handoff_hands_off_then_drains_then_withdraws_and_undrain_stops() {
     apply(&mut a, &plan);
     assert!(a.handoff.is_empty());
 
-    // Without handoff configured the drain starts with the graceful shutdown.
+    // Without handoff configured the drain starts with the graceful shutdown:
+    // web drained again, no handoff, and the route drains at once.
+    i.drained.insert("web".into(), Since { since: t(60) });
     let plan = run(&config(), &h, &i, &a, t(60));
-    assert!(plan.vips.iter().all(|d| !d.handoff));
+    assert_eq!(route(&plan, "web"), RouteState::Draining);
+    assert!(plan.vips.iter().all(|d| !d.handoff), "{:?}", plan.vips);
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Handoff { on: true, .. })),
+        "{:?}",
+        plan.actions
+    );
 }
 
 #[test]

@@ -89,13 +89,32 @@ fn reload_with_a_broken_file_keeps_the_running_config() {
     assert_eq!(st["last_reload"]["ok"], false);
     assert_eq!(node.vip("api")["ports"][0], "443/tcp");
 
-    // SIGHUP takes the same path.
+    // SIGHUP takes the same path: the broken file is rejected once more
+    // (the failure count rises; `last_reload.at` is already set and has
+    // whole seconds, so it cannot tell), the running config stays.
+    let reloads = |result: &str| {
+        let m = node.metrics();
+        sample(
+            &m,
+            &format!("edged_config_reloads_total{{result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(reloads("failure"), Some(1.0));
     node.proc.as_ref().unwrap().signal(Signal::SIGHUP);
-    assert!(poll_until(Duration::from_secs(5), || {
-        node.json(&["status"])["last_reload"]["at"]
-            .as_u64()
-            .is_some()
-    }));
+    assert!(
+        poll_until(Duration::from_secs(5), || reloads("failure") == Some(2.0)),
+        "SIGHUP did not reload; failures {:?}; log:\n{}",
+        reloads("failure"),
+        node.log()
+    );
+    let st = node.json(&["status"]);
+    assert_eq!(st["config_generation"], 1);
+    assert_eq!(st["last_reload"]["ok"], false);
+    let error = st["last_reload"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("vips[1].ports[0].port: must be between 1 and 65535"),
+        "{st}"
+    );
 
     // A good change applies only the difference: a new VIP appears, the old stay.
     let added = good.replace(
@@ -108,6 +127,23 @@ fn reload_with_a_broken_file_keeps_the_running_config() {
     assert!(out.contains("1 VIPs added, 0 removed"), "{out}");
     assert_eq!(node.json(&["status"])["config_generation"], 2);
     assert!(poll_until(Duration::from_secs(5), || node
+        .lo_addrs()
+        .contains("203.0.113.12/32")));
+    assert!(node.lo_addrs().contains("203.0.113.10/32"));
+
+    // A good file on SIGHUP is applied too: img goes again.
+    std::fs::write(node.config_path(), &good).unwrap();
+    node.proc.as_ref().unwrap().signal(Signal::SIGHUP);
+    assert!(
+        poll_until(
+            Duration::from_secs(5),
+            || node.json(&["status"])["config_generation"] == 3
+        ),
+        "{}",
+        node.json(&["status"])
+    );
+    assert_eq!(reloads("success"), Some(3.0), "the start and two reloads");
+    assert!(poll_until(Duration::from_secs(5), || !node
         .lo_addrs()
         .contains("203.0.113.12/32")));
     assert!(node.lo_addrs().contains("203.0.113.10/32"));

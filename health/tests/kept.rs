@@ -133,16 +133,19 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// One connection for every attempt, and every attempt after the first
 /// runs on the kept-connection thread; the latency is the answer's: at once,
-/// then 23 ms late.
+/// then 100 ms late. The loop runs on its own thread with the real clock,
+/// so the bounds are generous (two loaded cores run this); the tight
+/// figures are the health bench's `health_kept_latency_*`.
 #[tokio::test]
 async fn kept_checks_run_on_the_loop_with_their_latency() {
+    const LATE: Duration = Duration::from_millis(100);
     let (addr, counts) = server(|n| {
-        let delay = if n % 1000 < 6 { 0 } else { 23 };
+        let delay = if n % 1000 < 6 { 0 } else { 100 };
         Some(vec![(delay, OK.to_vec())])
     })
     .await;
     let (obs, seen) = recorder();
-    let (_hc, _rx) = HealthChecker::spawn(vec![(key(0), spec(addr, 60, 50))], Some(obs));
+    let (_hc, _rx) = HealthChecker::spawn(vec![(key(0), spec(addr, 300, 250))], Some(obs));
     let got = outcomes(&seen, 12).await;
     assert!(got.iter().all(|o| o.ok), "{got:?}");
     assert_eq!(
@@ -161,11 +164,14 @@ async fn kept_checks_run_on_the_loop_with_their_latency() {
     );
     let fast = median(got[1..6].iter().map(|o| o.latency).collect());
     let slow = median(got[7..12].iter().map(|o| o.latency).collect());
-    println!("kept connection: answered at once {fast:?}, 23 ms late {slow:?} (medians)");
-    assert!(fast < Duration::from_millis(5), "at once: {fast:?}");
+    println!("kept connection: answered at once {fast:?}, 100 ms late {slow:?} (medians)");
+    // Never less than the answer's delay; not the interval (300 ms) nor the
+    // timeout (250 ms): measured from this attempt's write.
+    assert!(fast < slow, "at once {fast:?}, late {slow:?}");
+    assert!(fast < Duration::from_millis(50), "at once: {fast:?}");
     assert!(
-        slow >= Duration::from_millis(23) && slow < Duration::from_millis(33),
-        "23 ms late: {slow:?}"
+        slow >= LATE && slow < LATE + Duration::from_millis(100),
+        "100 ms late: {slow:?}"
     );
 }
 
@@ -304,9 +310,13 @@ async fn garbage_on_kept_connections_ends_every_attempt() {
         "{} attempts over kept connections with garbage, {failed} failed",
         got.len()
     );
+    let slowest = got.iter().map(|o| o.latency).max().unwrap_or_default();
+    println!("slowest attempt: {slowest:?} (timeout 40 ms)");
     for o in &got {
-        // The timeout, the tick that finds it, and room for a loaded host.
-        assert!(o.latency <= Duration::from_millis(40 + 10 + 50), "{o:?}");
+        // The timeout, the tick that finds it, and generous room for a
+        // loaded host (the loop's thread runs on the real clock): an
+        // attempt whose timeout is not enforced hangs on a truncated answer.
+        assert!(o.latency <= Duration::from_millis(40 + 10 + 500), "{o:?}");
         assert!(!o.reason.is_empty());
     }
     assert!(failed > 100, "the mutations were not seen: {failed} failed");
@@ -382,8 +392,49 @@ async fn removed_checks_stop_and_close_their_connections() {
 /// on a new connection, and the hung answer is never taken for it.
 #[tokio::test]
 async fn a_timeout_found_at_the_next_slot_keeps_that_slot() {
-    // The third request on each connection is answered 70 ms late, with a
-    // body the check refuses (were it read as a later attempt's answer).
+    let gaps = timeout_then_next_attempt(key(0)).await;
+    // The timeout is found at the next slot (about 50 ms after the attempt
+    // began); the next attempt starts there and ends a moment later. Had
+    // the slot been lost, the gap would be a whole interval more: the
+    // bound is that interval, all of it left to a loaded host.
+    for (i, gap) in [3, 6].into_iter().zip(gaps) {
+        assert!(
+            gap < Duration::from_millis(50),
+            "attempt {i} came {gap:?} after the timeout"
+        );
+    }
+}
+
+/// The same for a check whose first slot is rounded up to the grid by
+/// almost a tick: the slot after a timeout is lost, because "missed by
+/// less than a tick" is measured from the slot before rounding
+/// (`Check::next_start` in runner.rs), while the loop finds the timeout
+/// at the rounded slot. A known bug, reported; ignored until it is fixed.
+#[tokio::test]
+#[ignore = "known bug: Check::next_start measures 'missed by less than a tick' before rounding"]
+async fn a_timeout_found_at_the_next_slot_keeps_that_slot_whatever_the_phase() {
+    // How far the first slot is rounded up to the 10 ms grid.
+    let rounding = |k: &CheckKey| {
+        let off = edged_health::start_offset(k, Duration::from_millis(50));
+        let tick = 10_000_000u128;
+        Duration::from_nanos(((tick - off.as_nanos() % tick) % tick) as u64)
+    };
+    let k = (0..1000)
+        .map(key)
+        .find(|k| rounding(k) > Duration::from_micros(9_500))
+        .expect("a key whose start rounds up by more than 9.5 ms");
+    println!("{} starts {:?} before its grid point", k.vip, rounding(&k));
+    for gap in timeout_then_next_attempt(k).await {
+        assert!(gap < Duration::from_millis(50), "slot lost: {gap:?}");
+    }
+}
+
+/// Runs one check (interval 50 ms, timeout 45 ms) against a server whose
+/// third answer on each connection is 70 ms late; returns the gaps between
+/// the two timeouts and the attempts after them.
+async fn timeout_then_next_attempt(k: CheckKey) -> Vec<Duration> {
+    // The late answer has a body the check refuses (were it read as a
+    // later attempt's answer).
     let (addr, counts) = server(|n| match n % 1000 {
         2 => Some(vec![(
             70,
@@ -398,7 +449,7 @@ async fn a_timeout_found_at_the_next_slot_keeps_that_slot() {
         t2.lock().unwrap().push(Instant::now());
         obs(k, o)
     });
-    let (_hc, _rx) = HealthChecker::spawn(vec![(key(0), spec(addr, 50, 45))], Some(obs2));
+    let (_hc, _rx) = HealthChecker::spawn(vec![(k, spec(addr, 50, 45))], Some(obs2));
     let got = outcomes(&seen, 7).await;
     let reasons: Vec<&str> = got.iter().map(|o| o.reason.as_str()).collect();
     println!("{reasons:?}");
@@ -414,18 +465,11 @@ async fn a_timeout_found_at_the_next_slot_keeps_that_slot() {
             "ok"
         ]
     );
-    let times = times.lock().unwrap().clone();
-    // The timeout is found at the next slot (about 50 ms after the attempt
-    // began); the next attempt starts there and ends a moment later.
-    for i in [2, 5] {
-        let gap = times[i + 1] - times[i];
-        assert!(
-            gap < Duration::from_millis(30),
-            "attempt {} came {gap:?} after the timeout",
-            i + 1
-        );
-    }
     assert_eq!(counts.accepted.load(Ordering::SeqCst), 3);
+    let times = times.lock().unwrap().clone();
+    let gaps: Vec<Duration> = [2, 5].iter().map(|&i| times[i + 1] - times[i]).collect();
+    println!("attempts 3 and 6 ended {gaps:?} after their timeouts");
+    gaps
 }
 
 /// A panic on the loop (here in the observer, once) stops no check: the

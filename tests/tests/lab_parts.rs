@@ -1,9 +1,12 @@
 //! The lab's parts work on their own: veth between namespaces, nginx with
-//! its identity and its faults, a BIRD ToR that starts and answers birdc.
+//! its identity and its faults, a BIRD ToR that peers with a node and
+//! installs its route.
 
 use std::time::Duration;
 
-use edged_testlab::{BirdTor, Health, Neighbor, NetNs, Nginx, net, poll_until, unique};
+use edged_testlab::{
+    BirdTor, Health, Neighbor, NetNs, Nginx, Proc, TempDir, net, poll_until, unique,
+};
 
 fn curl(ns: &NetNs, url: &str) -> (bool, String) {
     let out = ns
@@ -64,24 +67,68 @@ fn nginx_answers_with_identity_and_fails_on_demand() {
         .status()
         .unwrap();
     assert_eq!(out.code(), Some(7), "connection refused after stop");
-    assert_eq!(net::mac(&server, &b).len(), 17);
+    // The MAC `net::mac` reads is the one the client resolved for the
+    // server's address.
+    let mac = net::mac(&server, &b);
+    let neigh = client.exec_ok(&["ip", "neigh", "show", "198.51.100.2", "dev", &a]);
+    assert!(
+        neigh.contains(&format!("lladdr {mac} ")),
+        "server's {b} has {mac}; the client resolved {neigh:?}"
+    );
 }
 
+/// The ToR peers with a BIRD standing in for an edge node: no session
+/// while the node is silent, then an Established session, and the route
+/// the node exports lands in the ToR's kernel table through the node.
 #[test]
-fn bird_tor_starts_and_lists_its_neighbors() {
-    let tor_ns = NetNs::new("lt");
+fn bird_tor_establishes_and_installs_what_a_node_exports() {
+    let (tor_ns, edge_ns) = (NetNs::new("lt"), NetNs::new("le"));
+    let (t, e) = (unique("vt"), unique("ve"));
+    net::veth(&tor_ns, &t, &edge_ns, &e);
+    net::addr(&tor_ns, &t, "192.0.2.1/30");
+    net::addr(&edge_ns, &e, "192.0.2.2/30");
     let tor = BirdTor::start(
         &tor_ns,
         "192.0.2.1",
         65000,
         &[Neighbor {
             name: "edge1".into(),
-            address: "192.0.2.10".parse().unwrap(),
+            address: "192.0.2.2".parse().unwrap(),
             asn: 65010,
         }],
     );
     let out = tor.birdc(&["show", "protocols"]);
     assert!(out.contains("edge1") && out.contains("BGP"), "{out}");
-    assert!(!tor.established("edge1"));
-    assert!(net::nexthops(&tor_ns, "203.0.113.10").is_empty());
+    assert!(!tor.established("edge1"), "a session with nobody: {out}");
+
+    let dir = TempDir::new("edgebird");
+    let conf = "router id 192.0.2.2;\nprotocol device {}\n\
+                protocol static { ipv4; route 203.0.113.10/32 blackhole; }\n\
+                protocol bgp tor { local as 65010; neighbor 192.0.2.1 as 65000; \
+                connect delay time 1; connect retry time 1; \
+                ipv4 { import none; export all; }; }\n";
+    std::fs::write(dir.path().join("bird.conf"), conf).unwrap();
+    let mut cmd = edge_ns.command("bird");
+    cmd.arg("-f")
+        .arg("-c")
+        .arg(dir.path().join("bird.conf"))
+        .arg("-s")
+        .arg(dir.path().join("bird.ctl"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _edge = Proc::spawn(cmd);
+    assert!(
+        poll_until(Duration::from_secs(20), || tor.established("edge1")),
+        "{}\n{}",
+        tor.birdc(&["show", "protocols", "all", "edge1"]),
+        tor.log()
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || net::nexthops(
+            &tor_ns,
+            "203.0.113.10"
+        ) == ["192.0.2.2"]),
+        "ToR kernel route: {:?}",
+        net::nexthops(&tor_ns, "203.0.113.10")
+    );
 }

@@ -39,8 +39,17 @@ fn default_lab_carries_traffic_over_kernel_ecmp_and_tears_down() {
                 t.by_proxy
             );
         }
-        let (ok, _, _) = edged_testlab::sh("ip", &["netns", "pids", lab.nodes[0].ns.name()]);
-        assert!(ok);
+        // edged runs inside its node's namespace (the pid it reports is
+        // one of the namespace's processes).
+        let status: serde_json::Value =
+            serde_json::from_str(&lab::edgectl(&lab.socket(0), &["-o", "json", "status"])).unwrap();
+        let pid = status["pid"].as_u64().expect("edged reports its pid");
+        let pids = edged_testlab::sh_ok("ip", &["netns", "pids", lab.nodes[0].ns.name()]);
+        assert!(
+            pids.split_whitespace().any(|p| p == pid.to_string()),
+            "edged (pid {pid}) is not in {}: {pids:?}",
+            lab.nodes[0].ns.name()
+        );
     }
     let left = edged_testlab::sh_ok("ip", &["netns", "list"]);
     for n in names {

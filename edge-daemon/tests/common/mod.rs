@@ -132,6 +132,13 @@ impl Node {
         self.ns.exec_ok(&["ip", "-o", "addr", "show", "dev", "lo"])
     }
 
+    /// The Prometheus exposition of the node (default address, inside its
+    /// namespace).
+    pub fn metrics(&self) -> String {
+        self.ns
+            .exec_ok(&["curl", "-sf", "http://127.0.0.1:9180/metrics"])
+    }
+
     pub fn vip(&self, name: &str) -> serde_json::Value {
         let vips = self.json(&["vips"]);
         vips.as_array()
@@ -141,4 +148,14 @@ impl Node {
             .cloned()
             .unwrap_or_else(|| panic!("no VIP {name} in {vips}"))
     }
+}
+
+/// The value of the first sample line that starts with `prefix`.
+pub fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
 }

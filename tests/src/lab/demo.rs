@@ -1,5 +1,7 @@
 //! `edged-lab demo`: the lab, step by step, for someone who has never seen
-//! edged. Prints what it does and what it measured.
+//! edged. Prints what it does and what it measured; a wait that times out
+//! says so ("timed out after N ms") instead of a time, the demo goes on,
+//! and it fails at the end.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,6 +36,44 @@ fn serving(bin: &Path, sock: &Path, vip: usize) -> usize {
     json(bin, sock, &["vips"])[vip]["serving"]
         .as_array()
         .map_or(0, |a| a.len())
+}
+
+/// The demo's waits: each gives how long its condition took to come true,
+/// or prints that it timed out; any timeout fails the demo at the end.
+#[derive(Default)]
+struct Waits {
+    timed_out: Vec<String>,
+}
+
+impl Waits {
+    /// Polls `cond` for up to `limit`; the time since `since` if it came
+    /// true.
+    fn until(
+        &mut self,
+        what: &str,
+        since: Instant,
+        limit: Duration,
+        cond: impl FnMut() -> bool,
+    ) -> Option<Duration> {
+        if poll_until(limit, cond) {
+            return Some(since.elapsed());
+        }
+        println!("{what}: timed out after {} ms", since.elapsed().as_millis());
+        self.timed_out.push(what.to_string());
+        None
+    }
+
+    /// The demo's result: an error naming every wait that timed out.
+    fn result(self) -> Result<(), String> {
+        if self.timed_out.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "{} waits timed out: {}",
+            self.timed_out.len(),
+            self.timed_out.join("; ")
+        ))
+    }
 }
 
 /// Whether the ToR's route to the IPv4 VIP has `n` next hops.
@@ -72,6 +112,7 @@ fn print_spread(t: &traffic::Tally) {
 pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
     let v4: SocketAddr = "203.0.113.10:80".parse().unwrap();
     let sock0 = lab.socket(0);
+    let mut waits = Waits::default();
     say("edged on every node: waiting for the health checks to pass");
     let t0 = Instant::now();
     let all_up = poll_until(Duration::from_secs(20), || {
@@ -80,7 +121,7 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
     });
     if !all_up {
         return Err(format!(
-            "proxies never became healthy:\n{}",
+            "proxies never became healthy (timed out after 20000 ms):\n{}",
             lab.node_log(0)
         ));
     }
@@ -96,7 +137,9 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
         })
     };
     if !poll_until(Duration::from_secs(20), || both(lab)) {
-        return Err("the ToR never learned the VIP from every node".into());
+        return Err(
+            "the ToR never learned the VIP from every node (timed out after 20000 ms)".into(),
+        );
     }
     println!(
         "(sessions up and routes learned {} ms after the checks passed)",
@@ -119,13 +162,18 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
     say("fail a proxy: stop nginx on edge1-px1");
     let t0 = Instant::now();
     lab.nodes[0].proxies[0].nginx.stop();
-    poll_until(Duration::from_secs(10), || {
-        serving(edgectl_bin, &sock0, 0) == lab.spec.proxies_per_node - 1
-    });
-    println!(
-        "edge1 took px1 out of its table after {} ms (interval 250ms, fall 3)",
-        t0.elapsed().as_millis()
+    let out = waits.until(
+        "edge1 taking px1 out of its table",
+        t0,
+        Duration::from_secs(10),
+        || serving(edgectl_bin, &sock0, 0) == lab.spec.proxies_per_node - 1,
     );
+    if let Some(d) = out {
+        println!(
+            "edge1 took px1 out of its table after {} ms (interval 250ms, fall 3)",
+            d.as_millis()
+        );
+    }
     let t = traffic::run(&lab.client.path(), lab.sources(false), v4, 1000);
     print_spread(&t);
 
@@ -147,8 +195,14 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
     for p in &lab.nodes[1].proxies {
         p.nginx.set_health(crate::Health::Error);
     }
-    poll_until(Duration::from_secs(10), || ecmp(lab, 1));
-    println!("ToR route lost edge2 after {} ms", t0.elapsed().as_millis());
+    if let Some(d) = waits.until(
+        "the ToR's route losing edge2",
+        t0,
+        Duration::from_secs(10),
+        || ecmp(lab, 1),
+    ) {
+        println!("ToR route lost edge2 after {} ms", d.as_millis());
+    }
     print!(
         "{}",
         lab.tor_ns.exec_ok(&["ip", "route", "show", "203.0.113.10"])
@@ -158,7 +212,12 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
     for p in &lab.nodes[1].proxies {
         p.nginx.set_health(crate::Health::Ok);
     }
-    poll_until(Duration::from_secs(10), || ecmp(lab, 2));
+    waits.until(
+        "edge2 back in the ToR's route",
+        Instant::now(),
+        Duration::from_secs(10),
+        || ecmp(lab, 2),
+    );
 
     say(
         "drain edge2 under load from 4 clients: edgectl maintenance on (1 s handing new connections to edge1, GRACEFUL_SHUTDOWN, withdraw)",
@@ -175,25 +234,42 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
     let t0 = Instant::now();
     println!("{}", edgectl(edgectl_bin, &sock1, &["maintenance", "on"]));
     println!("{}", edgectl(edgectl_bin, &sock1, &["vips"]));
-    poll_until(Duration::from_secs(10), || ecmp(lab, 1));
-    println!(
-        "the ToR's route left edge2 after {} ms",
-        t0.elapsed().as_millis()
-    );
-    poll_until(Duration::from_secs(10), || {
+    if let Some(d) = waits.until(
+        "the ToR's route leaving edge2",
+        t0,
+        Duration::from_secs(10),
+        || ecmp(lab, 1),
+    ) {
+        println!("the ToR's route left edge2 after {} ms", d.as_millis());
+    }
+    waits.until("edge2 withdrawing", t0, Duration::from_secs(10), || {
         edgectl(edgectl_bin, &sock1, &["-o", "json", "vips"]).contains("\"withdrawn\"")
     });
     let t = load.stop();
     print_spread(&t);
     // edged refreshes the data plane's counters every 5 s.
-    poll_until(Duration::from_secs(12), || handoff(1, "out") > before);
-    println!(
-        "edge2's XDP program handed {} packets of new connections to edge1 before its route left",
-        handoff(1, "out") - before
-    );
+    if waits
+        .until(
+            "edge2's handoff counter",
+            Instant::now(),
+            Duration::from_secs(12),
+            || handoff(1, "out") > before,
+        )
+        .is_some()
+    {
+        println!(
+            "edge2's XDP program handed {} packets of new connections to edge1 before its route left",
+            handoff(1, "out") - before
+        );
+    }
     println!("{}", edgectl(edgectl_bin, &sock1, &["vips"]));
     println!("{}", edgectl(edgectl_bin, &sock1, &["maintenance", "off"]));
-    poll_until(Duration::from_secs(10), || ecmp(lab, 2));
+    waits.until(
+        "edge2 back in the ToR's route after maintenance",
+        Instant::now(),
+        Duration::from_secs(10),
+        || ecmp(lab, 2),
+    );
 
     say("kill -9 edged on edge1 under load: its BIRD dies with it, the ToR withdraws");
     let (path, sources) = (lab.client.path(), lab.sources(false));
@@ -202,11 +278,14 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
     if let Some(p) = &lab.nodes[0].edged {
         p.signal(nix::sys::signal::Signal::SIGKILL);
     }
-    poll_until(Duration::from_secs(10), || ecmp(lab, 1));
-    println!(
-        "ToR route lost edge1 {} ms after the kill",
-        t0.elapsed().as_millis()
-    );
+    if let Some(d) = waits.until(
+        "the ToR's route losing edge1 after the kill",
+        t0,
+        Duration::from_secs(10),
+        || ecmp(lab, 1),
+    ) {
+        println!("ToR route lost edge1 {} ms after the kill", d.as_millis());
+    }
     let t = load.join().map_err(|_| "load thread")?;
     print_spread(&t);
     lab.nodes[0].edged = None;
@@ -214,14 +293,17 @@ pub fn run(lab: &mut Lab, edgectl_bin: &Path) -> Result<(), String> {
     say("restart edged on edge1: it rejoins once its checks pass");
     let t0 = Instant::now();
     lab.start_node(0);
-    poll_until(Duration::from_secs(20), || ecmp(lab, 2));
-    println!(
-        "edge1 back in the ECMP route after {} ms",
-        t0.elapsed().as_millis()
-    );
+    if let Some(d) = waits.until(
+        "edge1 back in the ECMP route",
+        t0,
+        Duration::from_secs(20),
+        || ecmp(lab, 2),
+    ) {
+        println!("edge1 back in the ECMP route after {} ms", d.as_millis());
+    }
     print!(
         "{}",
         lab.tor_ns.exec_ok(&["ip", "route", "show", "203.0.113.10"])
     );
-    Ok(())
+    waits.result()
 }

@@ -363,7 +363,6 @@ impl Lab {
         }
     }
 
-    /// The client's source addresses of one family.
     /// A sample of node `i`'s Prometheus endpoint (default address, inside
     /// the node's namespace): the value of the line starting with `series`
     /// (name and labels as exposed), if any.
@@ -382,6 +381,7 @@ impl Lab {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// The client's source addresses of one family.
     pub fn sources(&self, v6: bool) -> Vec<std::net::IpAddr> {
         (0..self.spec.client_sources)
             .map(|s| {
