@@ -270,9 +270,13 @@ impl Check {
         }
         // A slot missed by less than a tick still runs (late by that much):
         // the kept-connection loop finds a timeout on the grid, up to a
-        // tick after the attempt's end, which can be the next slot.
+        // tick after the attempt's end, which can be the next slot. What
+        // counts is when the slot starts, on the grid: a slot rounds up to
+        // the grid by up to a tick, so it is missed only when its rounded
+        // start is more than a tick in the past.
         let now = tokio::time::Instant::now();
-        let missed = now.checked_sub(TICK).unwrap_or(now);
+        let rounding = self.grid(self.due).saturating_duration_since(self.due);
+        let missed = now.checked_sub(TICK + rounding).unwrap_or(now);
         self.due = first_at_or_after(self.due, self.spec.interval, missed);
         let start = self.grid(self.due);
         self.due += jittered(

@@ -406,12 +406,10 @@ async fn a_timeout_found_at_the_next_slot_keeps_that_slot() {
 }
 
 /// The same for a check whose first slot is rounded up to the grid by
-/// almost a tick: the slot after a timeout is lost, because "missed by
-/// less than a tick" is measured from the slot before rounding
-/// (`Check::next_start` in runner.rs), while the loop finds the timeout
-/// at the rounded slot. A known bug, reported; ignored until it is fixed.
+/// almost a tick: "missed by less than a tick" counts from the slot's
+/// rounded start (`Check::next_start`), where the loop finds the timeout;
+/// counted from the slot before rounding, the slot after a timeout was lost.
 #[tokio::test]
-#[ignore = "known bug: Check::next_start measures 'missed by less than a tick' before rounding"]
 async fn a_timeout_found_at_the_next_slot_keeps_that_slot_whatever_the_phase() {
     // How far the first slot is rounded up to the 10 ms grid.
     let rounding = |k: &CheckKey| {

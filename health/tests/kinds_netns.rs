@@ -146,38 +146,19 @@ fn tcp_down_on_blackhole_and_stop() {
     );
 }
 
-/// Not a test of its own: the DNS responder, run as a child process of the
-/// test binary inside the proxy namespace (so it can be frozen and killed).
-/// It answers every query with the response code read from the file named
-/// by EDGED_HC_DNS_RCODE_FILE. Ignored, so a test run does not count it as
-/// a passed test; run without that variable it fails.
-#[test]
-#[ignore = "the DNS server of dns_down_on_rcode_freeze_and_stop, not a test"]
-fn dns_responder_child() {
-    let file = std::env::var_os("EDGED_HC_DNS_RCODE_FILE")
-        .expect("run by dns_down_on_rcode_freeze_and_stop (EDGED_HC_DNS_RCODE_FILE), not alone");
-    let sock = std::net::UdpSocket::bind(("198.51.100.2", DNS_PORT)).unwrap();
-    let mut buf = [0u8; 512];
-    loop {
-        let (n, peer) = sock.recv_from(&mut buf).unwrap();
-        let rcode: u8 = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        if n < 12 {
-            continue;
-        }
-        buf[2] |= 0x80;
-        buf[3] = (buf[3] & 0xf0) | (rcode & 0x0f);
-        let _ = sock.send_to(&buf[..n], peer);
-    }
-}
-
+/// The DNS responder (`edged-lab dns-responder`) in the proxy namespace, a
+/// process of its own so it can be frozen and killed: it answers every
+/// query with the response code in `rcode_file`.
 fn dns_responder(ns: &NetNs, rcode_file: &Path) -> Proc {
-    let mut cmd = ns.command(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "dns_responder_child", "--ignored", "--nocapture"])
-        .env("EDGED_HC_DNS_RCODE_FILE", rcode_file)
-        .stdout(std::process::Stdio::null());
+    let mut cmd = ns.command(edged_testlab::lab::workspace_bin("edged-lab"));
+    cmd.args([
+        "dns-responder",
+        "--bind",
+        &format!("198.51.100.2:{DNS_PORT}"),
+    ])
+    .arg("--rcode-file")
+    .arg(rcode_file)
+    .stdout(std::process::Stdio::null());
     Proc::spawn(cmd)
 }
 

@@ -8,6 +8,8 @@
 //! - `edged-lab hold --socket S --count N`: a hostile local client for the
 //!   fault tests: N connections to a Unix socket, each with half a request
 //!   sent, held until stdin closes.
+//! - `edged-lab dns-responder --bind ADDR --rcode-file F`: a DNS server for
+//!   the health tests that answers every query with the response code in F.
 
 use std::path::PathBuf;
 
@@ -47,11 +49,36 @@ enum Command {
         #[arg(long)]
         count: usize,
     },
+    /// Answer every DNS query on ADDR with the response code in FILE.
+    #[command(hide = true)]
+    DnsResponder {
+        #[arg(long)]
+        bind: std::net::SocketAddr,
+        #[arg(long)]
+        rcode_file: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::DnsResponder { bind, rcode_file } => {
+            let sock = std::net::UdpSocket::bind(bind)?;
+            let mut buf = [0u8; 512];
+            loop {
+                let (n, peer) = sock.recv_from(&mut buf)?;
+                let rcode: u8 = std::fs::read_to_string(&rcode_file)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0);
+                if n < 12 {
+                    continue;
+                }
+                buf[2] |= 0x80;
+                buf[3] = (buf[3] & 0xf0) | (rcode & 0x0f);
+                let _ = sock.send_to(&buf[..n], peer);
+            }
+        }
         Command::Hold { socket, count } => {
             use std::io::{Read, Write};
             let mut held = Vec::with_capacity(count);
