@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds target/debian/edged_<version>_<arch>.deb from the workspace with
-# dpkg-deb: binaries, unit, default config (conffile), man pages,
-# completions, docs. Prints the path of the package.
+# dpkg-deb: binaries, unit and its ExecStop script, sysusers (group edged),
+# default config (conffile), man pages, completions, docs. Prints the path of the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 meta=$(cargo metadata --no-deps --format-version 1)
@@ -16,6 +16,8 @@ cargo run -q --release -p edge-daemon --example gen-assets -- "$root/assets" >/d
 install -D -m 0755 "$target/release/edged" "$root/pkg/usr/sbin/edged"
 install -D -m 0755 "$target/release/edgectl" "$root/pkg/usr/bin/edgectl"
 install -D -m 0644 systemd/edged.service "$root/pkg/lib/systemd/system/edged.service"
+install -D -m 0755 systemd/edged-stop "$root/pkg/usr/lib/edged/edged-stop"
+install -D -m 0644 packaging/debian/edged.sysusers "$root/pkg/usr/lib/sysusers.d/edged.conf"
 install -D -m 0644 packaging/debian/edged.yaml "$root/pkg/etc/edged/edged.yaml"
 for page in edged edgectl; do
   install -D -m 0644 "$root/assets/man/$page.8" "$root/pkg/usr/share/man/man8/$page.8"

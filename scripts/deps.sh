@@ -4,12 +4,13 @@
 set -euo pipefail
 
 PACKAGES=(
-  iproute2 util-linux procps ethtool    # ip netns, veth, nsenter, ethtool -K
+  iproute2 util-linux procps ethtool    # ip netns, veth, nsenter, setpriv (BIRD, exec checks), ethtool -K
   clang llvm libbpf-dev bpftool          # XDP program (clang -target bpf), headers; BTF layout check
   bird2 frr                              # BGP: the managed BIRD, and BIRD/FRR top-of-rack peers in labs
   nginx-light                            # real HTTP servers as proxies in labs
   tcpdump curl                           # lab debugging, demo traffic
-  systemd                                # systemd-analyze verify of the unit
+  systemd                                # systemd-analyze verify and security --offline of the unit
+  man-db python3                         # test-deb.sh renders the man pages; build-deb.sh reads cargo metadata
   ruby                                   # ruby -c on vagrant/Vagrantfile
   pkg-config build-essential             # C parts of crates
 )

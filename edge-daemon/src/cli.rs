@@ -43,6 +43,13 @@ pub enum EdgedCommand {
         #[arg(long)]
         diff: bool,
     },
+    /// With edged stopped, remove what it keeps for its next start: a BIRD
+    /// left for a planned restart, its VIP addresses, and the XDP program
+    /// and maps pinned in forwarder.pin_dir (detached from the uplinks).
+    /// Refuses (exit 75) while edged answers on node.control_socket. Run by
+    /// the package on removal; the config is read as with
+    /// `check --no-host-checks`.
+    Teardown,
 }
 
 /// Operate an edged node: status, drains, maintenance, reload.

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod metrics_xdp;
 pub mod reconcile;
 pub mod specs;
+pub mod teardown;
 
 #[cfg(test)]
 mod reconcile_tests;

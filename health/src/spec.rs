@@ -74,7 +74,9 @@ pub enum CheckKind {
         expect_rcode: u8,
     },
     /// A program; passes on exit status 0. Runs with EDGED_VIP,
-    /// EDGED_SERVICE, EDGED_PROXY set; killed with its process group on timeout.
+    /// EDGED_SERVICE, EDGED_PROXY set, without CAP_NET_ADMIN, CAP_SYS_ADMIN,
+    /// CAP_PERFMON and CAP_BPF (through `setpriv`); killed with its process
+    /// group on timeout.
     Exec {
         program: PathBuf,
         args: Vec<String>,

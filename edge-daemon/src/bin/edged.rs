@@ -22,7 +22,8 @@ fn main() -> ExitCode {
         Some(Command::Check {
             no_host_checks: true,
             ..
-        }) => HostChecks::No,
+        })
+        | Some(Command::Teardown) => HostChecks::No,
         _ => HostChecks::Yes,
     };
     let (config, specs) = match specs::load(&cli.config, host) {
@@ -44,6 +45,9 @@ fn main() -> ExitCode {
             return print_diff(&cli.config, &config.node.control_socket);
         }
         return ExitCode::SUCCESS;
+    }
+    if cli.command == Some(Command::Teardown) {
+        return teardown(&config, &specs);
     }
     init_logging();
     // A parent may hand us its blocked signals (a lab that waits for
@@ -77,6 +81,35 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("edged failed: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `edged teardown`: one line per thing removed; 75 (EX_TEMPFAIL) while
+/// edged runs.
+fn teardown(config: &edged_config::Config, specs: &specs::Specs) -> ExitCode {
+    use edge_daemon::teardown::{TeardownError, run};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(config, specs)) {
+        Ok(done) if done.is_empty() => {
+            println!("edged teardown: nothing to remove");
+            ExitCode::SUCCESS
+        }
+        Ok(done) => {
+            for d in done {
+                println!("edged teardown: {d}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("edged teardown: {e}");
+            ExitCode::from(match e {
+                TeardownError::Running { .. } => 75,
+                _ => 1,
+            })
         }
     }
 }

@@ -17,37 +17,35 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
-/// Why edged's bpffs pins would be private, if they would: it runs in a
-/// mount namespace of its own (as under `ip netns exec`, whose /sys is
-/// the network namespace's sysfs), so pins made there are invisible to the
-/// host and gone when edged exits, and a restart cannot re-adopt the data
-/// plane.
+/// Why edged's bpffs pins would be private, if they would: under
+/// `ip netns exec`, whose /sys is the network namespace's own sysfs, no
+/// bpffs is mounted at /sys/fs/bpf and the one edged mounts lives and dies
+/// with edged's mount namespace, so a restart cannot re-adopt the data
+/// plane. (A private mount namespace as such is fine: systemd's sandboxing
+/// gives edged one, with the host's bpffs bound in.)
 pub fn bpffs_is_private() -> Option<String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut bpffs = false;
     for line in mountinfo.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let Some(dash) = fields.iter().position(|f| *f == "-") else {
             continue;
         };
-        let (point, fstype, source) = (fields.get(4), fields.get(dash + 1), fields.get(dash + 2));
+        let (point, fstype, source) = (
+            fields.get(4).copied(),
+            fields.get(dash + 1).copied(),
+            fields.get(dash + 2).copied(),
+        );
         // iproute2 mounts the namespace's sysfs with the namespace's name.
-        if point == Some(&"/sys")
-            && fstype == Some(&"sysfs")
-            && source.is_some_and(|s| *s != "sysfs")
-        {
+        if point == Some("/sys") && fstype == Some("sysfs") && source.is_some_and(|s| s != "sysfs") {
             return Some(format!(
                 "/sys is the sysfs of network namespace `{}` (ip netns exec)",
-                source.unwrap_or(&"")
+                source.unwrap_or("")
             ));
         }
+        bpffs |= point == Some("/sys/fs/bpf") && fstype == Some("bpf");
     }
-    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
-    match (ns("self"), ns("1")) {
-        (Some(me), Some(init)) if me != init => {
-            Some("edged's mount namespace is not init's".into())
-        }
-        _ => None,
-    }
+    (!bpffs).then(|| "no bpffs is mounted at /sys/fs/bpf; edged mounts its own".into())
 }
 
 fn sysctl_path(key: &str) -> String {
