@@ -6,29 +6,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use edged_config::{CheckKind as CfgKind, Config};
-use edged_health::{CheckKey, CheckKind, CheckSpec, CheckStatus, Observer, Verdict, aggregate};
+use edged_health::{
+    CheckKey, CheckKind, CheckSpec, CheckStatus, DnsCheck, ExecCheck, HttpCheck, Observer,
+    TcpCheck, Verdict, aggregate,
+};
 
 use crate::metrics::Metrics;
 use crate::reconcile::{HealthView, Serve};
-
-/// Checks are spread by their start time (a per-check offset within the
-/// interval) and then run on an exact period: no per-period jitter, so a
-/// fault is seen within fall × interval (plus the check's own time).
-const JITTER: f64 = 0.0;
 
 /// One check per (VIP, service, proxy serving the VIP).
 pub fn checks(cfg: &Config) -> Vec<(CheckKey, CheckSpec)> {
     let mut out = Vec::new();
     for vip in &cfg.vips {
-        let proxies = cfg
-            .proxies
-            .iter()
-            .filter(|p| vip.proxies.as_ref().is_none_or(|l| l.contains(&p.name)));
-        for p in proxies {
+        for p in crate::topology::members(cfg, vip) {
             for svc in &vip.services {
                 let c = &svc.check;
                 let port = |default: u16| SocketAddr::new(p.address, c.port.unwrap_or(default));
-                let http = |tls: bool| CheckKind::Http {
+                let http = |tls: bool| HttpCheck {
                     target: port(if tls { 443 } else { 80 }),
                     tls,
                     method: c.method.clone().unwrap_or_else(|| "GET".into()),
@@ -40,37 +34,34 @@ pub fn checks(cfg: &Config) -> Vec<(CheckKey, CheckSpec)> {
                     tls_verify: c.tls_verify.unwrap_or(true),
                     http2: c.http2.unwrap_or(false),
                 };
-                let kind = match c.kind {
-                    CfgKind::Tcp => CheckKind::Tcp { target: port(0) },
-                    CfgKind::Http => http(false),
-                    CfgKind::Https => http(true),
-                    CfgKind::Dns => CheckKind::Dns {
+                let kind: CheckKind = match c.kind {
+                    CfgKind::Tcp => TcpCheck::new(port(0)).into(),
+                    CfgKind::Http => http(false).into(),
+                    CfgKind::Https => http(true).into(),
+                    CfgKind::Dns => DnsCheck {
                         target: port(53),
                         query_name: c.query_name.clone().unwrap_or_default(),
                         query_type: c.query_type.unwrap_or(1),
                         expect_rcode: c.expect_rcode.unwrap_or(0),
-                    },
+                    }
+                    .into(),
                     CfgKind::Exec => {
                         let cmd = c.command.clone().unwrap_or_default();
-                        CheckKind::Exec {
+                        ExecCheck {
                             program: cmd.first().cloned().unwrap_or_default().into(),
                             args: cmd.into_iter().skip(1).collect(),
                             env: c.env.clone().unwrap_or_default().into_iter().collect(),
                         }
+                        .into()
                     }
                 };
-                let key = CheckKey {
-                    vip: vip.name.clone(),
-                    service: svc.name.clone(),
-                    proxy: p.name.clone(),
-                };
+                let key = CheckKey::new(&vip.name, &svc.name, &p.name);
                 let spec = CheckSpec {
                     kind,
                     interval: c.interval,
                     timeout: c.timeout,
                     rise: c.rise,
                     fall: c.fall,
-                    jitter: JITTER,
                     hold_down: c.hold_down,
                     reuse_connection: c.reuse_connection.unwrap_or(true),
                     source: c.source,
@@ -100,7 +91,5 @@ pub fn view(snapshot: &[(CheckKey, CheckStatus)]) -> HealthView {
 
 /// Feeds every attempt into the metrics.
 pub fn observer(metrics: Arc<Metrics>) -> Observer {
-    Arc::new(move |_key, outcome| {
-        metrics.observe_check(outcome.ok, &outcome.reason, outcome.latency)
-    })
+    Arc::new(move |_key, outcome| metrics.observe_check(outcome))
 }

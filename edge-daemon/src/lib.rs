@@ -13,6 +13,7 @@ pub mod metrics_xdp;
 pub mod reconcile;
 pub mod specs;
 pub mod teardown;
+pub mod topology;
 
 #[cfg(test)]
 mod reconcile_tests;

@@ -55,29 +55,6 @@ pub struct CheckLabels {
     pub proxy: String,
 }
 
-/// Short class of a check outcome, for a bounded label.
-pub fn outcome_class(ok: bool, reason: &str) -> &'static str {
-    const CLASSES: [(&str, &str); 10] = [
-        ("connection refused", "refused"),
-        ("timeout", "timeout"),
-        ("status ", "status"),
-        ("body mismatch", "body"),
-        ("exit status", "exit"),
-        ("killed by signal", "exit"),
-        ("tls:", "tls"),
-        ("dns rcode", "dns"),
-        ("reset by peer", "reset"),
-        ("closed mid-response", "closed"),
-    ];
-    if ok {
-        return "ok";
-    }
-    CLASSES
-        .iter()
-        .find(|(p, _)| reason.starts_with(p))
-        .map_or("other", |(_, c)| c)
-}
-
 /// The daemon's own metrics.
 pub struct Metrics {
     registry: Registry,
@@ -262,10 +239,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Records one health check attempt.
-    pub fn observe_check(&self, ok: bool, reason: &str, latency: std::time::Duration) {
-        self.check_duration.observe(latency.as_secs_f64());
-        let outcome = outcome_class(ok, reason).to_string();
+    /// Records one health check attempt, by its failure's class.
+    pub fn observe_check(&self, o: &edged_health::Outcome) {
+        self.check_duration.observe(o.latency.as_secs_f64());
+        let outcome = o
+            .failure()
+            .map_or("ok", edged_health::Failure::class)
+            .to_string();
         self.check_results
             .get_or_create(&OutcomeLabels { outcome })
             .inc();

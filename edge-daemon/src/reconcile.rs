@@ -244,10 +244,7 @@ struct Want<'a> {
 
 /// The proxies configured for a VIP, in config order.
 fn members<'a>(cfg: &'a Config, vip: &edged_config::Vip) -> Vec<&'a edged_config::Proxy> {
-    cfg.proxies
-        .iter()
-        .filter(|p| vip.proxies.as_ref().is_none_or(|l| l.contains(&p.name)))
-        .collect()
+    crate::topology::members(cfg, vip).collect()
 }
 
 /// A VIP's members by health.
@@ -281,7 +278,7 @@ fn split_by_health<'a>(
     };
     for p in members {
         let name = p.name.as_str();
-        let weight = weights.get(name).copied().unwrap_or(p.weight);
+        let weight = crate::topology::weight(p, weights);
         match verdicts.and_then(|v| v.get(name)) {
             Some(Serve::Serving) => {
                 out.serving.push((name, weight));

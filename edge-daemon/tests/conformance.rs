@@ -336,14 +336,11 @@ impl Harness {
                         "down" => Health::Down,
                         _ => Health::Unknown,
                     };
-                    s.last = Some(edged_health::Outcome {
-                        ok: s.state == Health::Up,
-                        reason: if s.state == Health::Down {
-                            "status 503".into()
-                        } else {
-                            "ok".into()
-                        },
-                        latency: Duration::from_millis(1),
+                    let latency = Duration::from_millis(1);
+                    s.last = Some(if s.state == Health::Down {
+                        edged_health::Outcome::fail(latency, edged_health::Failure::Status(503))
+                    } else {
+                        edged_health::Outcome::pass(latency)
                     });
                 }
                 drop(st);

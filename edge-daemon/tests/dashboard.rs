@@ -32,7 +32,9 @@ fn exported() -> BTreeSet<String> {
         &Default::default(),
     );
     m.drift("address");
-    m.observe_check(true, "ok", std::time::Duration::from_millis(3));
+    m.observe_check(&edged_health::Outcome::pass(
+        std::time::Duration::from_millis(3),
+    ));
     let key = edged_health::CheckKey {
         vip: "web".into(),
         service: "http".into(),

@@ -47,6 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, Observer, State};
+use edged_health::{HttpCheck, TcpCheck};
 use nix::sys::resource::{UsageWho, getrusage};
 
 const CHECKS_PER_VIP: usize = 10;
@@ -178,8 +179,8 @@ fn scale(child: &mut Command, host: &str, secs: u64, sfx: &str, h2: bool) {
                     proxy: format!("p{}", c % LISTENERS),
                 };
                 let mut s = spec(addrs[c % LISTENERS], Duration::from_secs(1));
-                if let CheckKind::Http { http2, .. } = &mut s.kind {
-                    *http2 = h2;
+                if let CheckKind::Http(h) = &mut s.kind {
+                    h.http2 = h2;
                 }
                 checks.push((key, s));
             }
@@ -349,27 +350,15 @@ fn spec(target: SocketAddr, interval: Duration) -> CheckSpec {
     let tcp = std::env::var("BENCH_KIND").is_ok_and(|k| k == "tcp");
     CheckSpec {
         kind: if tcp {
-            CheckKind::Tcp { target }
+            CheckKind::Tcp(TcpCheck::new(target))
         } else {
-            CheckKind::Http {
-                target,
-                tls: false,
-                method: "GET".into(),
-                path: "/".into(),
-                host: None,
-                expect_status: vec![200],
-                body_contains: None,
-                ca_file: None,
-                tls_verify: true,
-                http2: false,
-            }
+            CheckKind::Http(HttpCheck::get(target))
         },
         interval,
         timeout: interval / 2,
         rise: 2,
         fall: 3,
         // As edged runs them: starts spread by identity, no per-period jitter.
-        jitter: 0.0,
         hold_down: None,
         reuse_connection: true,
         source: None,
@@ -463,7 +452,7 @@ fn kept_latency() {
         let seen: Arc<Mutex<Vec<(bool, Duration)>>> = Arc::default();
         let s2 = seen.clone();
         let obs: Observer = Arc::new(move |_, o| {
-            assert!(o.ok, "kept latency: {o:?}");
+            assert!(o.ok(), "kept latency: {o:?}");
             let on_loop = std::thread::current().name() == Some("edged-kept");
             s2.lock().unwrap().push((on_loop, o.latency));
         });

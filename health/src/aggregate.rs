@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use crate::hysteresis::State;
-use crate::runner::CheckStatus;
 use crate::spec::CheckKey;
+use crate::status::CheckStatus;
 
 /// A proxy's verdict for one VIP.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +33,10 @@ pub fn aggregate<'a>(
     for (pair, mut checks) in by_pair {
         checks.sort_by(|a, b| a.0.service.cmp(&b.0.service));
         if let Some((k, s)) = checks.iter().find(|(_, s)| s.state == State::Down) {
-            let why = s.last.as_ref().map_or("down", |o| o.reason.as_str());
+            let why = s
+                .last
+                .as_ref()
+                .map_or_else(|| "down".into(), |o| o.reason());
             out.insert(
                 pair,
                 Verdict::NotServing(format!("service {}: {why}", k.service)),
@@ -48,7 +51,7 @@ pub fn aggregate<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::Outcome;
+    use crate::outcome::{Failure, Outcome};
 
     fn key(vip: &str, svc: &str, px: &str) -> CheckKey {
         CheckKey {
@@ -58,13 +61,12 @@ mod tests {
         }
     }
 
-    fn status(state: State, reason: &str) -> CheckStatus {
+    fn status(state: State, failure: Option<Failure>) -> CheckStatus {
         CheckStatus {
             state,
             last: Some(Outcome {
-                ok: state == State::Up,
-                reason: reason.into(),
                 latency: Default::default(),
+                result: failure.map_or(Ok(()), Err),
             }),
             ..Default::default()
         }
@@ -73,12 +75,15 @@ mod tests {
     #[test]
     fn every_service_must_pass() {
         let checks = [
-            (key("web", "http", "a"), status(State::Up, "ok")),
-            (key("web", "tls", "a"), status(State::Up, "ok")),
-            (key("web", "http", "b"), status(State::Up, "ok")),
-            (key("web", "tls", "b"), status(State::Down, "status 503")),
-            (key("web", "http", "c"), status(State::Up, "ok")),
-            (key("web", "tls", "c"), status(State::Unknown, "")),
+            (key("web", "http", "a"), status(State::Up, None)),
+            (key("web", "tls", "a"), status(State::Up, None)),
+            (key("web", "http", "b"), status(State::Up, None)),
+            (
+                key("web", "tls", "b"),
+                status(State::Down, Some(Failure::Status(503))),
+            ),
+            (key("web", "http", "c"), status(State::Up, None)),
+            (key("web", "tls", "c"), status(State::Unknown, None)),
         ];
         let v = aggregate(checks.iter().map(|(k, s)| (k, s)));
         assert_eq!(v[&("web".into(), "a".into())], Verdict::Serving);

@@ -9,10 +9,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use edged_health::{CheckKey, CheckKind, probe};
+use edged_health::{CheckKey, CheckKind, CheckSpec, ExecCheck, probe};
 use edged_testlab::TempDir;
 
 const T: Duration = Duration::from_secs(5);
+
+/// One attempt of `kind` within `T`.
+fn spec_of(kind: CheckKind, timeout: Duration) -> CheckSpec {
+    CheckSpec::new(kind, timeout * 4, timeout)
+}
 const NET_ADMIN: u32 = 12;
 const NET_RAW: u32 = 13;
 const SYS_ADMIN: u32 = 21;
@@ -32,17 +37,17 @@ fn key() -> CheckKey {
 /// redirection is opened by the shell, not by a child) to `out`, then
 /// exits with `code`.
 fn caps_check(out: &Path, code: u8) -> CheckKind {
-    CheckKind::Exec {
-        program: "/bin/sh".into(),
-        args: vec![
+    CheckKind::Exec(ExecCheck {
+    program: "/bin/sh".into(),
+    args: vec![
             "-c".into(),
             r#"while IFS= read -r l; do case $l in Cap*) echo "$l";; esac; done < /proc/self/status > "$1"; exit "$2""#.into(),
             "sh".into(),
             out.display().to_string(),
             code.to_string(),
         ],
-        env: vec![],
-    }
+    env: vec![],
+})
 }
 
 /// The `Cap*` masks of a status text, by name (`CapBnd` ...).
@@ -88,10 +93,10 @@ async fn exec_checks_lose_net_admin_bpf_and_perfmon_and_still_judge_exit_status(
     let dir = TempDir::new("exec-caps");
     for (code, ok) in [(0u8, true), (3, false)] {
         let out = dir.path().join(format!("caps-{code}"));
-        let o = probe(&key(), &caps_check(&out, code), T, None).await;
-        assert_eq!(o.ok, ok, "{o:?}");
+        let o = probe(&key(), &spec_of(caps_check(&out, code), T)).await;
+        assert_eq!(o.ok(), ok, "{o:?}");
         if !ok {
-            assert_eq!(o.reason, "exit status 3");
+            assert_eq!(o.reason(), "exit status 3");
         }
         let status = std::fs::read_to_string(&out).expect("the check wrote its status");
         println!("exit {code}: {}", status.replace('\n', " "));
@@ -125,14 +130,14 @@ fn without_setpcap_an_exec_check_fails_and_does_not_run() {
             .enable_all()
             .build()
             .unwrap();
-        let touch = CheckKind::Exec {
+        let touch = CheckKind::Exec(ExecCheck {
             program: "/usr/bin/touch".into(),
             args: vec![marker.to_string_lossy().into_owned()],
             env: vec![],
-        };
-        let o = rt.block_on(probe(&key(), &touch, T, None));
+        });
+        let o = rt.block_on(probe(&key(), &spec_of(touch.clone(), T)));
         println!("without CAP_SETPCAP: {o:?}");
-        assert!(!o.ok && o.reason.contains("CAP_SETPCAP"), "{o:?}");
+        assert!(!o.ok() && o.reason().contains("CAP_SETPCAP"), "{o:?}");
         assert!(!Path::new(&marker).exists(), "the program ran");
         return;
     }

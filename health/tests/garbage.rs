@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::http_kind;
+use common::spec_of;
+use edged_health::DnsCheck;
 use edged_health::{CheckKey, CheckKind, probe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -101,13 +103,13 @@ async fn failures(case: &AtomicU64, kind: &CheckKind, t: Duration, n: u64) -> us
     let mut failed = 0;
     for seed in 0..n {
         case.store(seed, Ordering::SeqCst);
-        let o = probe(&key(), kind, t, None).await;
-        assert!(!o.reason.is_empty(), "seed {seed}: {o:?}");
+        let o = probe(&key(), &spec_of(kind.clone(), t)).await;
+        assert!(!o.reason().is_empty(), "seed {seed}: {o:?}");
         assert!(
             o.latency < t + Duration::from_millis(200),
             "seed {seed}: {o:?}"
         );
-        failed += usize::from(!o.ok);
+        failed += usize::from(!o.ok());
     }
     failed
 }
@@ -138,8 +140,8 @@ async fn http2_survives_mutated_responses() {
     .await;
     let kind = http_kind(addr, true);
     let t = Duration::from_millis(300);
-    let o = probe(&key(), &kind, t, None).await;
-    assert!(o.ok, "the canned HTTP/2 answer passes: {o:?}");
+    let o = probe(&key(), &spec_of(kind.clone(), t)).await;
+    assert!(o.ok(), "the canned HTTP/2 answer passes: {o:?}");
     let failed = failures(&case, &kind, t, 300).await;
     println!("mutated HTTP/2 responses: {failed} of 300 failed the check");
     assert!(failed > 150, "mutations should mostly fail the check");
@@ -165,21 +167,16 @@ async fn dns_survives_garbage_replies() {
         }
     });
     let t = Duration::from_millis(60);
-    let kind = CheckKind::Dns {
-        target: addr,
-        query_name: "health.example.com".into(),
-        query_type: 1,
-        expect_rcode: 0,
-    };
+    let kind = CheckKind::Dns(DnsCheck::a(addr, "health.example.com"));
     for i in 0..60 {
-        let o = probe(&key(), &kind, t, None).await;
-        assert!(!o.reason.is_empty(), "case {i}: {o:?}");
+        let o = probe(&key(), &spec_of(kind.clone(), t)).await;
+        assert!(!o.reason().is_empty(), "case {i}: {o:?}");
         assert!(
             o.latency < t + Duration::from_millis(200),
             "case {i}: {o:?}"
         );
         assert!(
-            o.ok || o.reason.starts_with("dns rcode") || o.reason.starts_with("timeout"),
+            o.ok() || o.reason().starts_with("dns rcode") || o.reason().starts_with("timeout"),
             "case {i}: {o:?}"
         );
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::flip;
+use edged_health::HttpCheck;
 use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, HealthEvent, State};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -141,23 +142,17 @@ async fn serve(sock: tokio::net::TcpStream, s: Arc<Script>, n: usize) {
 
 fn spec(target: SocketAddr, vip: &str, body_contains: Option<&str>) -> CheckSpec {
     CheckSpec {
-        kind: CheckKind::Http {
-            target,
-            tls: false,
-            method: "GET".into(),
+        kind: CheckKind::Http(HttpCheck {
             path: "/healthz".into(),
             host: Some(format!("{vip}.example")),
-            expect_status: vec![200],
             body_contains: body_contains.map(Into::into),
-            ca_file: None,
-            tls_verify: true,
             http2: true,
-        },
+            ..HttpCheck::get(target)
+        }),
         interval: INTERVAL,
         timeout: TIMEOUT,
         rise: 2,
         fall: 3,
-        jitter: 0.0,
         hold_down: None,
         reuse_connection: true,
         source: None,
@@ -217,7 +212,7 @@ async fn one_connection_per_proxy_and_a_hung_vip_fails_only_itself() {
     let down = flips(&mut rx, 2, State::Down).await;
     for ev in &down {
         assert_eq!(ev.key.vip, "hung");
-        assert_eq!(ev.outcome.reason, "timeout after 80ms");
+        assert_eq!(ev.outcome.reason(), "timeout after 80ms");
     }
     // The other VIPs' streams on the same connection never failed, and the
     // connection stayed (their answers show it alive).
@@ -325,7 +320,7 @@ async fn status_and_body_reasons_then_gone_and_back() {
     ] {
         srv.set("a.example", mode);
         for ev in flips(&mut rx, 2, State::Down).await {
-            assert_eq!(ev.outcome.reason, reason);
+            assert_eq!(ev.outcome.reason(), reason);
         }
         srv.set("a.example", Mode::Ok);
         flips(&mut rx, 2, State::Up).await;
@@ -333,7 +328,7 @@ async fn status_and_body_reasons_then_gone_and_back() {
     // The server goes away: refused. It comes back on the same port: up.
     let (addr, script) = srv.stop();
     for ev in flips(&mut rx, 2, State::Down).await {
-        assert_eq!(ev.outcome.reason, "connection refused", "{ev:?}");
+        assert_eq!(ev.outcome.reason(), "connection refused", "{ev:?}");
     }
     let _srv = Server::start(script, addr).await;
     flips(&mut rx, 2, State::Up).await;

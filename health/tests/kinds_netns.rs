@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::flip;
 use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, HealthEvent, State};
+use edged_health::{DnsCheck, ExecCheck, TcpCheck};
 use edged_testlab::lab::traffic::in_netns;
 use edged_testlab::{NetNs, Nginx, Proc, TempDir, net, unique};
 use nix::sys::signal::Signal;
@@ -26,7 +27,6 @@ fn spec(kind: CheckKind) -> CheckSpec {
         timeout: TIMEOUT,
         rise: 2,
         fall: 3,
-        jitter: 0.0,
         hold_down: None,
         reuse_connection: true,
         source: Some("198.51.100.1".parse().unwrap()),
@@ -88,10 +88,14 @@ async fn fault_cycle(
     let ev = flip(rx).await;
     let took = t0.elapsed();
     assert_eq!(ev.state, State::Down, "{name}");
-    assert!(want(&ev.outcome.reason), "{name}: reason {:?}", ev.outcome);
+    assert!(
+        want(&ev.outcome.reason()),
+        "{name}: reason {:?}",
+        ev.outcome
+    );
     println!(
         "fault-to-down ({name}: {}), interval 250ms, fall 3: {} ms",
-        ev.outcome.reason,
+        ev.outcome.reason(),
         took.as_millis()
     );
     // Generous bound: fall × interval + timeout + scheduling slack.
@@ -114,9 +118,7 @@ async fn fault_cycle(
 fn tcp_down_on_blackhole_and_stop() {
     let (checker_ns, proxy_ns, proxy_if) = lab();
     let mut nginx = Nginx::start(&proxy_ns, "px-a", 8081);
-    let kind = CheckKind::Tcp {
-        target: "198.51.100.2:8081".parse().unwrap(),
-    };
+    let kind = CheckKind::Tcp(TcpCheck::new("198.51.100.2:8081".parse().unwrap()));
     let proxy_ns = std::sync::Arc::new(proxy_ns);
     let pns = proxy_ns.clone();
     with_checker(
@@ -170,12 +172,10 @@ fn dns_down_on_rcode_freeze_and_stop() {
     std::fs::write(&rcode_file, "0").unwrap();
     let responder =
         std::sync::Arc::new(std::sync::Mutex::new(dns_responder(&proxy_ns, &rcode_file)));
-    let kind = CheckKind::Dns {
-        target: format!("198.51.100.2:{DNS_PORT}").parse().unwrap(),
-        query_name: "health.example.com".into(),
-        query_type: 1,
-        expect_rcode: 0,
-    };
+    let kind = CheckKind::Dns(DnsCheck::a(
+        format!("198.51.100.2:{DNS_PORT}").parse().unwrap(),
+        "health.example.com",
+    ));
     let (r, f, ns) = (responder.clone(), rcode_file.clone(), proxy_ns);
     with_checker(
         &checker_ns.path(),
@@ -231,11 +231,11 @@ fn exec_down_on_exit_status_and_hang() {
         "case $(cat {}) in ok) exit 0;; fail) exit 2;; *) exec sleep 30;; esac",
         mode.display()
     );
-    let kind = CheckKind::Exec {
+    let kind = CheckKind::Exec(ExecCheck {
         program: "/bin/sh".into(),
         args: vec!["-c".into(), script],
         env: vec![],
-    };
+    });
     with_checker(
         &checker_ns.path(),
         key("exec"),

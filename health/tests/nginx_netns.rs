@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::flip;
+use edged_health::HttpCheck;
 use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, State};
 use edged_testlab::lab::traffic::in_netns;
 use edged_testlab::{Health, NetNs, Nginx, net, unique};
@@ -24,29 +25,25 @@ type Fault = (
 
 fn http_spec(http2: bool) -> CheckSpec {
     CheckSpec {
-        kind: CheckKind::Http {
-            target: if http2 {
-                "198.51.100.2:8082"
-            } else {
-                "198.51.100.2:8081"
-            }
-            .parse()
-            .unwrap(),
-            tls: false,
-            method: "GET".into(),
+        kind: CheckKind::Http(HttpCheck {
             path: "/healthz".into(),
             host: Some("www.example.com".into()),
-            expect_status: vec![200],
             body_contains: Some("ok".into()),
-            ca_file: None,
-            tls_verify: true,
             http2,
-        },
+            ..HttpCheck::get(
+                if http2 {
+                    "198.51.100.2:8082"
+                } else {
+                    "198.51.100.2:8081"
+                }
+                .parse()
+                .unwrap(),
+            )
+        }),
         interval: INTERVAL,
         timeout: Duration::from_millis(200),
         rise: 2,
         fall: 3,
-        jitter: 0.0,
         hold_down: None,
         reuse_connection: true,
         source: Some("198.51.100.1".parse().unwrap()),
@@ -115,7 +112,7 @@ fn faults_and_recovery(http2: bool) {
                 fault(&mut ctl.lock().unwrap());
                 let ev = flip(&mut rx).await;
                 assert_eq!(
-                    (ev.state, ev.outcome.reason.as_str()),
+                    (ev.state, ev.outcome.reason().as_str()),
                     (State::Down, reason),
                     "{name}"
                 );
@@ -134,7 +131,7 @@ fn faults_and_recovery(http2: bool) {
             ctl.lock().unwrap().stop();
             let ev = flip(&mut rx).await;
             assert_eq!(
-                (ev.state, ev.outcome.reason.as_str()),
+                (ev.state, ev.outcome.reason().as_str()),
                 (State::Down, "connection refused")
             );
             times.push(("stopped", t0.elapsed()));

@@ -6,48 +6,29 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use edged_health::{CheckKey, CheckKind, probe};
+use edged_health::{CheckKey, CheckKind, DnsCheck, ExecCheck, HttpCheck, TcpCheck, probe};
 
 const T: Duration = Duration::from_millis(300);
 
 fn key() -> CheckKey {
-    CheckKey {
-        vip: "web".into(),
-        service: "svc".into(),
-        proxy: "px1".into(),
-    }
+    CheckKey::new("web", "svc", "px1")
 }
 
 fn http(target: std::net::SocketAddr) -> CheckKind {
-    CheckKind::Http {
-        target,
-        tls: false,
-        method: "GET".into(),
-        path: "/healthz".into(),
-        host: Some("www.example.com".into()),
-        expect_status: vec![200],
-        body_contains: Some("ok".into()),
-        ca_file: None,
-        tls_verify: true,
-        http2: false,
-    }
+    HttpCheck::get(target)
+        .path("/healthz")
+        .host("www.example.com")
+        .body("ok")
+        .into()
 }
 
 #[tokio::test]
 async fn tcp_connects_or_says_refused() {
     let srv = HttpServer::start().await;
-    let o = probe(&key(), &CheckKind::Tcp { target: srv.addr }, T, None).await;
-    assert!(o.ok, "{o:?}");
-    let o = probe(
-        &key(),
-        &CheckKind::Tcp {
-            target: closed_port().await,
-        },
-        T,
-        None,
-    )
-    .await;
-    assert_eq!((o.ok, o.reason.as_str()), (false, "connection refused"));
+    let o = probe(&key(), &spec_of(TcpCheck::new(srv.addr), T)).await;
+    assert!(o.ok(), "{o:?}");
+    let o = probe(&key(), &spec_of(TcpCheck::new(closed_port().await), T)).await;
+    assert_eq!((o.ok(), o.reason().as_str()), (false, "connection refused"));
 }
 
 #[tokio::test]
@@ -64,9 +45,9 @@ async fn http_each_failure_has_its_reason() {
     ];
     for (mode, want) in cases {
         srv.set(mode);
-        let o = probe(&key(), &http(srv.addr), T, None).await;
-        assert_eq!(o.reason, want, "{mode:?}: {o:?}");
-        assert_eq!(o.ok, mode == Mode::Ok);
+        let o = probe(&key(), &spec_of(http(srv.addr), T)).await;
+        assert_eq!(o.reason(), want, "{mode:?}: {o:?}");
+        assert_eq!(o.ok(), mode == Mode::Ok);
         // A timeout never comes early; nothing hangs past it (with
         // generous room: two loaded cores run this).
         if want.starts_with("timeout") {
@@ -79,55 +60,59 @@ async fn http_each_failure_has_its_reason() {
         );
     }
     srv.set(Mode::Reset);
-    let o = probe(&key(), &http(srv.addr), T, None).await;
-    assert!(!o.ok);
+    let o = probe(&key(), &spec_of(http(srv.addr), T)).await;
+    assert!(!o.ok());
     assert!(
-        ["reset by peer", "closed mid-response"].contains(&o.reason.as_str()),
+        ["reset by peer", "closed mid-response"].contains(&o.reason().as_str()),
         "{o:?}"
     );
     let addr = srv.addr;
     srv.stop().await;
-    let o = probe(&key(), &http(addr), T, None).await;
-    assert_eq!(o.reason, "connection refused");
+    let o = probe(&key(), &spec_of(http(addr), T)).await;
+    assert_eq!(o.reason(), "connection refused");
 }
 
 #[tokio::test]
 async fn dns_checks_the_response_code() {
     let srv = DnsServer::start().await;
-    let kind = |rc| CheckKind::Dns {
-        target: srv.addr,
-        query_name: "health.example.com".into(),
-        query_type: 1,
+    let kind = |rc| DnsCheck {
         expect_rcode: rc,
+        ..DnsCheck::a(srv.addr, "health.example.com")
     };
-    assert!(probe(&key(), &kind(0), T, None).await.ok);
+    assert!(probe(&key(), &spec_of(kind(0), T)).await.ok());
     srv.set_rcode(2);
-    assert_eq!(probe(&key(), &kind(0), T, None).await.reason, "dns rcode 2");
+    assert_eq!(
+        probe(&key(), &spec_of(kind(0), T)).await.reason(),
+        "dns rcode 2"
+    );
     srv.set_rcode(255);
     assert_eq!(
-        probe(&key(), &kind(0), T, None).await.reason,
+        probe(&key(), &spec_of(kind(0), T)).await.reason(),
         "timeout after 300ms"
     );
 }
 
 #[tokio::test]
 async fn exec_status_signal_and_timeout_kill_the_group() {
-    let exec = |prog: &str, args: &[&str]| CheckKind::Exec {
-        program: prog.into(),
-        args: args.iter().map(|s| s.to_string()).collect(),
+    let exec = |prog: &str, args: &[&str]| ExecCheck {
         env: vec![("EXTRA".into(), "1".into())],
+        ..ExecCheck::new(prog, args)
     };
-    assert!(probe(&key(), &exec("/bin/true", &[]), T, None).await.ok);
-    assert_eq!(
-        probe(&key(), &exec("/bin/sh", &["-c", "exit 2"]), T, None)
+    assert!(
+        probe(&key(), &spec_of(exec("/bin/true", &[]), T))
             .await
-            .reason,
+            .ok()
+    );
+    assert_eq!(
+        probe(&key(), &spec_of(exec("/bin/sh", &["-c", "exit 2"]), T))
+            .await
+            .reason(),
         "exit status 2"
     );
     assert_eq!(
-        probe(&key(), &exec("/bin/sh", &["-c", "kill -9 $$"]), T, None)
+        probe(&key(), &spec_of(exec("/bin/sh", &["-c", "kill -9 $$"]), T))
             .await
-            .reason,
+            .reason(),
         "killed by signal 9"
     );
     // The environment names the VIP, service and proxy.
@@ -138,7 +123,7 @@ async fn exec_status_signal_and_timeout_kill_the_group() {
             "[ \"$EDGED_VIP/$EDGED_SERVICE/$EDGED_PROXY/$EXTRA\" = web/svc/px1/1 ]",
         ],
     );
-    assert!(probe(&key(), &env_ok, T, None).await.ok);
+    assert!(probe(&key(), &spec_of(env_ok, T)).await.ok());
 
     // A hung check and the child it forked: both killed, both reaped.
     let marker = format!("edged-health-test-{}", std::process::id());
@@ -149,8 +134,8 @@ async fn exec_status_signal_and_timeout_kill_the_group() {
             &format!("(exec -a {marker} sleep 30) & exec -a {marker} sleep 30"),
         ],
     );
-    let o = probe(&key(), &hang, T, None).await;
-    assert!(o.reason.starts_with("timeout after"), "{o:?}");
+    let o = probe(&key(), &spec_of(hang, T)).await;
+    assert!(o.reason().starts_with("timeout after"), "{o:?}");
     let left = std::process::Command::new("pgrep")
         .args(["-f", &marker])
         .output()
@@ -169,9 +154,11 @@ async fn exec_status_signal_and_timeout_kill_the_group() {
         })
         .count();
     assert_eq!(zombies, 0, "zombie children left");
-    let missing = probe(&key(), &exec("/nonexistent/check", &[]), T, None).await;
+    let missing = probe(&key(), &spec_of(exec("/nonexistent/check", &[]), T)).await;
     assert!(
-        missing.reason.starts_with("cannot run /nonexistent/check"),
+        missing
+            .reason()
+            .starts_with("cannot run /nonexistent/check"),
         "{missing:?}"
     );
 }
@@ -205,17 +192,17 @@ async fn prober_reuses_connections_and_survives_stale_ones() {
             });
         }
     });
-    let mut prober = edged_health::Prober::default();
+    let mut prober = edged_health::Prober::new(true, Default::default());
     for i in 0..5 {
-        let o = prober.probe(&key(), &http(addr), T, None).await;
-        assert!(o.ok, "attempt {i}: {o:?}");
+        let o = prober.probe(&key(), &spec_of(http(addr), T)).await;
+        assert!(o.ok(), "attempt {i}: {o:?}");
     }
     assert_eq!(accepts.load(Ordering::SeqCst), 1, "one connection for all");
     // reuse_connection: false opens one per attempt against the same server.
-    let mut fresh = edged_health::Prober::new(false);
+    let mut fresh = edged_health::Prober::new(false, Default::default());
     for i in 0..5 {
-        let o = fresh.probe(&key(), &http(addr), T, None).await;
-        assert!(o.ok, "attempt {i} without reuse: {o:?}");
+        let o = fresh.probe(&key(), &spec_of(http(addr), T)).await;
+        assert!(o.ok(), "attempt {i} without reuse: {o:?}");
     }
     assert_eq!(
         accepts.load(Ordering::SeqCst),
@@ -224,10 +211,10 @@ async fn prober_reuses_connections_and_survives_stale_ones() {
     );
 
     let closing = HttpServer::start().await; // closes after each answer
-    let mut prober = edged_health::Prober::default();
+    let mut prober = edged_health::Prober::new(true, Default::default());
     for i in 0..20 {
-        let o = prober.probe(&key(), &http(closing.addr), T, None).await;
-        assert!(o.ok, "attempt {i}: {o:?}");
+        let o = prober.probe(&key(), &spec_of(http(closing.addr), T)).await;
+        assert!(o.ok(), "attempt {i}: {o:?}");
     }
 }
 
@@ -289,21 +276,21 @@ async fn http_framings_and_connection_reuse() {
         vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"],
     ])
     .await;
-    let mut p = Prober::new(true);
+    let mut p = Prober::new(true, Default::default());
     for i in 0..3 {
-        let o = p.probe(&key(), &http(addr), T, None).await;
-        assert!(o.ok, "answer {i}: {o:?}");
+        let o = p.probe(&key(), &spec_of(http(addr), T)).await;
+        assert!(o.ok(), "answer {i}: {o:?}");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "one kept connection");
     // The server said close: the next attempt connects afresh.
-    let o = p.probe(&key(), &http(addr), T, None).await;
-    assert!(o.ok, "{o:?}");
+    let o = p.probe(&key(), &spec_of(http(addr), T)).await;
+    assert!(o.ok(), "{o:?}");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 
     // HTTP/1.0 without a length: the body runs to the close.
     let (addr, _) = scripted(vec![vec![b"HTTP/1.0 200 OK\r\n\r\nall ok\n"]]).await;
-    let o = p.probe(&key(), &http(addr), T, None).await;
-    assert!(o.ok, "{o:?}");
+    let o = p.probe(&key(), &spec_of(http(addr), T)).await;
+    assert!(o.ok(), "{o:?}");
 
     // A server that closes a kept connection while idle: one retry on a new
     // connection, not a failure.
@@ -311,10 +298,10 @@ async fn http_framings_and_connection_reuse() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     ]])
     .await;
-    let mut p = Prober::new(true);
+    let mut p = Prober::new(true, Default::default());
     for _ in 0..3 {
-        let o = p.probe(&key(), &http(addr), T, None).await;
-        assert!(o.ok, "{o:?}");
+        let o = p.probe(&key(), &spec_of(http(addr), T)).await;
+        assert!(o.ok(), "{o:?}");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 
@@ -323,12 +310,12 @@ async fn http_framings_and_connection_reuse() {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX",
     ]])
     .await;
-    let o = p.probe(&key(), &http(addr), T, None).await;
-    assert_eq!(o.reason, "invalid response: chunk");
+    let o = p.probe(&key(), &spec_of(http(addr), T)).await;
+    assert_eq!(o.reason(), "invalid response: chunk");
     let (addr, _) = scripted(vec![vec![
         b"HTTP/1.1 200 OK\r\nContent-Length: 9999999\r\n\r\n",
     ]])
     .await;
-    let o = p.probe(&key(), &http(addr), T, None).await;
-    assert_eq!(o.reason, "body longer than 65536 bytes");
+    let o = p.probe(&key(), &spec_of(http(addr), T)).await;
+    assert_eq!(o.reason(), "body longer than 65536 bytes");
 }

@@ -9,26 +9,15 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use edged_health::{CheckKey, CheckKind, CheckSpec, HealthChecker, State};
+use edged_health::{ExecCheck, HttpCheck};
 
 fn spec(target: std::net::SocketAddr) -> CheckSpec {
     CheckSpec {
-        kind: CheckKind::Http {
-            target,
-            tls: false,
-            method: "GET".into(),
-            path: "/".into(),
-            host: None,
-            expect_status: vec![200],
-            body_contains: None,
-            ca_file: None,
-            tls_verify: true,
-            http2: false,
-        },
+        kind: CheckKind::Http(HttpCheck::get(target)),
         interval: Duration::from_millis(50),
         timeout: Duration::from_millis(40),
         rise: 2,
         fall: 3,
-        jitter: 0.1,
         hold_down: None,
         reuse_connection: true,
         source: None,
@@ -55,7 +44,7 @@ async fn flips_with_rise_and_fall_and_reports_the_reason() {
     let ev = flip(&mut rx).await;
     let took = fault.elapsed();
     assert_eq!(
-        (ev.state, ev.outcome.reason.as_str()),
+        (ev.state, ev.outcome.reason().as_str()),
         (State::Down, "status 500")
     );
     // fall 3 at 50 ms: at least two more intervals after the first failure.
@@ -68,7 +57,7 @@ async fn flips_with_rise_and_fall_and_reports_the_reason() {
         took.as_millis()
     );
     let snap = hc.snapshot();
-    assert_eq!(snap[0].1.last.as_ref().unwrap().reason, "status 500");
+    assert_eq!(snap[0].1.last.as_ref().unwrap().reason(), "status 500");
     assert!(snap[0].1.failures >= 3);
 
     srv.set(Mode::Ok);
@@ -117,8 +106,8 @@ async fn update_keeps_unchanged_checks_and_drop_stops_probing() {
 
     // A new target is a new check: pending until it decides.
     let mut moved = slower;
-    if let CheckKind::Http { path, .. } = &mut moved.kind {
-        *path = "/other".into();
+    if let CheckKind::Http(h) = &mut moved.kind {
+        h.path = "/other".into();
     }
     hc.update(vec![(key("a"), moved)]);
     assert_eq!(
@@ -185,7 +174,6 @@ async fn stall_skips_missed_slots(kept: bool) {
     let mut s = spec(srv.addr);
     s.interval = PERIOD;
     s.timeout = PERIOD * 4 / 5;
-    s.jitter = 0.0;
     s.reuse_connection = kept;
     let (_hc, _rx) = HealthChecker::spawn(vec![(key("a"), s)], Some(obs));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -212,19 +200,18 @@ async fn stall_skips_missed_slots(kept: bool) {
 async fn dropping_the_checker_kills_running_exec_groups() {
     let marker = format!("edged-hc-drop-{}", std::process::id());
     let exec = CheckSpec {
-        kind: CheckKind::Exec {
+        kind: CheckKind::Exec(ExecCheck {
             program: "/bin/bash".into(),
             args: vec![
                 "-c".into(),
                 format!("(exec -a {marker} sleep 30) & exec -a {marker} sleep 30"),
             ],
             env: vec![],
-        },
+        }),
         interval: Duration::from_secs(4),
         timeout: Duration::from_millis(3500),
         rise: 1,
         fall: 1,
-        jitter: 0.0,
         hold_down: None,
         reuse_connection: true,
         source: None,

@@ -8,6 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edged_health::{CheckKey, CheckKind, probe};
+
+/// One attempt of `kind` within `timeout`.
+fn spec_of(kind: CheckKind, timeout: std::time::Duration) -> edged_health::CheckSpec {
+    edged_health::CheckSpec::new(kind, timeout * 4, timeout)
+}
+use edged_health::HttpCheck;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -40,18 +46,15 @@ fn https(
     tls_verify: bool,
     http2: bool,
 ) -> CheckKind {
-    CheckKind::Http {
-        target,
+    CheckKind::Http(HttpCheck {
         tls: true,
-        method: "GET".into(),
-        path: "/".into(),
         host: Some(host.into()),
-        expect_status: vec![200],
         body_contains: Some("ok".into()),
         ca_file,
         tls_verify,
         http2,
-    }
+        ..HttpCheck::get(target)
+    })
 }
 
 /// The server names (SNI) clients sent, in order.
@@ -113,35 +116,31 @@ async fn https_verifies_against_the_configured_ca() {
     let t = Duration::from_secs(2);
     let o = probe(
         &key,
-        &check("www.example.test", Some(ca_file.clone()), true),
-        t,
-        None,
+        &spec_of(check("www.example.test", Some(ca_file.clone()), true), t),
     )
     .await;
-    assert!(o.ok, "{o:?}");
+    assert!(o.ok(), "{o:?}");
     assert_eq!(
         names.lock().unwrap().as_slice(),
         [Some("www.example.test".to_string())],
         "the check's host is sent as SNI"
     );
-    let o = probe(&key, &check("www.example.test", None, true), t, None).await;
+    let o = probe(&key, &spec_of(check("www.example.test", None, true), t)).await;
     assert!(
-        !o.ok && o.reason.starts_with("tls:"),
+        !o.ok() && o.reason().starts_with("tls:"),
         "unknown issuer must fail: {o:?}"
     );
     let o = probe(
         &key,
-        &check("other.example.test", Some(ca_file), true),
-        t,
-        None,
+        &spec_of(check("other.example.test", Some(ca_file), true), t),
     )
     .await;
     assert!(
-        !o.ok && o.reason.starts_with("tls:"),
+        !o.ok() && o.reason().starts_with("tls:"),
         "wrong name must fail: {o:?}"
     );
-    let o = probe(&key, &check("www.example.test", None, false), t, None).await;
-    assert!(o.ok, "tls_verify false accepts: {o:?}");
+    let o = probe(&key, &spec_of(check("www.example.test", None, false), t)).await;
+    assert!(o.ok(), "tls_verify false accepts: {o:?}");
 }
 
 /// An HTTP/2 server over TLS that offers `h2` by ALPN; answers 200 "ok".
@@ -195,13 +194,13 @@ async fn http2_over_tls_needs_alpn_h2() {
     };
     let t = Duration::from_secs(2);
     let h2 = h2_tls_server(&p).await;
-    let o = probe(&key, &check(h2), t, None).await;
-    assert!(o.ok, "{o:?}");
+    let o = probe(&key, &spec_of(check(h2), t)).await;
+    assert!(o.ok(), "{o:?}");
     // A TLS server that speaks only HTTP/1.1 (no ALPN).
     let h1 = tls_server(&p, Names::default()).await;
-    let o = probe(&key, &check(h1), t, None).await;
+    let o = probe(&key, &spec_of(check(h1), t)).await;
     assert_eq!(
-        (o.ok, o.reason.as_str()),
+        (o.ok(), o.reason().as_str()),
         (false, "tls: the server did not agree to HTTP/2 (ALPN h2)")
     );
 }

@@ -311,7 +311,7 @@ impl State {
                 .iter()
                 .filter(|p| p.address.is_ipv6() == six)
                 .filter(|p| {
-                    let name = crate::effects::bird_name(&p.name);
+                    let name = crate::topology::bird_name(&p.name);
                     self.bgp.peers.iter().any(|s| s.name == name && s.is_up())
                 })
                 .count(),
@@ -365,12 +365,7 @@ impl State {
                     (_, Some(i), Some(m)) => format!("l2 via {i} ({m})"),
                     _ => "l2".into(),
                 },
-                weight: self
-                    .intents
-                    .weights
-                    .get(&p.name)
-                    .copied()
-                    .unwrap_or(p.weight),
+                weight: crate::topology::weight(p, &self.intents.weights),
                 configured_weight: p.weight,
                 traffic: self.metrics.xdp.lock().ok().and_then(|snap| {
                     let c = snap
@@ -390,7 +385,7 @@ impl State {
                     .config
                     .vips
                     .iter()
-                    .filter(|v| v.proxies.as_ref().is_none_or(|l| l.contains(&p.name)))
+                    .filter(|v| crate::topology::serves(v, p))
                     .map(|v| {
                         let (serving, detail) = match self.health.get(&v.name, &p.name) {
                             Some(Serve::Serving) => (Some(true), "ok".to_string()),
@@ -404,10 +399,7 @@ impl State {
                             .map(|(k, s)| ServiceCheck {
                                 service: k.service.clone(),
                                 state: format!("{:?}", s.state).to_lowercase(),
-                                last: s
-                                    .last
-                                    .as_ref()
-                                    .map_or("not run yet".into(), |o| o.reason.clone()),
+                                last: s.last.as_ref().map_or("not run yet".into(), |o| o.reason()),
                                 latency_us: s
                                     .last
                                     .as_ref()
@@ -451,7 +443,7 @@ impl State {
                         .bgp
                         .peers
                         .iter()
-                        .find(|s| s.name == crate::effects::bird_name(&p.name));
+                        .find(|s| s.name == crate::topology::bird_name(&p.name));
                     PeerInfo {
                         name: p.name.clone(),
                         address: p.address.to_string(),

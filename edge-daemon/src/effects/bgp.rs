@@ -39,11 +39,7 @@ fn err(op: impl Into<String>, e: impl std::fmt::Display) -> EffectError {
     EffectError::new(Component::Announcer, op, e)
 }
 
-/// A config name as BIRD takes it (`[a-z0-9_]`; the config allows `-`,
-/// and validation keeps the mapped names unique).
-pub fn bird_name(name: &str) -> String {
-    name.replace('-', "_")
-}
+pub use crate::topology::bird_name;
 
 /// The keeper edged runs for its BIRD: itself.
 fn keeper() -> KeeperCommand {

@@ -37,7 +37,8 @@ pub fn bpffs_is_private() -> Option<String> {
             fields.get(dash + 2).copied(),
         );
         // iproute2 mounts the namespace's sysfs with the namespace's name.
-        if point == Some("/sys") && fstype == Some("sysfs") && source.is_some_and(|s| s != "sysfs") {
+        if point == Some("/sys") && fstype == Some("sysfs") && source.is_some_and(|s| s != "sysfs")
+        {
             return Some(format!(
                 "/sys is the sysfs of network namespace `{}` (ip netns exec)",
                 source.unwrap_or("")

@@ -6,15 +6,17 @@ use std::net::{IpAddr, SocketAddr};
 
 use tokio::net::UdpSocket;
 
-use super::io_reason;
+use crate::outcome::Failure;
+use crate::spec::DnsCheck;
 
-pub async fn check(
-    target: SocketAddr,
-    source: Option<IpAddr>,
-    name: &str,
-    qtype: u16,
-    expect_rcode: u8,
-) -> Result<(), String> {
+fn io(e: std::io::Error) -> Failure {
+    Failure::io(&e)
+}
+
+/// One query of `d`; passes on the expected response code.
+pub(crate) async fn check(d: &DnsCheck, source: Option<IpAddr>) -> Result<(), Failure> {
+    let (target, name, qtype, expect_rcode) =
+        (d.target, &d.query_name, d.query_type, d.expect_rcode);
     let bind = source.unwrap_or(if target.is_ipv4() {
         IpAddr::from([0u8; 4])
     } else {
@@ -22,17 +24,17 @@ pub async fn check(
     });
     let sock = UdpSocket::bind(SocketAddr::new(bind, 0))
         .await
-        .map_err(|e| io_reason(&e))?;
-    sock.connect(target).await.map_err(|e| io_reason(&e))?;
+        .map_err(io)?;
+    sock.connect(target).await.map_err(io)?;
     let id = query_id();
-    let query = encode_query(id, name, qtype)?;
-    sock.send(&query).await.map_err(|e| io_reason(&e))?;
+    let query = encode_query(id, name, qtype).map_err(Failure::Other)?;
+    sock.send(&query).await.map_err(io)?;
     let mut buf = [0u8; 1500];
     loop {
-        let n = sock.recv(&mut buf).await.map_err(|e| io_reason(&e))?;
+        let n = sock.recv(&mut buf).await.map_err(io)?;
         match rcode_of(&buf[..n], id) {
             Some(rc) if rc == expect_rcode => return Ok(()),
-            Some(rc) => return Err(format!("dns rcode {rc}")),
+            Some(rc) => return Err(Failure::DnsRcode(rc)),
             None => continue, // not an answer to this query: keep waiting (timeout bounds it)
         }
     }

@@ -24,28 +24,30 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::spec::CheckKey;
+use crate::outcome::Failure;
+use crate::spec::{CheckKey, ExecCheck};
 
-pub async fn check(
-    key: &CheckKey,
-    program: &Path,
-    args: &[String],
-    env: &[(String, String)],
-    timeout: Duration,
-) -> Result<(), String> {
+/// One run of `e`'s program for `key`, within `timeout`.
+pub(crate) async fn check(key: &CheckKey, e: &ExecCheck, timeout: Duration) -> Result<(), Failure> {
+    let (program, args, env) = (e.program.as_path(), &e.args, &e.env);
     // The program must be there: `setpriv` would otherwise report it only
     // as an exit status (127).
     match std::fs::metadata(program) {
         Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
         Ok(_) => {
-            return Err(format!(
+            return Err(Failure::Other(format!(
                 "cannot run {}: not an executable file",
                 program.display()
-            ));
+            )));
         }
-        Err(e) => return Err(format!("cannot run {}: {e}", program.display())),
+        Err(e) => {
+            return Err(Failure::Other(format!(
+                "cannot run {}: {e}",
+                program.display()
+            )));
+        }
     }
-    let bounding = confinement()?;
+    let bounding = confinement().map_err(Failure::Other)?;
     let mut cmd = tokio::process::Command::new(setpriv());
     if !bounding.is_empty() {
         cmd.arg("--bounding-set").arg(bounding);
@@ -64,7 +66,12 @@ pub async fn check(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run {} (util-linux): {e}", setpriv().display()))?;
+        .map_err(|e| {
+            Failure::Other(format!(
+                "cannot run {} (util-linux): {e}",
+                setpriv().display()
+            ))
+        })?;
     // Declared after `child`, so dropped before it: even when this future
     // is cancelled (timeout, reload, checker dropped) the whole group dies;
     // tokio reaps the child (kill_on_drop).
@@ -73,23 +80,20 @@ pub async fn check(
     // and reaped before the outer timeout fires.
     let waited = tokio::time::timeout(timeout.mul_f64(0.95), child.wait()).await;
     let status = match waited {
-        Ok(s) => s.map_err(|e| e.to_string())?,
+        Ok(s) => s.map_err(|e| Failure::Other(e.to_string()))?,
         Err(_) => {
             group.kill();
             let _ = child.wait().await;
-            return Err(format!(
-                "timeout after {}ms (process group killed)",
-                timeout.as_millis()
-            ));
+            return Err(Failure::ExecTimeout(timeout));
         }
     };
     // Anything the check left running in its group goes too (on drop).
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(0), _) => Ok(()),
-        (Some(c), _) => Err(format!("exit status {c}")),
-        (None, Some(s)) => Err(format!("killed by signal {s}")),
-        (None, None) => Err("ended without status".into()),
+        (Some(c), _) => Err(Failure::Exit(c)),
+        (None, Some(s)) => Err(Failure::Signal(s)),
+        (None, None) => Err(Failure::Other("ended without status".into())),
     }
 }
 

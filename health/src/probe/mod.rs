@@ -1,225 +1,180 @@
 //! The probes: one attempt of one check, bounded by its timeout, with a
-//! specific reason on failure.
+//! typed failure.
 
-mod dns;
-mod exec;
-pub(crate) mod http;
-mod http2;
+pub(crate) mod dns;
+pub(crate) mod exec;
+pub(crate) mod tcp;
 
-pub use http::{Parsed, parse_response as parse_http_response};
-pub use http2::Pool as Http2Pool;
-mod tcp;
-
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde::Serialize;
+use crate::http::{self, Judge, h1, h2};
+use crate::outcome::{Failure, Outcome};
+use crate::spec::{CheckKey, CheckKind, CheckSpec, HttpCheck};
 
-use crate::spec::{CheckKey, CheckKind};
-
-/// Result of one attempt.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Outcome {
-    pub ok: bool,
-    /// `ok`, or why not: "connection refused", "timeout after 500ms",
-    /// "status 503", "body mismatch", "exit status 2", ...
-    pub reason: String,
-    /// Time the attempt took.
-    #[serde(serialize_with = "as_micros")]
-    pub latency: Duration,
-}
-
-fn as_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_micros() as u64)
-}
-
-/// Runs one attempt of `kind` for `key`, within `timeout`, on fresh
-/// connections.
-pub async fn probe(
-    key: &CheckKey,
-    kind: &CheckKind,
-    timeout: Duration,
-    source: Option<IpAddr>,
-) -> Outcome {
-    Prober::default().probe(key, kind, timeout, source).await
+/// Runs one attempt of `spec` for `key` on fresh connections.
+pub async fn probe(key: &CheckKey, spec: &CheckSpec) -> Outcome {
+    Prober::new(false, h2::Pool::default())
+        .probe(key, spec)
+        .await
 }
 
 /// The attempts of one check: keeps an HTTP connection open from one
 /// attempt to the next (a failed or timed-out attempt drops it, so the
 /// next one connects afresh), unless made with `reuse` false.
 pub struct Prober {
-    http: Option<http::HttpConn>,
     reuse: bool,
-    /// The HTTP request, rendered at the first attempt (a check's kind
-    /// never changes: a new spec is a new prober).
-    request: Vec<u8>,
     /// `http2` checks: the connections shared with the checker's other
-    /// checks, and this check's proxy's one (taken at the first attempt).
-    pool: http2::Pool,
-    http2: Option<(Arc<http2::Slot>, http2::Prepared)>,
+    /// checks.
+    pool: h2::Pool,
+    /// What an HTTP check prepares at its first attempt (a check's kind
+    /// never changes: a new spec is a new prober).
+    http: Option<Prepared>,
+    conn: Option<h1::Conn>,
 }
 
-impl Default for Prober {
-    fn default() -> Self {
-        Prober::new(true)
+/// An HTTP check's request and verdict, built once.
+enum Prepared {
+    H1 {
+        judge: Judge,
+        request: Vec<u8>,
+    },
+    H2 {
+        judge: Judge,
+        request: h2::Prepared,
+        endpoint: Arc<h2::Endpoint>,
+    },
+}
+
+impl Prepared {
+    fn new(h: &HttpCheck, pool: &h2::Pool, spec: &CheckSpec) -> Result<Prepared, Failure> {
+        let judge = Judge::new(h);
+        Ok(if h.http2 {
+            Prepared::H2 {
+                judge,
+                request: h2::prepare(h)?,
+                endpoint: pool.endpoint(h, spec.source),
+            }
+        } else {
+            Prepared::H1 {
+                judge,
+                request: http::request(h),
+            }
+        })
     }
 }
 
 // === impl Prober ===
 
 impl Prober {
-    /// A prober that keeps HTTP connections (`reuse`) or not.
-    pub fn new(reuse: bool) -> Self {
-        Prober::with_pool(reuse, Http2Pool::default())
-    }
-
-    /// A prober whose `http2` checks share the connections of `pool`.
-    pub fn with_pool(reuse: bool, pool: Http2Pool) -> Self {
+    /// A prober that keeps HTTP connections (`reuse`) or not, whose
+    /// `http2` checks share the connections of `pool`.
+    pub fn new(reuse: bool, pool: h2::Pool) -> Self {
         Prober {
-            http: None,
             reuse,
-            request: Vec::new(),
             pool,
-            http2: None,
+            http: None,
+            conn: None,
         }
     }
 
-    /// Runs one attempt of `kind` for `key`, within `timeout`.
-    pub async fn probe(
-        &mut self,
-        key: &CheckKey,
-        kind: &CheckKind,
-        timeout: Duration,
-        source: Option<IpAddr>,
-    ) -> Outcome {
+    /// Runs one attempt of `spec` for `key`, within its timeout.
+    pub async fn probe(&mut self, key: &CheckKey, spec: &CheckSpec) -> Outcome {
         let start = Instant::now();
-        // Taken out for the attempt: put back only by a completed one.
-        let mut conn = self.http.take();
-        let h2 = matches!(kind, CheckKind::Http { http2: true, .. });
-        if h2 && self.http2.is_none() {
-            match http2::prepare(kind) {
-                Ok(p) => self.http2 = Some((self.pool.slot(kind, source), p)),
-                Err(reason) => {
-                    return Outcome {
-                        ok: false,
-                        reason,
-                        latency: start.elapsed(),
-                    };
-                }
+        let timeout = spec.timeout;
+        if let CheckKind::Http(h) = &spec.kind
+            && self.http.is_none()
+        {
+            match Prepared::new(h, &self.pool, spec) {
+                Ok(p) => self.http = Some(p),
+                Err(f) => return Outcome::fail(start.elapsed(), f),
             }
-        } else if !h2 && self.request.is_empty() && matches!(kind, CheckKind::Http { .. }) {
-            self.request = http::request(kind);
         }
-        let request = &self.request;
-        let shared = self.http2.as_ref();
-        // Only the HTTP exchange (kept connections, the common case at
+        // Taken out for the attempt: put back only by a completed one.
+        let mut conn = self.conn.take();
+        let prepared = self.http.as_ref();
+        let source = spec.source;
+        // Only the HTTP/1.1 exchange (kept connections, the common case at
         // scale) runs inline; the other kinds' larger futures are boxed so
         // the attempt stays small to create and move.
         let attempt = async {
-            match kind {
-                CheckKind::Tcp { target } => Box::pin(tcp::check(*target, source)).await,
-                CheckKind::Http { http2: true, .. } => {
-                    let (slot, req) = shared.expect("prepared above");
-                    Box::pin(http2::check(kind, req, slot)).await
+            match (&spec.kind, prepared) {
+                (CheckKind::Http(h), Some(Prepared::H1 { judge, request })) => {
+                    h1::check(h, judge, request, source, &mut conn).await
                 }
-                CheckKind::Http { .. } => http::check(kind, request, source, &mut conn).await,
-                CheckKind::Dns {
-                    target,
-                    query_name,
-                    query_type,
-                    expect_rcode,
-                } => {
-                    Box::pin(dns::check(
-                        *target,
-                        source,
-                        query_name,
-                        *query_type,
-                        *expect_rcode,
-                    ))
-                    .await
-                }
-                CheckKind::Exec { program, args, env } => {
-                    Box::pin(exec::check(key, program, args, env, timeout)).await
-                }
+                (
+                    CheckKind::Http(_),
+                    Some(Prepared::H2 {
+                        judge,
+                        request,
+                        endpoint,
+                    }),
+                ) => Box::pin(h2::check(judge, request, endpoint)).await,
+                (CheckKind::Http(_), None) => Err(Failure::Other("unprepared HTTP check".into())),
+                (CheckKind::Tcp(t), _) => Box::pin(tcp::check(t.target, source)).await,
+                (CheckKind::Dns(d), _) => Box::pin(dns::check(d, source)).await,
+                (CheckKind::Exec(e), _) => Box::pin(exec::check(key, e, timeout)).await,
             }
         };
         let result = match tokio::time::timeout(timeout, attempt).await {
             Ok(r) => r,
             Err(_) => {
                 conn = None; // mid-request: unusable
-                if let Some((slot, _)) = shared {
-                    slot.after_timeout(start);
+                if let Some(Prepared::H2 { endpoint, .. }) = prepared {
+                    endpoint.after_timeout(start);
                 }
-                Err(http::timed_out(timeout))
+                Err(Failure::Timeout(timeout))
             }
         };
-        let latency = start.elapsed();
-        match result {
-            Ok(()) => {
-                if self.reuse {
-                    self.http = conn;
-                }
-                Outcome {
-                    ok: true,
-                    reason: "ok".into(),
-                    latency,
-                }
-            }
-            Err(reason) => Outcome {
-                ok: false,
-                reason,
-                latency,
-            },
+        if result.is_ok() && self.reuse {
+            self.conn = conn;
+        }
+        Outcome {
+            latency: start.elapsed(),
+            result,
         }
     }
 
     /// The kept connection of a plain (not TLS) HTTP/1.1 check, with its
-    /// request bytes, taken out of the prober: the checker's kept-connection
-    /// loop runs its next attempts.
+    /// request bytes and verdict, taken out of the prober: the checker's
+    /// kept-connection loop runs its next attempts.
     pub(crate) fn take_plain(&mut self) -> Option<(std::net::TcpStream, Vec<u8>)> {
-        if !self.http.as_ref()?.is_plain() {
+        if !self.conn.as_ref()?.is_plain() {
             return None;
         }
-        let socket = self.http.take()?.into_plain()?;
-        Some((socket, std::mem::take(&mut self.request)))
+        let Some(Prepared::H1 { request, .. }) = &mut self.http else {
+            return None;
+        };
+        let request = std::mem::take(request);
+        let socket = self.conn.take()?.into_plain()?;
+        Some((socket, request))
     }
-}
 
-/// Words for an I/O error, the way operators say them.
-pub(crate) fn io_reason(e: &std::io::Error) -> String {
-    use std::io::ErrorKind::*;
-    match e.kind() {
-        ConnectionRefused => "connection refused".into(),
-        ConnectionReset => "reset by peer".into(),
-        ConnectionAborted => "connection aborted".into(),
-        UnexpectedEof => "closed mid-response".into(),
-        TimedOut => "timed out".into(),
-        HostUnreachable => "host unreachable".into(),
-        NetworkUnreachable => "network unreachable".into(),
-        AddrNotAvailable => "source address not available".into(),
-        _ => e.to_string(),
+    /// Whether this prober still holds a kept connection.
+    #[cfg(test)]
+    fn has_conn(&self) -> bool {
+        self.conn.is_some()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::{CheckKey, CheckKind};
+    use crate::{CheckKey, CheckSpec, TcpCheck};
+    use std::time::Duration;
 
     /// At 10,000 attempts a second the attempt's future is created and
     /// moved each time: it stays small (rare paths are boxed).
     #[test]
     fn the_attempt_future_stays_small() {
-        let key = CheckKey {
-            vip: "a".into(),
-            service: "b".into(),
-            proxy: "c".into(),
-        };
-        let kind = CheckKind::Tcp {
-            target: "127.0.0.1:1".parse().unwrap(),
-        };
-        let mut p = super::Prober::new(true);
-        let f = p.probe(&key, &kind, std::time::Duration::from_secs(1), None);
+        let key = CheckKey::new("a", "b", "c");
+        let spec = CheckSpec::new(
+            TcpCheck::new("127.0.0.1:1".parse().unwrap()),
+            Duration::from_secs(2),
+            Duration::from_secs(1),
+        );
+        let mut p = super::Prober::new(true, Default::default());
+        assert!(!p.has_conn());
+        let f = p.probe(&key, &spec);
         assert!(
             std::mem::size_of_val(&f) <= 1024,
             "{} bytes",

@@ -176,16 +176,12 @@ pub async fn flip(
 
 /// A GET / expecting 200 and "ok", over HTTP/1.1 or HTTP/2.
 pub fn http_kind(target: SocketAddr, http2: bool) -> CheckKind {
-    CheckKind::Http {
-        target,
-        tls: false,
-        method: "GET".into(),
-        path: "/".into(),
-        host: None,
-        expect_status: vec![200],
-        body_contains: Some("ok".into()),
-        ca_file: None,
-        tls_verify: true,
-        http2,
-    }
+    let h = edged_health::HttpCheck::get(target).body("ok");
+    if http2 { h.http2() } else { h }.into()
+}
+
+/// A spec of one attempt of `kind` within `timeout` (the interval, which
+/// one attempt never reaches, is four timeouts).
+pub fn spec_of(kind: impl Into<CheckKind>, timeout: Duration) -> edged_health::CheckSpec {
+    edged_health::CheckSpec::new(kind, timeout * 4, timeout)
 }

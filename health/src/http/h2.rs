@@ -37,15 +37,15 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::http::MAX_BODY;
-use crate::spec::CheckKind;
+use super::{ExchangeError, Judge, MAX_BODY, once_more};
+use crate::outcome::Failure;
+use crate::spec::HttpCheck;
 
-/// The HTTP/2 connections of one checker, one per proxy.
+/// The HTTP/2 connections of one checker, one endpoint per proxy.
 #[derive(Clone, Default)]
-pub struct Pool(Arc<Mutex<HashMap<Key, Weak<Slot>>>>);
+pub struct Pool(Arc<Mutex<HashMap<Key, Weak<Endpoint>>>>);
 
 /// What makes two checks' connections interchangeable.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -68,25 +68,27 @@ const MAX_CONNS: usize = 8;
 
 /// One proxy's connections, shared by the checks that go there; they close
 /// when the last of them drops its `Arc`.
-pub struct Slot {
-    conns: tokio::sync::Mutex<Vec<Live>>,
+pub struct Endpoint {
+    conns: tokio::sync::Mutex<Vec<Conn>>,
     key: Key,
+    /// A check of this endpoint: how to connect (target, TLS name, trust).
+    check: HttpCheck,
     epoch: Instant,
     next_id: AtomicU64,
 }
 
 /// An open connection.
-struct Live {
+struct Conn {
     id: u64,
     send: h2::client::SendRequest<Bytes>,
-    /// When (ns since the slot's epoch) it opened or last answered anything.
+    /// When (ns since the endpoint's epoch) it opened or last answered anything.
     answered: Arc<AtomicU64>,
     /// Our streams open on it now.
     streams: Arc<AtomicUsize>,
     driver: tokio::task::AbortHandle,
 }
 
-impl Drop for Live {
+impl Drop for Conn {
     fn drop(&mut self) {
         self.driver.abort();
     }
@@ -101,16 +103,16 @@ struct Sender {
 }
 
 /// Counts a stream as open while it lives (a cancelled attempt included).
-struct Stream(Arc<AtomicUsize>);
+struct OpenStream(Arc<AtomicUsize>);
 
-impl Stream {
-    fn open(count: &Arc<AtomicUsize>) -> Stream {
+impl OpenStream {
+    fn open(count: &Arc<AtomicUsize>) -> OpenStream {
         count.fetch_add(1, Ordering::Relaxed);
-        Stream(count.clone())
+        OpenStream(count.clone())
     }
 }
 
-impl Drop for Stream {
+impl Drop for OpenStream {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -123,65 +125,38 @@ pub struct Prepared {
     uri: ::http::Uri,
 }
 
-/// How one attempt on one connection ended.
-enum Failure {
-    /// The connection could not take the request (going away, closed while
-    /// idle, refused the stream unprocessed): worth one retry on a new one.
-    Stale(String),
-    Reason(String),
-}
-
-/// One attempt of an `http2` check on `slot` (its caller reports a
-/// timeout with [`Slot::after_timeout`]).
-pub async fn check(kind: &CheckKind, req: &Prepared, slot: &Slot) -> Result<(), String> {
-    let CheckKind::Http {
-        expect_status,
-        body_contains,
-        ..
-    } = kind
-    else {
-        unreachable!("http2::check takes an Http check")
-    };
-    let expect = (expect_status.as_slice(), body_contains.as_deref());
-    let first = slot.sender().await?;
-    let stream = Stream::open(&first.streams);
-    match exchange(first.send, req, expect, &first.answered, slot.epoch).await {
-        Ok(()) => Ok(()),
-        Err(Failure::Reason(r)) => Err(r),
-        Err(Failure::Stale(_)) => {
-            drop(stream);
-            slot.evict(first.id).await;
-            let again = slot.sender().await?;
-            let _stream = Stream::open(&again.streams);
-            match exchange(again.send, req, expect, &again.answered, slot.epoch).await {
-                Ok(()) => Ok(()),
-                Err(Failure::Reason(r) | Failure::Stale(r)) => Err(r),
-            }
-        }
-    }
+/// One attempt of an `http2` check on `endpoint` (its caller reports a
+/// timeout with [`Endpoint::after_timeout`]). A connection that could not
+/// take the request (going away, closed while idle, refused the stream
+/// unprocessed) earns one more try on a new one.
+pub(crate) async fn check(
+    judge: &Judge,
+    req: &Prepared,
+    endpoint: &Endpoint,
+) -> Result<(), Failure> {
+    let first = endpoint.sender().await?;
+    let stream = OpenStream::open(&first.streams);
+    let r = exchange(first.send, req, judge, &first.answered, endpoint.epoch).await;
+    drop(stream);
+    once_more(r, || async {
+        endpoint.evict(first.id).await;
+        let again = endpoint.sender().await?;
+        let _stream = OpenStream::open(&again.streams);
+        exchange(again.send, req, judge, &again.answered, endpoint.epoch).await
+    })
+    .await
 }
 
 /// The request of an `http2` check: method, `scheme://host/path` (the
 /// `:authority` is the VIP's name, as the Host header is on HTTP/1.1).
-pub fn prepare(kind: &CheckKind) -> Result<Prepared, String> {
-    let CheckKind::Http {
-        target,
-        tls,
-        method,
-        path,
-        host,
-        ..
-    } = kind
-    else {
-        unreachable!("http2::prepare takes an Http check")
-    };
-    let authority = super::http::host_name(host.as_deref(), target);
-    let scheme = if *tls { "https" } else { "http" };
-    let uri = format!("{scheme}://{authority}{path}")
+pub(crate) fn prepare(h: &HttpCheck) -> Result<Prepared, Failure> {
+    let authority = super::authority(h);
+    let scheme = if h.tls { "https" } else { "http" };
+    let uri = format!("{scheme}://{authority}{}", h.path)
         .parse()
-        .map_err(|e| format!("bad request target {authority}{path}: {e}"))?;
-    let method = ::http::Method::from_bytes(method.as_bytes())
-        .map_err(|e| format!("bad method {method}: {e}"))?;
+        .map_err(|e| Failure::Other(format!("bad request target {authority}{}: {e}", h.path)))?;
+    let method = ::http::Method::from_bytes(h.method.as_bytes())
+        .map_err(|e| Failure::Other(format!("bad method {}: {e}", h.method)))?;
     Ok(Prepared { method, uri })
 }
 
@@ -189,11 +164,14 @@ pub fn prepare(kind: &CheckKind) -> Result<Prepared, String> {
 async fn exchange(
     send: h2::client::SendRequest<Bytes>,
     req: &Prepared,
-    (expect_status, body_contains): (&[u16], Option<&str>),
+    judge: &Judge,
     answered: &AtomicU64,
     epoch: Instant,
-) -> Result<(), Failure> {
-    let mut send = send.ready().await.map_err(|e| Failure::Stale(reason(&e)))?;
+) -> Result<(), ExchangeError> {
+    let mut send = send
+        .ready()
+        .await
+        .map_err(|e| ExchangeError::Stale(failure(&e)))?;
     let mut request = ::http::Request::new(());
     *request.method_mut() = req.method.clone();
     *request.uri_mut() = req.uri.clone();
@@ -203,95 +181,84 @@ async fn exchange(
     );
     let (response, _) = send
         .send_request(request, true)
-        .map_err(|e| Failure::Stale(reason(&e)))?;
+        .map_err(|e| ExchangeError::Stale(failure(&e)))?;
     let response = response.await.map_err(|e| {
         // Refused before any processing, or cut by GOAWAY: the server did
         // not look at it; anything else is the server's answer.
         if e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM) || e.is_io() {
-            Failure::Stale(reason(&e))
+            ExchangeError::Stale(failure(&e))
         } else {
-            Failure::Reason(reason(&e))
+            ExchangeError::Failed(failure(&e))
         }
     })?;
     answered.store(epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    let status = response.status().as_u16();
-    super::http::status_ok(expect_status, status).map_err(Failure::Reason)?;
+    judge.status(response.status().as_u16())?;
     // Read the body to its end (bounded): a stream left half-read would be
     // cancelled with a RST_STREAM, a frame more each way.
     let mut body = response.into_body();
     let mut seen: Vec<u8> = Vec::new();
     let mut len = 0usize;
     while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| Failure::Reason(reason(&e)))?;
+        let chunk = chunk.map_err(|e| ExchangeError::Failed(failure(&e)))?;
         let _ = body.flow_control().release_capacity(chunk.len());
         len += chunk.len();
         if len > MAX_BODY {
-            if body_contains.is_some() {
-                return Err(Failure::Reason("body too long".into()));
+            if judge.wants_body() {
+                return Err(Failure::BodyTooLong(MAX_BODY).into());
             }
             break;
         }
-        if body_contains.is_some() {
+        if judge.wants_body() {
             seen.extend_from_slice(&chunk);
         }
     }
-    super::http::body_ok(body_contains, &seen).map_err(Failure::Reason)
+    Ok(judge.body(&seen)?)
 }
 
-/// Words for an HTTP/2 error.
-fn reason(e: &h2::Error) -> String {
+/// The failure of an HTTP/2 error.
+fn failure(e: &h2::Error) -> Failure {
     if let Some(io) = e.get_io() {
-        return super::io_reason(io);
+        return Failure::io(io);
     }
-    match e.reason() {
+    Failure::Protocol(match e.reason() {
         Some(r) if e.is_go_away() => format!("connection closed by server ({r:?})"),
         Some(r) if e.is_reset() && e.is_remote() => format!("stream reset by server ({r:?})"),
         _ => format!("http2: {e}"),
-    }
+    })
 }
 
 // === impl Pool ===
 
 impl Pool {
-    /// The slot of the proxy `kind` goes to, from `source`.
-    pub fn slot(&self, kind: &CheckKind, source: Option<IpAddr>) -> Arc<Slot> {
-        let CheckKind::Http {
-            target,
-            tls,
-            host,
-            ca_file,
-            tls_verify,
-            ..
-        } = kind
-        else {
-            unreachable!("http2 slots are for Http checks")
-        };
+    /// The endpoint of the proxy `h` goes to, from `source`.
+    pub(crate) fn endpoint(&self, h: &HttpCheck, source: Option<IpAddr>) -> Arc<Endpoint> {
         let key = Key {
-            target: *target,
+            target: h.target,
             source,
-            tls: tls.then(|| TlsKey {
-                name: host.clone(),
-                ca_file: ca_file.clone(),
-                verify: *tls_verify,
+            tls: h.tls.then(|| TlsKey {
+                name: h.host.clone(),
+                ca_file: h.ca_file.clone(),
+                verify: h.tls_verify,
             }),
         };
         let mut map = self.0.lock().expect("http2 pool lock");
-        if let Some(slot) = map.get(&key).and_then(Weak::upgrade) {
-            return slot;
+        if let Some(e) = map.get(&key).and_then(Weak::upgrade) {
+            return e;
         }
         // Forget the proxies no check goes to any more.
         map.retain(|_, w| w.strong_count() > 0);
-        let slot = Arc::new(Slot {
+        let e = Arc::new(Endpoint {
             conns: tokio::sync::Mutex::new(Vec::new()),
             key: key.clone(),
+            check: h.clone(),
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
         });
-        map.insert(key, Arc::downgrade(&slot));
-        slot
+        map.insert(key, Arc::downgrade(&e));
+        e
     }
 
-    /// How many proxies have a connection slot in use.
+    /// How many proxies have an endpoint in use.
     #[cfg(test)]
     fn len(&self) -> usize {
         let map = self.0.lock().expect("http2 pool lock");
@@ -299,14 +266,14 @@ impl Pool {
     }
 }
 
-// === impl Slot ===
+// === impl Endpoint ===
 
-impl Slot {
+impl Endpoint {
     /// A sender on a connection with a free stream, opening one if there
     /// is none (one opener at a time; the others wait for it). With
     /// `MAX_CONNS` open and all full, the least loaded one (its sender
     /// waits for a stream, within the attempt's timeout).
-    async fn sender(&self) -> Result<Sender, String> {
+    async fn sender(&self) -> Result<Sender, Failure> {
         let mut conns = self.conns.lock().await;
         conns.retain(|l| !l.driver.is_finished());
         let free = conns
@@ -323,7 +290,7 @@ impl Slot {
             return Ok(least.sender());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let live = Box::pin(open(&self.key, id, self.epoch)).await?;
+        let live = Box::pin(open(&self.key, &self.check, id, self.epoch)).await?;
         let out = live.sender();
         conns.push(live);
         Ok(out)
@@ -347,9 +314,9 @@ impl Slot {
     }
 }
 
-// === impl Live ===
+// === impl Conn ===
 
-impl Live {
+impl Conn {
     fn sender(&self) -> Sender {
         Sender {
             id: self.id,
@@ -362,30 +329,16 @@ impl Live {
 
 /// A new connection: TCP (no Nagle: frames go out as they are written),
 /// TLS with ALPN `h2` if configured, the HTTP/2 handshake; its driver runs
-/// as a task until the connection ends or the slot drops it.
-async fn open(key: &Key, id: u64, epoch: Instant) -> Result<Live, String> {
-    let stream = super::tcp::connect(key.target, key.source).await?;
-    stream.set_nodelay(true).map_err(|e| super::io_reason(&e))?;
-    let (send, driver) = if let Some(tls) = &key.tls {
-        let name = match &tls.name {
-            Some(h) => ServerName::try_from(h.clone())
-                .map_err(|e| format!("tls: bad server name {h}: {e}"))?,
-            None => ServerName::IpAddress(key.target.ip().into()),
-        };
-        let mut config = super::http::tls_config(tls.ca_file.as_deref(), tls.verify)?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let tls_stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, stream)
-            .await
-            .map_err(|e| format!("tls: {e}"))?;
-        if tls_stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-            return Err("tls: the server did not agree to HTTP/2 (ALPN h2)".into());
-        }
-        handshake(tls_stream).await?
+/// as a task until the connection ends or the endpoint drops it.
+async fn open(key: &Key, h: &HttpCheck, id: u64, epoch: Instant) -> Result<Conn, Failure> {
+    let stream = crate::probe::tcp::connect(key.target, key.source).await?;
+    stream.set_nodelay(true).map_err(|e| Failure::io(&e))?;
+    let (send, driver) = if key.tls.is_some() {
+        handshake(super::tls::connect(stream, h, Some(b"h2")).await?).await?
     } else {
         handshake(stream).await?
     };
-    Ok(Live {
+    Ok(Conn {
         id,
         send,
         answered: Arc::new(AtomicU64::new(epoch.elapsed().as_nanos() as u64)),
@@ -396,7 +349,7 @@ async fn open(key: &Key, id: u64, epoch: Instant) -> Result<Live, String> {
 
 async fn handshake<T>(
     io: T,
-) -> Result<(h2::client::SendRequest<Bytes>, tokio::task::AbortHandle), String>
+) -> Result<(h2::client::SendRequest<Bytes>, tokio::task::AbortHandle), Failure>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -405,7 +358,7 @@ where
         .initial_window_size(MAX_BODY as u32)
         .handshake(io)
         .await
-        .map_err(|e| reason(&e))?;
+        .map_err(|e| failure(&e))?;
     let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "http2 health check connection ended");
@@ -419,57 +372,53 @@ where
 mod tests {
     use super::*;
 
-    fn kind(target: &str, tls: bool, host: Option<&str>) -> CheckKind {
-        CheckKind::Http {
-            target: target.parse().unwrap(),
-            tls,
-            method: "GET".into(),
-            path: "/health".into(),
-            host: host.map(Into::into),
-            expect_status: vec![200],
-            body_contains: None,
-            ca_file: None,
-            tls_verify: true,
-            http2: true,
-        }
+    fn check(target: &str, tls: bool, host: Option<&str>) -> HttpCheck {
+        let mut h = HttpCheck::get(target.parse().unwrap())
+            .path("/health")
+            .http2();
+        h.tls = tls;
+        h.host = host.map(Into::into);
+        h
     }
 
     #[test]
-    fn checks_to_one_proxy_share_a_slot_and_it_goes_with_them() {
+    fn checks_to_one_proxy_share_an_endpoint_and_it_goes_with_them() {
         let pool = Pool::default();
-        let a = pool.slot(&kind("192.0.2.1:80", false, Some("a.example")), None);
+        let a = pool.endpoint(&check("192.0.2.1:80", false, Some("a.example")), None);
         // Another VIP's name on the same proxy, in clear: the same connection.
-        let b = pool.slot(&kind("192.0.2.1:80", false, Some("b.example")), None);
+        let b = pool.endpoint(&check("192.0.2.1:80", false, Some("b.example")), None);
         assert!(Arc::ptr_eq(&a, &b));
         // Another port, another source, or TLS with another name: not.
-        let c = pool.slot(&kind("192.0.2.1:81", false, None), None);
-        let d = pool.slot(
-            &kind("192.0.2.1:80", false, None),
+        let c = pool.endpoint(&check("192.0.2.1:81", false, None), None);
+        let d = pool.endpoint(
+            &check("192.0.2.1:80", false, None),
             Some("192.0.2.9".parse().unwrap()),
         );
-        let e = pool.slot(&kind("192.0.2.1:80", true, Some("a.example")), None);
-        let f = pool.slot(&kind("192.0.2.1:80", true, Some("b.example")), None);
+        let e = pool.endpoint(&check("192.0.2.1:80", true, Some("a.example")), None);
+        let f = pool.endpoint(&check("192.0.2.1:80", true, Some("b.example")), None);
         for (x, y) in [(&a, &c), (&a, &d), (&a, &e), (&e, &f)] {
             assert!(!Arc::ptr_eq(x, y));
         }
         assert_eq!(pool.len(), 5);
         drop((a, c, d, e, f));
-        assert_eq!(pool.len(), 1, "b still holds the shared slot");
+        assert_eq!(pool.len(), 1, "b still holds the shared endpoint");
         drop(b);
         assert_eq!(pool.len(), 0);
     }
 
     #[test]
     fn the_request_carries_the_vips_name_as_authority() {
-        let p = prepare(&kind("192.0.2.1:80", false, Some("www.example"))).unwrap();
+        let p = prepare(&check("192.0.2.1:80", false, Some("www.example"))).unwrap();
         assert_eq!(p.uri.to_string(), "http://www.example/health");
         assert_eq!(p.method, ::http::Method::GET);
-        let p = prepare(&kind("[2001:db8::1]:443", true, None)).unwrap();
+        let p = prepare(&check("[2001:db8::1]:443", true, None)).unwrap();
         assert_eq!(p.uri.to_string(), "https://[2001:db8::1]/health");
-        let mut bad = kind("192.0.2.1:80", false, Some("www.example"));
-        if let CheckKind::Http { method, .. } = &mut bad {
-            *method = "GE T".into();
-        }
-        assert!(prepare(&bad).unwrap_err().starts_with("bad method"));
+        let bad = check("192.0.2.1:80", false, Some("www.example")).method("GE T");
+        assert!(
+            prepare(&bad)
+                .unwrap_err()
+                .to_string()
+                .starts_with("bad method")
+        );
     }
 }

@@ -1,0 +1,134 @@
+//! The checker: one table of checks, the executors that run them, an event
+//! on every state flip. Dropping the checker stops every check.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::AbortHandle;
+
+use crate::check::{Check, StatusCell};
+use crate::executor::{Ctx, MAX_CONCURRENT, Sink, kept::Kept, now, task};
+use crate::hysteresis::Hysteresis;
+use crate::schedule::{Schedule, start_offset};
+use crate::spec::{CheckKey, CheckSpec};
+use crate::status::{CheckStatus, HealthEvent, Observer};
+
+/// A check as the table knows it.
+struct Entry {
+    spec: CheckSpec,
+    cell: Arc<StatusCell>,
+}
+
+/// The running checker.
+pub struct HealthChecker {
+    checks: Mutex<HashMap<CheckKey, Entry>>,
+    ctx: Arc<Ctx>,
+    /// The grid's origin.
+    epoch: std::time::Instant,
+    /// Gives checks the kept-connection loop hands back a task again.
+    returns: AbortHandle,
+}
+
+impl HealthChecker {
+    /// Starts every check on the current tokio runtime.
+    pub fn spawn(
+        checks: Vec<(CheckKey, CheckSpec)>,
+        observer: Option<Observer>,
+    ) -> (HealthChecker, mpsc::UnboundedReceiver<HealthEvent>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let sink = Sink::new(observer, events);
+        let (back, mut back_rx) = mpsc::unbounded_channel::<Box<Check>>();
+        let ctx = Arc::new(Ctx {
+            limit: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+            kept: Kept::start(back, sink.clone()),
+            sink,
+            pool: Default::default(),
+        });
+        let c = ctx.clone();
+        let returns = tokio::spawn(async move {
+            while let Some(check) = back_rx.recv().await {
+                task::spawn(check, c.clone());
+            }
+        })
+        .abort_handle();
+        let hc = HealthChecker {
+            checks: Mutex::new(HashMap::new()),
+            ctx,
+            epoch: now(),
+            returns,
+        };
+        hc.update(checks);
+        (hc, rx)
+    }
+
+    /// Applies a new set of checks. Health belongs to what is checked, not
+    /// to the file: an unchanged check keeps running untouched; a check
+    /// whose target is the same but whose settings changed (interval,
+    /// timeout, rise, fall, expected status...) restarts on the new
+    /// settings with its state, history and totals; a new target starts
+    /// Unknown (pending); a removed check stops.
+    pub fn update(&self, checks: Vec<(CheckKey, CheckSpec)>) {
+        let mut table = self.checks.lock().expect("checks lock");
+        let wanted: HashMap<CheckKey, CheckSpec> = checks.into_iter().collect();
+        let mut carried: HashMap<CheckKey, (CheckStatus, Hysteresis)> = HashMap::new();
+        table.retain(|k, e| {
+            let keep = wanted.get(k) == Some(&e.spec);
+            if !keep {
+                if let Some(new) = wanted.get(k)
+                    && new.kind.target() == e.spec.kind.target()
+                {
+                    let (st, h) = e.cell.get();
+                    carried.insert(
+                        k.clone(),
+                        (st, h.with_thresholds(new.rise, new.fall, new.hold_down)),
+                    );
+                }
+                e.cell.stop();
+            }
+            keep
+        });
+        for (key, spec) in wanted {
+            if table.contains_key(&key) {
+                continue;
+            }
+            let (status, hyst) = carried.remove(&key).unwrap_or_else(|| {
+                (
+                    CheckStatus::default(),
+                    Hysteresis::new(spec.rise, spec.fall, spec.hold_down),
+                )
+            });
+            let cell = StatusCell::new(status, hyst.clone());
+            let first = now() + start_offset(&key, spec.interval);
+            let schedule = Schedule::new(self.epoch, first, spec.interval);
+            let check = Check::new(key.clone(), spec.clone(), schedule, hyst, cell.clone());
+            task::spawn(Box::new(check), self.ctx.clone());
+            table.insert(key, Entry { spec, cell });
+        }
+    }
+
+    /// Every check's status, by key.
+    pub fn snapshot(&self) -> Vec<(CheckKey, CheckStatus)> {
+        let table = self.checks.lock().expect("checks lock");
+        let mut v: Vec<_> = table
+            .iter()
+            .map(|(k, e)| (k.clone(), e.cell.get().0))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+impl Drop for HealthChecker {
+    fn drop(&mut self) {
+        if let Ok(table) = self.checks.lock() {
+            for e in table.values() {
+                e.cell.stop();
+            }
+        }
+        self.returns.abort();
+        if let Some(k) = &self.ctx.kept {
+            k.stop();
+        }
+    }
+}
