@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use edged_files::PrivateDir;
 use tokio::process::{Child, Command};
 
-use crate::client::BirdClient;
+use crate::client::{BirdClient, COMMAND_TIMEOUT};
 use crate::error::BgpError;
 use crate::external;
 use crate::keeper::{KeeperArgs, KeeperLink};
@@ -108,7 +108,7 @@ impl Backend {
                         return Ok(None);
                     }
                 };
-                match BirdClient::connect(&m.paths.socket, crate::speaker::COMMAND_TIMEOUT).await {
+                match BirdClient::connect(&m.paths.socket, COMMAND_TIMEOUT).await {
                     Ok(c) => {
                         tracing::info!(
                             bird = link.bird_pid,
@@ -125,9 +125,9 @@ impl Backend {
                     }
                 }
             }
-            Backend::External(x) => Ok(Some(
-                BirdClient::connect(&x.socket, crate::speaker::COMMAND_TIMEOUT).await?,
-            )),
+            Backend::External(x) => {
+                Ok(Some(BirdClient::connect(&x.socket, COMMAND_TIMEOUT).await?))
+            }
         }
     }
 
@@ -140,7 +140,7 @@ impl Backend {
                 m.spawn().await
             }
             Backend::External(x) => {
-                let mut c = BirdClient::connect(&x.socket, crate::speaker::COMMAND_TIMEOUT).await?;
+                let mut c = BirdClient::connect(&x.socket, COMMAND_TIMEOUT).await?;
                 external::apply(&mut c, &x.include, text).await?;
                 Ok(c)
             }
@@ -189,7 +189,7 @@ impl Backend {
                 m.spawn().await
             }
             Backend::External(x) => {
-                let mut c = BirdClient::connect(&x.socket, crate::speaker::COMMAND_TIMEOUT).await?;
+                let mut c = BirdClient::connect(&x.socket, COMMAND_TIMEOUT).await?;
                 external::apply(&mut c, &x.include, text).await?;
                 Ok(c)
             }
@@ -306,8 +306,7 @@ impl Managed {
                 });
             }
             if self.paths.socket.exists()
-                && let Ok(c) =
-                    BirdClient::connect(&self.paths.socket, crate::speaker::COMMAND_TIMEOUT).await
+                && let Ok(c) = BirdClient::connect(&self.paths.socket, COMMAND_TIMEOUT).await
             {
                 tracing::info!(pid = ?self.link.as_ref().map(|l| l.bird_pid), socket = %self.paths.socket.display(), "managed BIRD started");
                 return Ok(c);

@@ -53,6 +53,9 @@ pub enum ClientError {
     },
 }
 
+/// Deadline of one control-socket command.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// One connection to the control socket.
 #[derive(Debug)]
 pub struct BirdClient {

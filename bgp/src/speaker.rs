@@ -8,17 +8,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::backend::Backend;
+pub use crate::client::COMMAND_TIMEOUT;
 use crate::client::{BirdClient, ClientError};
 use crate::error::BgpError;
 use crate::render::{RenderInput, render};
 use crate::spec::{BgpSpec, RouteState, announce_proto, drain_proto, peer_proto};
 use crate::status::{self, ExportMismatch, ExportSets, PeerStatus};
-
-/// Deadline of one control-socket command.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Unanswered `show status` probes in a row after which BIRD counts as hung.
 pub const HUNG_AFTER: u32 = 2;

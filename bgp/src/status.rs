@@ -51,6 +51,17 @@ pub enum MismatchKind {
     UnexpectedGracefulShutdown,
 }
 
+impl std::fmt::Display for MismatchKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MismatchKind::Missing => "not exported",
+            MismatchKind::Unexpected => "exported although withdrawn",
+            MismatchKind::MissingGracefulShutdown => "draining without GRACEFUL_SHUTDOWN",
+            MismatchKind::UnexpectedGracefulShutdown => "announced with GRACEFUL_SHUTDOWN",
+        })
+    }
+}
+
 /// One difference between expected and real exports.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ExportMismatch {

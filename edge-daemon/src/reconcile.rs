@@ -41,6 +41,23 @@ pub enum RouteState {
     Draining,
 }
 
+impl RouteState {
+    /// Its name in output (`announced`, ...), as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteState::Withdrawn => "withdrawn",
+            RouteState::Announced => "announced",
+            RouteState::Draining => "draining",
+        }
+    }
+}
+
+impl std::fmt::Display for RouteState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Health of one proxy for one VIP, as the health checker reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Serve {

@@ -14,6 +14,16 @@ pub enum State {
     Down,
 }
 
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Unknown => "unknown",
+            State::Up => "up",
+            State::Down => "down",
+        })
+    }
+}
+
 /// Consecutive-result counters and thresholds.
 #[derive(Clone, Debug)]
 pub struct Hysteresis {

@@ -222,7 +222,7 @@ mod render {
     }
 
     pub fn vips(vips: &[VipInfo]) -> String {
-        let route = |r: RouteState| format!("{r:?}").to_lowercase();
+        let route = |r: RouteState| r.to_string();
         table(
             &[
                 "VIP", "ADDRESS", "PORTS", "DECISION", "BGP", "SERVING", "REASON",

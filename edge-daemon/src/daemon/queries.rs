@@ -256,10 +256,8 @@ impl State {
                         self.config.bgp.peers.len()
                     );
                     if let Some(m) = mismatches.first() {
-                        detail += &format!(
-                            "; export mismatch: peer {} {} {:?}",
-                            m.peer, m.prefix, m.kind
-                        );
+                        detail +=
+                            &format!("; export mismatch: peer {} {} {}", m.peer, m.prefix, m.kind);
                     }
                     if let Some(e) = &self.bgp.error {
                         detail += &format!("; {e}");
@@ -330,7 +328,7 @@ impl State {
                     ports: v
                         .ports
                         .iter()
-                        .map(|p| format!("{}/{:?}", p.port, p.protocol).to_lowercase())
+                        .map(|p| format!("{}/{}", p.port, p.protocol))
                         .collect(),
                     route: d.route,
                     exported: self.exported(&v.name),
@@ -398,7 +396,7 @@ impl State {
                             .filter(|(k, _)| k.vip == v.name && k.proxy == p.name)
                             .map(|(k, s)| ServiceCheck {
                                 service: k.service.clone(),
-                                state: format!("{:?}", s.state).to_lowercase(),
+                                state: s.state.to_string(),
                                 last: s.last.as_ref().map_or("not run yet".into(), |o| o.reason()),
                                 latency_us: s
                                     .last

@@ -198,14 +198,12 @@ impl State {
             out.push(match a {
                 Action::Route { vip, state } => format!(
                     "route {vip}: {} → {}",
-                    word(
-                        self.applied
-                            .routes
-                            .get(vip)
-                            .copied()
-                            .unwrap_or(RouteState::Withdrawn)
-                    ),
-                    word(*state)
+                    self.applied
+                        .routes
+                        .get(vip)
+                        .copied()
+                        .unwrap_or(RouteState::Withdrawn),
+                    state
                 ),
                 Action::SetTable { vip, proxies } => format!(
                     "table {vip}: [{}] → [{}]",
@@ -259,14 +257,6 @@ fn invalid(error: String) -> ConfigDiff {
         changes: Vec::new(),
         valid: false,
         error: Some(error),
-    }
-}
-
-fn word(s: RouteState) -> &'static str {
-    match s {
-        RouteState::Withdrawn => "withdrawn",
-        RouteState::Announced => "announced",
-        RouteState::Draining => "draining",
     }
 }
 

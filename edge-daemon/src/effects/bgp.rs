@@ -290,7 +290,7 @@ async fn run(
                                 edged_bgp::BgpError::UnknownVip { .. } => ErrorKind::UnknownVip,
                                 _ => ErrorKind::Failed,
                             };
-                            let e = err(format!("set {vip} {}", state_word(state)), e);
+                            let e = err(format!("set {vip} {state}"), e);
                             if kind == ErrorKind::UnknownVip { e.with_kind(kind) } else { e }
                         });
                     let _ = events.send(AnnouncerEvent::Route { vip, state, result });
@@ -321,14 +321,6 @@ async fn run(
                 }
             }
         }
-    }
-}
-
-fn state_word(s: RouteState) -> &'static str {
-    match s {
-        RouteState::Withdrawn => "withdrawn",
-        RouteState::Announced => "announced",
-        RouteState::Draining => "draining",
     }
 }
 

@@ -27,7 +27,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use tokio::sync::mpsc;
 
 use super::Sink;
-use super::slots::Loop;
+use super::slots::{Adopted, Loop};
 use crate::check::Check;
 
 /// The eventfd's token in the epoll set (a slot's is `era << 32 | index`,
@@ -46,13 +46,6 @@ struct Inbox {
     wake: EventFd,
     stop: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-/// A check arriving with its kept connection.
-pub(super) struct Adopted {
-    pub(super) check: Box<Check>,
-    pub(super) socket: TcpStream,
-    pub(super) request: Vec<u8>,
 }
 
 impl Kept {

@@ -14,12 +14,18 @@ use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use tokio::sync::mpsc;
 
 use super::Sink;
-use super::kept::Adopted;
 use crate::check::Check;
 use crate::http::parse::answered;
 use crate::http::{ExchangeError, Judge, MAX_BUFFERED};
 use crate::outcome::{Failure, Outcome};
 use crate::spec::CheckKind;
+
+/// A check arriving with its kept connection.
+pub(super) struct Adopted {
+    pub(super) check: Box<Check>,
+    pub(super) socket: TcpStream,
+    pub(super) request: Vec<u8>,
+}
 
 /// A check in the loop.
 struct Slot {
