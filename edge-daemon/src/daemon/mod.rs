@@ -28,6 +28,7 @@ mod observe;
 mod queries;
 mod reload;
 mod state;
+mod status;
 
 use std::path::PathBuf;
 use std::sync::Arc;

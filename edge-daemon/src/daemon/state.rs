@@ -59,6 +59,9 @@ pub struct State {
     pub host_settled: bool,
     /// BIRD as last read back.
     pub bgp: BgpObservation,
+    /// The data plane's counters as last read (the metrics collector reads
+    /// the same snapshot).
+    pub counters: crate::metrics_xdp::SharedSnapshot,
     pub metrics: Arc<Metrics>,
     /// The health checker's last snapshot (for edgectl and metrics).
     pub checks: Vec<(edged_health::CheckKey, edged_health::CheckStatus)>,
@@ -107,6 +110,7 @@ impl State {
             route_errors: BTreeMap::new(),
             host_settled: false,
             bgp: BgpObservation::default(),
+            counters: metrics.xdp.clone(),
             metrics,
             checks: Vec::new(),
             last_plan: Plan::default(),
@@ -212,7 +216,7 @@ impl State {
                     .map(|v| (v.address, v.name.clone()))
                     .collect();
                 let snap = crate::metrics_xdp::XdpSnapshot { counters, names };
-                *self.metrics.xdp.lock().expect("xdp snapshot lock") = Some(snap);
+                *self.counters.lock().expect("xdp snapshot lock") = Some(snap);
             }
             Err(e) => tracing::warn!(error = %e, "cannot read forwarder counters"),
         }
