@@ -139,11 +139,7 @@ impl Backend {
                 m.install(text).await?;
                 m.spawn().await
             }
-            Backend::External(x) => {
-                let mut c = BirdClient::connect(&x.socket, COMMAND_TIMEOUT).await?;
-                external::apply(&mut c, &x.include, text).await?;
-                Ok(c)
-            }
+            Backend::External(x) => x.connect_and_apply(text).await,
         }
     }
 
@@ -188,11 +184,7 @@ impl Backend {
                 m.install(text).await?;
                 m.spawn().await
             }
-            Backend::External(x) => {
-                let mut c = BirdClient::connect(&x.socket, COMMAND_TIMEOUT).await?;
-                external::apply(&mut c, &x.include, text).await?;
-                Ok(c)
-            }
+            Backend::External(x) => x.connect_and_apply(text).await,
         }
     }
 
@@ -230,6 +222,17 @@ impl Backend {
                 let _ = tokio::time::timeout(Duration::from_secs(2), c.wait()).await;
             }
         }
+    }
+}
+
+// === impl External ===
+
+impl External {
+    /// Connects to the operator's BIRD and installs `text` there.
+    async fn connect_and_apply(&self, text: &str) -> Result<BirdClient, BgpError> {
+        let mut c = BirdClient::connect(&self.socket, COMMAND_TIMEOUT).await?;
+        external::apply(&mut c, &self.include, text).await?;
+        Ok(c)
     }
 }
 

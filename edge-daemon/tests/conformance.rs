@@ -267,9 +267,7 @@ impl Harness {
         let n = now.clone();
         st.clock = Arc::new(move || *n.lock().unwrap());
         st.host_checks = edge_daemon::specs::HostChecks::No;
-        st.applied.addresses = addresses;
-        st.applied.tables = tables.into_iter().collect();
-        st.applied.routes = adopted.into_iter().collect();
+        st.adopt(addresses, tables, adopted);
         st.refresh_health();
         Harness {
             st,

@@ -62,6 +62,12 @@ fn all_announced(lab: &Lab) -> bool {
         .all(|v| v["route"] == "announced" && v["serving"].as_array().is_some_and(|s| s.len() == 2))
 }
 
+/// The config without its web6 VIP.
+fn without_web6(cfg: &str) -> String {
+    let (head, rest) = cfg.split_once("  - name: web6\n").expect("a web6 VIP");
+    head.to_string() + "bgp:" + rest.split_once("\nbgp:").expect("a bgp section").1
+}
+
 fn v4() -> SocketAddr {
     format!("{V4}:80").parse().unwrap()
 }
@@ -509,9 +515,7 @@ fn bird_config_is_never_written_through_a_link() {
     }
     // A reload that changes the VIP set rewrites BIRD's config.
     let base = lab.node_config(0);
-    let cut = base.split("  - name: web6\n").next().unwrap().to_string()
-        + "bgp:"
-        + base.split("\nbgp:").nth(1).unwrap();
+    let cut = without_web6(&base);
     lab.write_config(0, &cut);
     let (ok, out, err) = lab.edgectl_try(0, &["reload"]);
     assert!(ok, "reload: {out}{err}");
@@ -597,9 +601,7 @@ fn a_vip_address_deleted_by_hand_is_restored() {
 fn removing_a_vip_by_reload_leaves_no_error_and_a_clean_stop() {
     let mut lab = serving_lab();
     let base = lab.node_config(0);
-    let cut = base.split("  - name: web6\n").next().unwrap().to_string()
-        + "bgp:"
-        + base.split("\nbgp:").nth(1).unwrap();
+    let cut = without_web6(&base);
     lab.write_config(0, &cut);
     lab::edgectl(&lab.socket(0), &["reload"]);
     assert!(
@@ -674,9 +676,7 @@ fn a_full_state_directory_is_reported_as_such() {
     let block = vec![0u8; 64 * 1024];
     while std::io::Write::write_all(&mut fill, &block).is_ok() {}
     let _ = fill.sync_all();
-    let cut = cfg.split("  - name: web6\n").next().unwrap().to_string()
-        + "bgp:"
-        + cfg.split("\nbgp:").nth(1).unwrap();
+    let cut = without_web6(&cfg);
     lab.write_config(0, &cut);
     let (ok, out, err) = lab.edgectl_try(0, &["reload"]);
     assert!(!ok, "reload accepted on a full disk: {out}");

@@ -144,14 +144,7 @@ pub async fn run(
         drivers,
         metrics.clone(),
     );
-    st.applied.addresses = adopted;
-    let configured: std::collections::BTreeSet<String> =
-        st.config.vips.iter().map(|v| v.name.clone()).collect();
-    st.applied.tables = tables
-        .into_iter()
-        .filter(|(v, t)| configured.contains(v) && !t.is_empty())
-        .collect();
-    st.applied.routes = adopted_routes.into_iter().collect();
+    st.adopt(adopted, tables, adopted_routes);
     if !st.applied.routes.is_empty() {
         tracing::info!(
             routes = st.applied.routes.len(),

@@ -127,6 +127,28 @@ impl State {
         }
     }
 
+    /// Starts from what a previous edged left, as the drivers read it
+    /// back: its VIP addresses, the tables of the VIPs still configured,
+    /// the routes of a BIRD kept across a planned restart.
+    pub fn adopt(
+        &mut self,
+        addresses: std::collections::BTreeSet<std::net::IpAddr>,
+        tables: BTreeMap<String, Vec<(String, u32)>>,
+        routes: BTreeMap<String, RouteState>,
+    ) {
+        let configured: std::collections::BTreeSet<&str> =
+            self.config.vips.iter().map(|v| v.name.as_str()).collect();
+        self.applied.addresses = addresses;
+        self.applied.tables = tables
+            .into_iter()
+            .filter(|(v, t)| configured.contains(v.as_str()) && !t.is_empty())
+            .collect();
+        self.applied.routes = routes
+            .into_iter()
+            .filter(|(v, _)| configured.contains(v.as_str()))
+            .collect();
+    }
+
     /// One reconcile pass: decide, apply, publish. Returns when the next
     /// time-driven pass is due (a drain deadline).
     pub async fn pass(&mut self) -> Option<SystemTime> {

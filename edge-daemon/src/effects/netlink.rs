@@ -54,15 +54,9 @@ impl NetlinkAddresses {
         let (conn, handle, _) =
             rtnetlink::new_connection().map_err(|e| err("open netlink socket".into(), e))?;
         tokio::spawn(conn);
-        let link = handle
-            .link()
-            .get()
-            .match_name(ifname.to_string())
-            .execute()
-            .try_next()
+        let link = link_named(&handle, ifname)
             .await
-            .map_err(|e| err(format!("look up interface {ifname}"), e))?
-            .ok_or_else(|| err(format!("look up interface {ifname}"), "no such interface"))?;
+            .map_err(|e| err(format!("look up interface {ifname}"), e))?;
         Ok(NetlinkAddresses {
             handle,
             ifname: ifname.into(),
@@ -142,6 +136,22 @@ impl Addresses for NetlinkAddresses {
 
 // === links ===
 
+/// The link named `ifname`, in words when it cannot be had.
+async fn link_named(
+    handle: &Handle,
+    ifname: &str,
+) -> Result<netlink_packet_route::link::LinkMessage, String> {
+    handle
+        .link()
+        .get()
+        .match_name(ifname.to_string())
+        .execute()
+        .try_next()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no such interface".to_string())
+}
+
 /// Reads which XDP program each link runs.
 pub struct Links {
     handle: Handle,
@@ -159,17 +169,13 @@ impl Links {
     /// The id of the XDP program attached to `ifname` (`None`: none).
     pub async fn xdp_prog(&self, ifname: &str) -> Result<Option<u32>, EffectError> {
         use netlink_packet_route::link::{LinkAttribute, LinkXdp};
-        let op = || format!("read the XDP program of {ifname}");
-        let link = self
-            .handle
-            .link()
-            .get()
-            .match_name(ifname.to_string())
-            .execute()
-            .try_next()
-            .await
-            .map_err(|e| EffectError::new(Component::Forwarder, op(), e))?
-            .ok_or_else(|| EffectError::new(Component::Forwarder, op(), "no such interface"))?;
+        let link = link_named(&self.handle, ifname).await.map_err(|e| {
+            EffectError::new(
+                Component::Forwarder,
+                format!("read the XDP program of {ifname}"),
+                e,
+            )
+        })?;
         Ok(link.attributes.iter().find_map(|a| match a {
             LinkAttribute::Xdp(x) => x.iter().find_map(|x| match x {
                 LinkXdp::ProgId(id) if *id != 0 => Some(*id),

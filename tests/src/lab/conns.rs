@@ -6,16 +6,10 @@
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-use nix::sys::socket::{
-    AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, setsockopt, socket, sockopt,
-};
-use nix::sys::time::TimeVal;
 
 use super::traffic::in_netns;
 
@@ -91,23 +85,7 @@ enum Failure {
 }
 
 fn open(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
-    let family = if dst.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| e.to_string())?;
-    let tv = TimeVal::new(timeout.as_secs() as i64, timeout.subsec_micros() as i64);
-    setsockopt(&fd, sockopt::SendTimeout, &tv).map_err(|e| e.to_string())?;
-    setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(|e| e.to_string())?;
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrStorage::from(SocketAddr::new(src, 0)),
-    )
-    .map_err(|e| format!("bind {src}: {e}"))?;
-    connect(fd.as_raw_fd(), &SockaddrStorage::from(dst)).map_err(|e| format!("connect: {e}"))?;
-    Ok(TcpStream::from(fd))
+    super::traffic::connect_from(src, dst, timeout)
 }
 
 fn classify(e: std::io::Error) -> Failure {

@@ -57,8 +57,8 @@ pub fn in_netns<T: Send + 'static>(ns_path: &Path, f: impl FnOnce() -> T + Send 
     .expect("netns thread")
 }
 
-/// One HTTP/1.0 GET / from `src` to `dst`; returns the body's first line.
-pub fn get(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<String, String> {
+/// A TCP connection from `src` to `dst`, with send and receive timeouts.
+pub fn connect_from(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
     let family = if dst.is_ipv4() {
         AddressFamily::Inet
     } else {
@@ -75,7 +75,12 @@ pub fn get(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<String, St
     )
     .map_err(|e| format!("bind {src}: {e}"))?;
     connect(fd.as_raw_fd(), &SockaddrStorage::from(dst)).map_err(|e| format!("connect: {e}"))?;
-    let mut s = TcpStream::from(fd);
+    Ok(TcpStream::from(fd))
+}
+
+/// One HTTP/1.0 GET / from `src` to `dst`; returns the body's first line.
+pub fn get(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<String, String> {
+    let mut s = connect_from(src, dst, timeout)?;
     s.write_all(b"GET / HTTP/1.0\r\nHost: lab\r\n\r\n")
         .map_err(|e| format!("send: {e}"))?;
     let mut resp = String::new();
