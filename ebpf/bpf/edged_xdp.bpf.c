@@ -259,7 +259,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 	if (!px || px->kind == PROXY_NONE) {
 		px = 0;
 		way = -1; /* pick afresh and record */
-		/* bits 31..62 of the fingerprint: the second lane (63 is set) */
+		/* bits 31..62 of the fingerprint: the second lane (63 set) */
 		if ((flags & (F_NEW_OK | F_UDP | F_FROM_PEER)) == F_NEW_OK)
 			px = handoff_pick(vip_id, h >> 31, eth, &pid);
 	}
@@ -378,7 +378,8 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 
 				t->source = bpf_htons(sp);
 				if (sp == 0)
-					ip->saddr = bpf_htonl(bpf_ntohl(ip->saddr) + 1);
+					ip->saddr = bpf_htonl(
+						bpf_ntohl(ip->saddr) + 1);
 			}
 		}
 #endif
@@ -499,7 +500,8 @@ int edged_xdp(struct xdp_md *ctx)
 	if (v == V_HOST)
 		return XDP_PASS;
 	if (d > 0 && v == XDP_PASS)
-		return glob(G_HANDOFF_ERR, XDP_DROP); /* unwrapped, not a VIP's */
+		/* unwrapped, but not a VIP's */
+		return glob(G_HANDOFF_ERR, XDP_DROP);
 	return v;
 }
 
