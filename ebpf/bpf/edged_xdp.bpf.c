@@ -29,6 +29,10 @@
 
 #include "edged.h"
 #include "maps.h"
+#include "glob.h"
+#include "conntrack.h"
+#include "handoff.h"
+#include "icmp.h"
 
 /* XDP_PASS of a VIP packet to the host on purpose (host-stack proxy, or no
  * healthy proxy with `pass`): the entry point turns it into XDP_PASS. Any
@@ -66,15 +70,6 @@ static __always_inline __u32 tcp_kind(const struct tcphdr *th)
 	if ((f & TH_SYN) && (f & (TH_RST | TH_FIN)))
 		return F_TCP_NOSYN | F_BAD_SYN;
 	return F_TCP_NOSYN;
-}
-
-static __always_inline int glob(__u32 reason, int verdict)
-{
-	__u64 *c = bpf_map_lookup_elem(&ed_glob, &reason);
-
-	if (c)
-		*c += 1;
-	return verdict;
 }
 
 static __always_inline __u32 mix(__u32 h, __u32 w)
@@ -183,9 +178,6 @@ static __always_inline void count_vip(int vip, int frag)
 	else
 		vc->ext_pass += 1;
 }
-
-#include "conntrack.h"
-#include "handoff.h"
 
 static __always_inline int no_healthy(struct vip_counters *vc, __u32 action)
 {
@@ -324,7 +316,16 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 	return bpf_redirect_map(&ed_tx, pid, XDP_DROP);
 }
 
-#include "icmp.h"
+/* An ICMP error about the flow in *f (icmp.h): to the proxy owning it. */
+static __always_inline int handle_icmp(struct xdp_md *ctx, struct ethhdr *eth,
+				       struct flow *f, __u32 from)
+{
+	int vip = vip_match(f->dst, f->family, f->dport, f->proto);
+
+	if (vip < 0)
+		return glob(G_ICMP_OTHER, XDP_PASS);
+	return forward(ctx, eth, f, vip, F_ICMP | from);
+}
 
 static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 				     void *l3, void *end, __u32 from)
@@ -397,8 +398,12 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 			return XDP_PASS;
 		return forward(ctx, eth, &f, vip, F_NEW_OK | F_UDP | from);
 	}
-	if (f.proto == IPPROTO_ICMP)
-		return handle_icmp4(ctx, eth, l4, end, from);
+	if (f.proto == IPPROTO_ICMP) {
+		struct flow in = {};
+		int v = icmp4_flow(&in, l4, end);
+
+		return v == ICMP_FLOW ? handle_icmp(ctx, eth, &in, from) : v;
+	}
 	return XDP_PASS;
 }
 
@@ -442,7 +447,10 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
 		f.dport = uh->dest;
 		flags = F_NEW_OK | F_UDP | from;
 	} else if (f.proto == IPPROTO_ICMPV6) {
-		return handle_icmp6(ctx, eth, l4, end, from);
+		struct flow in = {};
+		int v = icmp6_flow(&in, l4, end);
+
+		return v == ICMP_FLOW ? handle_icmp(ctx, eth, &in, from) : v;
 	} else {
 		/* Fragment or other extension header: never guess a port. */
 		count_vip(vip_match(f.dst, FAMILY_V6, 0, 0),

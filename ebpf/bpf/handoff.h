@@ -15,6 +15,18 @@
 #ifndef EDGED_HANDOFF_H
 #define EDGED_HANDOFF_H
 
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "edged.h"
+#include "maps.h"
+#include "glob.h"
+
 #define F_FROM_PEER 16 /* decapsulated: never handed off again */
 
 static __always_inline struct handoff *handoff_cfg(void)
