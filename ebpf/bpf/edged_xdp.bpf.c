@@ -121,21 +121,33 @@ static __always_inline __u64 flow_hash(const struct flow *f, __u32 seed)
 }
 
 /*
- * The VIP id of (addr, port, proto), or -1. proto 0 matches the address
- * alone (fragments, extension headers). Three inlined array lookups; the
- * hash map only when two VIPs share the 16-bit fold of their address.
+ * The ed_vipidx entry of a destination, indexed by the 16-bit XOR fold of
+ * its address: vip_id + 1, 0 for no VIP, VIP_INDEX_COLLIDE when several
+ * VIPs share the fold. Looked up once per packet, before the L4 header is
+ * parsed, so that traffic to no VIP is passed after one array lookup.
  */
-static __always_inline int vip_match(const __u32 *addr, __u8 family, __u16 port,
-				     __u8 proto)
+static __always_inline __u32 vip_index(const __u32 *addr)
 {
 	__u32 x = addr[0] ^ addr[1] ^ addr[2] ^ addr[3];
 	__u32 h = (x ^ (x >> 16)) & 0xffff;
 	__u32 *idx = bpf_map_lookup_elem(&ed_vipidx, &h);
+
+	return idx ? *idx : 0;
+}
+
+/*
+ * The VIP id of (addr, port, proto), or -1; `idx` is vip_index(addr).
+ * proto 0 matches the address alone (fragments, extension headers). Two
+ * inlined array lookups; the hash map only when two VIPs share the fold.
+ */
+static __always_inline int vip_match(__u32 idx, const __u32 *addr, __u8 family,
+				     __u16 port, __u8 proto)
+{
 	__u32 id, word;
 
-	if (!idx || *idx == 0)
+	if (idx == 0)
 		return -1;
-	if (*idx == VIP_INDEX_COLLIDE) {
+	if (idx == VIP_INDEX_COLLIDE) {
 		struct vip_key k = {.port = proto ? port : 0,
 				    .proto = proto,
 				    .family = family};
@@ -145,7 +157,7 @@ static __always_inline int vip_match(const __u32 *addr, __u8 family, __u16 port,
 		vv = bpf_map_lookup_elem(&ed_vips, &k);
 		return vv ? (int)vv->vip_id : -1;
 	}
-	id = *idx - 1;
+	id = idx - 1;
 	struct vip_info *vi = bpf_map_lookup_elem(&ed_vipinfo, &id);
 
 	if (!vi || vi->family != family || vi->addr[0] != addr[0] ||
@@ -316,11 +328,13 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 	return bpf_redirect_map(&ed_tx, pid, XDP_DROP);
 }
 
-/* An ICMP error about the flow in *f (icmp.h): to the proxy owning it. */
+/* An ICMP error about the flow in *f (icmp.h): to the proxy owning it. The
+ * quoted header names the VIP itself, so its address is matched anew. */
 static __always_inline int handle_icmp(struct xdp_md *ctx, struct ethhdr *eth,
 				       struct flow *f, __u32 from)
 {
-	int vip = vip_match(f->dst, f->family, f->dport, f->proto);
+	int vip = vip_match(vip_index(f->dst), f->dst, f->family, f->dport,
+			    f->proto);
 
 	if (vip < 0)
 		return glob(G_ICMP_OTHER, XDP_PASS);
@@ -332,17 +346,15 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 {
 	struct iphdr *iph = l3;
 	struct flow f = {};
-	__u32 flags;
+	__u32 flags, idx;
 	int vip;
 	void *l4;
 
 	if ((void *)(iph + 1) > end)
 		return glob(G_TRUNCATED, XDP_PASS);
 	f.dst[0] = iph->daddr;
-	__u32 fold = (f.dst[0] ^ (f.dst[0] >> 16)) & 0xffff;
-	__u32 *idx = bpf_map_lookup_elem(&ed_vipidx, &fold);
-
-	if (!idx || *idx == 0)
+	idx = vip_index(f.dst);
+	if (idx == 0)
 		return XDP_PASS; /* not a VIP: the pass path stops here */
 	if (iph->version != 4 || iph->ihl < 5)
 		return glob(G_BAD_IP, XDP_PASS);
@@ -350,7 +362,7 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 	f.family = FAMILY_V4;
 	f.proto = iph->protocol;
 	if (iph->frag_off & bpf_htons(0x3fff)) {
-		count_vip(vip_match(f.dst, FAMILY_V4, 0, 0), 1);
+		count_vip(vip_match(idx, f.dst, FAMILY_V4, 0, 0), 1);
 		return XDP_PASS;
 	}
 	l4 = l3 + iph->ihl * 4;
@@ -362,7 +374,7 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 		f.sport = th->source;
 		f.dport = th->dest;
 		flags = tcp_kind(th) | from;
-		vip = vip_match(f.dst, FAMILY_V4, f.dport, IPPROTO_TCP);
+		vip = vip_match(idx, f.dst, FAMILY_V4, f.dport, IPPROTO_TCP);
 		if (vip < 0)
 			return XDP_PASS;
 		int verdict = forward(ctx, eth, &f, vip, flags);
@@ -393,7 +405,7 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 			return glob(G_TRUNCATED, XDP_PASS);
 		f.sport = uh->source;
 		f.dport = uh->dest;
-		vip = vip_match(f.dst, FAMILY_V4, f.dport, IPPROTO_UDP);
+		vip = vip_match(idx, f.dst, FAMILY_V4, f.dport, IPPROTO_UDP);
 		if (vip < 0)
 			return XDP_PASS;
 		return forward(ctx, eth, &f, vip, F_NEW_OK | F_UDP | from);
@@ -413,17 +425,14 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
 	struct ipv6hdr *ip6 = l3;
 	struct flow f = {};
 	void *l4 = ip6 + 1;
-	__u32 flags;
+	__u32 flags, idx;
 	int vip;
 
 	if (l4 > end)
 		return glob(G_TRUNCATED, XDP_PASS);
 	__builtin_memcpy(f.dst, &ip6->daddr, 16);
-	__u32 x = f.dst[0] ^ f.dst[1] ^ f.dst[2] ^ f.dst[3];
-	__u32 fold = (x ^ (x >> 16)) & 0xffff;
-	__u32 *idx = bpf_map_lookup_elem(&ed_vipidx, &fold);
-
-	if (!idx || *idx == 0)
+	idx = vip_index(f.dst);
+	if (idx == 0)
 		return XDP_PASS;
 	if (ip6->version != 6) /* as IPv4: only VIP frames pay for it */
 		return glob(G_BAD_IP, XDP_PASS);
@@ -453,11 +462,11 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
 		return v == ICMP_FLOW ? handle_icmp(ctx, eth, &in, from) : v;
 	} else {
 		/* Fragment or other extension header: never guess a port. */
-		count_vip(vip_match(f.dst, FAMILY_V6, 0, 0),
+		count_vip(vip_match(idx, f.dst, FAMILY_V6, 0, 0),
 			  f.proto == IPPROTO_FRAGMENT);
 		return XDP_PASS;
 	}
-	vip = vip_match(f.dst, FAMILY_V6, f.dport, f.proto);
+	vip = vip_match(idx, f.dst, FAMILY_V6, f.dport, f.proto);
 	if (vip < 0)
 		return XDP_PASS;
 	return forward(ctx, eth, &f, vip, flags);
