@@ -6,11 +6,12 @@
 //! - baseline: bounds check, dst MAC from an array map, devmap redirect.
 //! - pass: TCP SYN to a non-VIP address (untouched XDP_PASS).
 //! - hit: TCP ACK of a flow already in the connection table (redirect).
-//! - miss: bench build of the program (`-DEDGED_BENCH_FRESH_FLOW`) that bumps
-//!   the source port (and address on wrap) in the packet after forwarding,
-//!   so each repeat is a fresh SYN, inserted into the connection table of
-//!   2^20 entries (2^18 sets of 4), filled beforehand (>= 97 % in use,
-//!   checked) by unmeasured rounds of 2^22 fresh flows: every insert evicts.
+//! - miss: bench build of the program (`-DEDGED_BENCH_FRESH_FLOW`) whose
+//!   entry point bumps the source port (and address on wrap) in the packet
+//!   after handling it, so each repeat is a fresh SYN, inserted into the
+//!   connection table of 2^20 entries (2^18 sets of 4), filled beforehand
+//!   (>= 97 % in use, checked) by unmeasured rounds of 2^22 fresh flows:
+//!   every insert evicts.
 //!   1 VIP, 100 proxies, M = 65537, as Katran's figures were taken.
 
 #[path = "../tests/common/mod.rs"]

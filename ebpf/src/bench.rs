@@ -12,9 +12,9 @@ static BENCH_OBJ: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/edged_xdp_bench.o"));
 static BASE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench_base.o"));
 
-/// The program built with `-DEDGED_BENCH_FRESH_FLOW`: after forwarding an
-/// IPv4 TCP packet it bumps the source port in the packet, so each repeat
-/// of `BPF_PROG_TEST_RUN` is a new flow.
+/// The program built with `-DEDGED_BENCH_FRESH_FLOW`: after handling a TCP
+/// packet it bumps the source port in the packet, so each repeat of
+/// `BPF_PROG_TEST_RUN` is a new flow.
 pub fn open_fresh_flow(spec: &ForwarderSpec) -> Result<Forwarder, ForwarderError> {
     Forwarder::open_object(spec, BENCH_OBJ)
 }
