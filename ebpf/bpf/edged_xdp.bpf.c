@@ -331,13 +331,14 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 
 /*
  * TCP or UDP to a VIP, either family: f holds the addresses, protocol and
- * family; `idx` is vip_index(f->dst).
+ * family; `idx` is vip_index(f->dst). Each protocol has its own call of
+ * vip_match and forward, so that each is inlined with its protocol and
+ * flags known (UDP's idle clock is no branch on the TCP path).
  */
 static __always_inline int handle_l4(struct xdp_md *ctx, struct ethhdr *eth,
 				     struct flow *f, void *l4, void *end,
 				     __u32 idx, __u32 from)
 {
-	__u32 flags;
 	int vip;
 
 	if (f->proto == IPPROTO_TCP) {
@@ -347,20 +348,21 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct ethhdr *eth,
 			return glob(G_TRUNCATED, XDP_PASS);
 		f->sport = th->source;
 		f->dport = th->dest;
-		flags = tcp_kind(th) | from;
-	} else {
-		struct udphdr *uh = l4;
-
-		if ((void *)(uh + 1) > end)
-			return glob(G_TRUNCATED, XDP_PASS);
-		f->sport = uh->source;
-		f->dport = uh->dest;
-		flags = F_NEW_OK | F_UDP | from;
+		vip = vip_match(idx, f->dst, f->family, f->dport, IPPROTO_TCP);
+		if (vip < 0)
+			return XDP_PASS;
+		return forward(ctx, eth, f, vip, tcp_kind(th) | from);
 	}
-	vip = vip_match(idx, f->dst, f->family, f->dport, f->proto);
+	struct udphdr *uh = l4;
+
+	if ((void *)(uh + 1) > end)
+		return glob(G_TRUNCATED, XDP_PASS);
+	f->sport = uh->source;
+	f->dport = uh->dest;
+	vip = vip_match(idx, f->dst, f->family, f->dport, IPPROTO_UDP);
 	if (vip < 0)
 		return XDP_PASS;
-	return forward(ctx, eth, f, vip, flags);
+	return forward(ctx, eth, f, vip, F_NEW_OK | F_UDP | from);
 }
 
 /* An ICMP error about the flow in *f (icmp.h): to the proxy owning it. The
