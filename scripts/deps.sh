@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   iproute2 util-linux procps ethtool    # ip netns, veth, nsenter, ethtool -K
   clang llvm libbpf-dev bpftool          # XDP program (clang -target bpf), headers; BTF layout check
+  clang-format                           # make lint: the BPF C's format
   bird2 frr                              # BGP: the managed BIRD, and BIRD/FRR top-of-rack peers in labs
   nginx-light                            # real HTTP servers as proxies in labs
   tcpdump curl                           # lab debugging, demo traffic
