@@ -2,7 +2,7 @@
 #   make demo   bring up the demo lab (installs what it needs)
 #   make test   the whole test suite (needs root: namespaces, BPF)
 #   make lint   rustfmt --check, clippy -D warnings, clang-format of the BPF C,
-#               rustdoc -D warnings
+#               rustdoc -D warnings, cargo deny (licenses, bans, sources)
 #   make bench  every benchmark; one `BENCH <name> <value> <unit>` line per figure
 #   make deb    the Debian package (target/debian/)
 
@@ -41,6 +41,7 @@ lint:
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	clang-format --dry-run -Werror ebpf/bpf/*.c ebpf/bpf/*.h
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --workspace
+	$(CARGO) deny --locked check licenses bans sources
 
 fmt:
 	$(CARGO) fmt --all
@@ -53,4 +54,3 @@ bench: deps
 
 clean:
 	$(CARGO) clean
-

@@ -33,3 +33,5 @@ done
 # bpffs for pinned maps (the XDP forwarder).
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 command -v cargo >/dev/null || { echo "deps: cargo (Rust >= 1.95) is required" >&2; exit 1; }
+# make lint: cargo deny (licenses, bans, sources); a compile of a few minutes, once.
+command -v cargo-deny >/dev/null || cargo install cargo-deny --locked --version 0.20.2
