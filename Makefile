@@ -3,6 +3,7 @@
 #   make test   the whole test suite (needs root: namespaces, BPF)
 #   make lint   rustfmt --check, clippy -D warnings, clang-format of the BPF C,
 #               rustdoc -D warnings, cargo deny (licenses, bans, sources)
+#   make fuzz-build / make fuzz   the fuzz targets on stable (scripts/fuzz.sh)
 #   make bench  every benchmark; one `BENCH <name> <value> <unit>` line per figure
 #   make deb    the Debian package (target/debian/)
 
@@ -54,3 +55,11 @@ bench: deps
 
 clean:
 	$(CARGO) clean
+
+.PHONY: fuzz-build fuzz
+fuzz-build:
+	bash scripts/fuzz.sh build
+
+# Each fuzz target for FUZZ_SECONDS (default 20).
+fuzz:
+	bash scripts/fuzz.sh run $(FUZZ_SECONDS)
