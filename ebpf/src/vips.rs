@@ -161,7 +161,9 @@ impl Forwarder {
         let m = self.spec.table_size;
         let backends: Vec<(&str, u32)> = serving.iter().map(|(n, w)| (n.as_str(), *w)).collect();
         let table = maglev::build(m, &backends);
-        let words = pack(&table, |b| self.proxies[backends[b as usize].0]);
+        // Each backend's slot once, not a name lookup per ring position.
+        let slots: Vec<u32> = backends.iter().map(|(n, _)| self.proxies[*n]).collect();
+        let words = pack(&table, |b| slots[b as usize]);
         let mut st = self
             .maps
             .vipst
