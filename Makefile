@@ -1,7 +1,9 @@
 # The single entry point for every check; CI calls these same targets.
 #   make demo   bring up the demo lab (installs what it needs)
 #   make test   the whole test suite (needs root: namespaces, BPF)
-#   make lint   rustfmt --check and clippy -D warnings
+#   make lint   rustfmt --check, clippy -D warnings, clang-format of the BPF C,
+#               rustdoc -D warnings, cargo deny (licenses, bans, sources)
+#   make fuzz-build / make fuzz   the fuzz targets on stable (scripts/fuzz.sh)
 #   make bench  every benchmark; one `BENCH <name> <value> <unit>` line per figure
 #   make bench-smoke  each benchmark once at small sizes (CI): fails when a
 #               bench fails or a figure is missing
@@ -25,8 +27,8 @@ demo: deps
 	$(CARGO) run --release -q -p edged-testlab --bin edged-lab -- demo
 
 test: deps
-	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=$${TEST_THREADS:-4}
+	$(CARGO) build --locked --workspace --bins
+	$(CARGO) test --locked --workspace --lib --bins --tests -- --test-threads=$${TEST_THREADS:-4}
 	bash scripts/test-deb.sh
 
 # Build, install, check and purge the Debian package on this machine.
@@ -39,13 +41,16 @@ deb: deps
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	clang-format --dry-run -Werror ebpf/bpf/*.c ebpf/bpf/*.h
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --workspace
+	$(CARGO) deny --locked check licenses bans sources
 
 fmt:
 	$(CARGO) fmt --all
 
 bench-build:
-	$(CARGO) bench --workspace --no-run
+	$(CARGO) bench --locked --workspace --no-run
 
 bench: deps
 	@bash scripts/bench.sh
@@ -55,3 +60,11 @@ bench-smoke: deps
 
 clean:
 	$(CARGO) clean
+
+.PHONY: fuzz-build fuzz
+fuzz-build:
+	bash scripts/fuzz.sh build
+
+# Each fuzz target for FUZZ_SECONDS (default 20).
+fuzz:
+	bash scripts/fuzz.sh run $(FUZZ_SECONDS)

@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   iproute2 util-linux procps ethtool    # ip netns, veth, nsenter, setpriv (BIRD, exec checks), ethtool -K
   clang llvm libbpf-dev bpftool          # XDP program (clang -target bpf), headers; BTF layout check
+  clang-format                           # make lint: the BPF C's format
   bird2 frr                              # BGP: the managed BIRD, and BIRD/FRR top-of-rack peers in labs
   nginx-light                            # real HTTP servers as proxies in labs
   tcpdump curl                           # lab debugging, demo traffic
@@ -33,3 +34,5 @@ done
 # bpffs for pinned maps (the XDP forwarder).
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 command -v cargo >/dev/null || { echo "deps: cargo (Rust >= 1.95) is required" >&2; exit 1; }
+# make lint: cargo deny (licenses, bans, sources); a compile of a few minutes, once.
+command -v cargo-deny >/dev/null || cargo install cargo-deny --locked --version 0.20.2

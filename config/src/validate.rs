@@ -12,7 +12,7 @@ use crate::model::*;
 const IFNAME_MAX: usize = 15;
 /// Largest proxy weight; keeps Maglev's per-weight work bounded.
 pub const MAX_WEIGHT: u32 = 10_000;
-/// Largest Maglev table (per VIP, 4 bytes a slot).
+/// Largest table_size parsed (a byte a ring slot, two halves a VIP); the loader takes <= 262139.
 pub const MAX_TABLE_SIZE: u32 = 1 << 24;
 
 /// Checks every cross-field rule and returns all violations.

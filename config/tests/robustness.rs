@@ -2,7 +2,7 @@
 //! broken outside any field, the line and column): thousands of
 //! seeded mutations of the full example (byte flips, truncations, line
 //! swaps, splices of other lines). A libFuzzer target over the same entry
-//! point lives in `config/fuzz` (needs nightly: `cargo +nightly fuzz run parse`).
+//! point lives in `config/fuzz` (`make fuzz`, on stable: scripts/fuzz.sh).
 
 use edged_testlab::Rng;
 use std::path::Path;

@@ -3,6 +3,11 @@
 #ifndef EDGED_CONNTRACK_H
 #define EDGED_CONNTRACK_H
 
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+
+#include "edged.h"
+
 /* The way holding `fp`, or -1. */
 static __always_inline int ct_find(const struct ct_bucket *b, __u64 fp)
 {

@@ -32,14 +32,14 @@
 #define NO_HEALTHY_PASS 1
 
 /* Global reasons (ed_glob index). */
-#define G_TRUNCATED 0  /* a header ended before its bounds: passed */
-#define G_VLAN_DEEP 1  /* more than two VLAN tags: passed */
-#define G_BAD_IP 2     /* bad version or IHL: passed */
-#define G_NO_PROXY 3   /* ring pointed at an empty proxy slot: dropped */
-#define G_ICMP_OTHER 4 /* ICMP error about a non-VIP or non-TCP/UDP flow */
+#define G_TRUNCATED 0	/* a header ended before its bounds: passed */
+#define G_VLAN_DEEP 1	/* more than two VLAN tags: passed */
+#define G_BAD_IP 2	/* bad version or IHL: passed */
+#define G_NO_PROXY 3	/* ring pointed at an empty proxy slot: dropped */
+#define G_ICMP_OTHER 4	/* ICMP error about a non-VIP or non-TCP/UDP flow */
 #define G_HANDOFF_OUT 5 /* encapsulated to a peer node: XDP_TX */
-#define G_HANDOFF_IN 6  /* decapsulated from a peer node */
-#define G_HANDOFF_ERR 7 /* not encapsulable, or unwrapped but not a VIP's: dropped */
+#define G_HANDOFF_IN 6	/* decapsulated from a peer node */
+#define G_HANDOFF_ERR 7 /* not encapsulable, or unwrapped non-VIP: dropped */
 #define G_NUM 8
 
 /* ed_cfg[0]: written once by the loader, read on the miss path. */
@@ -125,8 +125,9 @@ struct flow {
  * 2^-43 per lookup), the proxy slot and a "used since" bit. Replacement in
  * a set: an empty way, else one whose bit is clear (the bits then restart:
  * second chance, an approximation of LRU). UDP flows also keep a coarse
- * last-use time in ed_ctts (same index) for the idle timeout. The whole
- * table is 8 bytes per entry so that it stays in cache and TLB reach.
+ * last-use time in ed_ctts (same index) for the idle timeout. An entry
+ * keeps the fingerprint, not the 5-tuple: 8 bytes a flow (what that buys
+ * is measured by the miss path of benches/xdp.rs).
  */
 #define CT_WAYS 4
 #define CT_FP_MASK (~0x1ffULL) /* bits 9..63: fingerprint */

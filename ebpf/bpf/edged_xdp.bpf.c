@@ -12,9 +12,10 @@
  * edge nodes, encapsulated; a peer's encapsulated packets are unwrapped
  * and served here.
  *
- * Bench build (-DEDGED_BENCH_FRESH_FLOW): after forwarding an IPv4 TCP
- * packet the program bumps the source port (and address on wrap) in the
- * packet, so BPF_PROG_TEST_RUN's repeats each see a fresh flow.
+ * Bench build (-DEDGED_BENCH_FRESH_FLOW, bench.h): after handling a TCP
+ * packet the entry point bumps its source port (and address on wrap), so
+ * BPF_PROG_TEST_RUN's repeats each see a fresh flow; the paths themselves
+ * are the production ones.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -29,7 +30,11 @@
 
 #include "edged.h"
 #include "maps.h"
-
+#include "glob.h"
+#include "conntrack.h"
+#include "handoff.h"
+#include "icmp.h"
+#include "bench.h"
 /* XDP_PASS of a VIP packet to the host on purpose (host-stack proxy, or no
  * healthy proxy with `pass`): the entry point turns it into XDP_PASS. Any
  * other pass of an unwrapped peer packet is dropped instead, so a peer can
@@ -66,15 +71,6 @@ static __always_inline __u32 tcp_kind(const struct tcphdr *th)
 	if ((f & TH_SYN) && (f & (TH_RST | TH_FIN)))
 		return F_TCP_NOSYN | F_BAD_SYN;
 	return F_TCP_NOSYN;
-}
-
-static __always_inline int glob(__u32 reason, int verdict)
-{
-	__u64 *c = bpf_map_lookup_elem(&ed_glob, &reason);
-
-	if (c)
-		*c += 1;
-	return verdict;
 }
 
 static __always_inline __u32 mix(__u32 h, __u32 w)
@@ -126,21 +122,33 @@ static __always_inline __u64 flow_hash(const struct flow *f, __u32 seed)
 }
 
 /*
- * The VIP id of (addr, port, proto), or -1. proto 0 matches the address
- * alone (fragments, extension headers). Three inlined array lookups; the
- * hash map only when two VIPs share the 16-bit fold of their address.
+ * The ed_vipidx entry of a destination, indexed by the 16-bit XOR fold of
+ * its address: vip_id + 1, 0 for no VIP, VIP_INDEX_COLLIDE when several
+ * VIPs share the fold. Looked up once per packet, before the L4 header is
+ * parsed, so that traffic to no VIP is passed after one array lookup.
  */
-static __always_inline int vip_match(const __u32 *addr, __u8 family, __u16 port,
-				     __u8 proto)
+static __always_inline __u32 vip_index(const __u32 *addr)
 {
 	__u32 x = addr[0] ^ addr[1] ^ addr[2] ^ addr[3];
 	__u32 h = (x ^ (x >> 16)) & 0xffff;
 	__u32 *idx = bpf_map_lookup_elem(&ed_vipidx, &h);
+
+	return idx ? *idx : 0;
+}
+
+/*
+ * The VIP id of (addr, port, proto), or -1; `idx` is vip_index(addr).
+ * proto 0 matches the address alone (fragments, extension headers). Two
+ * inlined array lookups; the hash map only when two VIPs share the fold.
+ */
+static __always_inline int vip_match(__u32 idx, const __u32 *addr, __u8 family,
+				     __u16 port, __u8 proto)
+{
 	__u32 id, word;
 
-	if (!idx || *idx == 0)
+	if (idx == 0)
 		return -1;
-	if (*idx == VIP_INDEX_COLLIDE) {
+	if (idx == VIP_INDEX_COLLIDE) {
 		struct vip_key k = {.port = proto ? port : 0,
 				    .proto = proto,
 				    .family = family};
@@ -150,7 +158,7 @@ static __always_inline int vip_match(const __u32 *addr, __u8 family, __u16 port,
 		vv = bpf_map_lookup_elem(&ed_vips, &k);
 		return vv ? (int)vv->vip_id : -1;
 	}
-	id = *idx - 1;
+	id = idx - 1;
 	struct vip_info *vi = bpf_map_lookup_elem(&ed_vipinfo, &id);
 
 	if (!vi || vi->family != family || vi->addr[0] != addr[0] ||
@@ -183,9 +191,6 @@ static __always_inline void count_vip(int vip, int frag)
 	else
 		vc->ext_pass += 1;
 }
-
-#include "conntrack.h"
-#include "handoff.h"
 
 static __always_inline int no_healthy(struct vip_counters *vc, __u32 action)
 {
@@ -259,7 +264,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 	if (!px || px->kind == PROXY_NONE) {
 		px = 0;
 		way = -1; /* pick afresh and record */
-		/* bits 31..62 of the fingerprint: the second lane (63 is set) */
+		/* bits 31..62 of the fingerprint: the second lane (63 set) */
 		if ((flags & (F_NEW_OK | F_UDP | F_FROM_PEER)) == F_NEW_OK)
 			px = handoff_pick(vip_id, h >> 31, eth, &pid);
 	}
@@ -324,24 +329,67 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 	return bpf_redirect_map(&ed_tx, pid, XDP_DROP);
 }
 
-#include "icmp.h"
+/*
+ * TCP or UDP to a VIP, either family: f holds the addresses, protocol and
+ * family; `idx` is vip_index(f->dst). Each protocol has its own call of
+ * vip_match and forward, so that each is inlined with its protocol and
+ * flags known (UDP's idle clock is no branch on the TCP path).
+ */
+static __always_inline int handle_l4(struct xdp_md *ctx, struct ethhdr *eth,
+				     struct flow *f, void *l4, void *end,
+				     __u32 idx, __u32 from)
+{
+	int vip;
+
+	if (f->proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+
+		if ((void *)(th + 1) > end)
+			return glob(G_TRUNCATED, XDP_PASS);
+		f->sport = th->source;
+		f->dport = th->dest;
+		vip = vip_match(idx, f->dst, f->family, f->dport, IPPROTO_TCP);
+		if (vip < 0)
+			return XDP_PASS;
+		return forward(ctx, eth, f, vip, tcp_kind(th) | from);
+	}
+	struct udphdr *uh = l4;
+
+	if ((void *)(uh + 1) > end)
+		return glob(G_TRUNCATED, XDP_PASS);
+	f->sport = uh->source;
+	f->dport = uh->dest;
+	vip = vip_match(idx, f->dst, f->family, f->dport, IPPROTO_UDP);
+	if (vip < 0)
+		return XDP_PASS;
+	return forward(ctx, eth, f, vip, F_NEW_OK | F_UDP | from);
+}
+
+/* An ICMP error about the flow in *f (icmp.h): to the proxy owning it. The
+ * quoted header names the VIP itself, so its address is matched anew. */
+static __always_inline int handle_icmp(struct xdp_md *ctx, struct ethhdr *eth,
+				       struct flow *f, __u32 from)
+{
+	int vip = vip_match(vip_index(f->dst), f->dst, f->family, f->dport,
+			    f->proto);
+	if (vip < 0)
+		return glob(G_ICMP_OTHER, XDP_PASS);
+	return forward(ctx, eth, f, vip, F_ICMP | from);
+}
 
 static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 				     void *l3, void *end, __u32 from)
 {
 	struct iphdr *iph = l3;
 	struct flow f = {};
-	__u32 flags;
-	int vip;
+	__u32 idx;
 	void *l4;
 
 	if ((void *)(iph + 1) > end)
 		return glob(G_TRUNCATED, XDP_PASS);
 	f.dst[0] = iph->daddr;
-	__u32 fold = (f.dst[0] ^ (f.dst[0] >> 16)) & 0xffff;
-	__u32 *idx = bpf_map_lookup_elem(&ed_vipidx, &fold);
-
-	if (!idx || *idx == 0)
+	idx = vip_index(f.dst);
+	if (idx == 0)
 		return XDP_PASS; /* not a VIP: the pass path stops here */
 	if (iph->version != 4 || iph->ihl < 5)
 		return glob(G_BAD_IP, XDP_PASS);
@@ -349,55 +397,18 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 	f.family = FAMILY_V4;
 	f.proto = iph->protocol;
 	if (iph->frag_off & bpf_htons(0x3fff)) {
-		count_vip(vip_match(f.dst, FAMILY_V4, 0, 0), 1);
+		count_vip(vip_match(idx, f.dst, FAMILY_V4, 0, 0), 1);
 		return XDP_PASS;
 	}
 	l4 = l3 + iph->ihl * 4;
-	if (f.proto == IPPROTO_TCP) {
-		struct tcphdr *th = l4;
+	if (f.proto == IPPROTO_TCP || f.proto == IPPROTO_UDP)
+		return handle_l4(ctx, eth, &f, l4, end, idx, from);
+	if (f.proto == IPPROTO_ICMP) {
+		struct flow in = {};
+		int v = icmp4_flow(&in, l4, end);
 
-		if ((void *)(th + 1) > end)
-			return glob(G_TRUNCATED, XDP_PASS);
-		f.sport = th->source;
-		f.dport = th->dest;
-		flags = tcp_kind(th) | from;
-		vip = vip_match(f.dst, FAMILY_V4, f.dport, IPPROTO_TCP);
-		if (vip < 0)
-			return XDP_PASS;
-		int verdict = forward(ctx, eth, &f, vip, flags);
-#ifdef EDGED_BENCH_FRESH_FLOW
-		{
-			/* Pointers again: a handoff may have moved the head. */
-			void *d = (void *)(long)ctx->data;
-			void *e = (void *)(long)ctx->data_end;
-			struct iphdr *ip = d + sizeof(struct ethhdr);
-			struct tcphdr *t = (void *)(ip + 1);
-
-			if ((void *)(t + 1) <= e) {
-				__u16 sp = bpf_ntohs(t->source) + 1;
-
-				t->source = bpf_htons(sp);
-				if (sp == 0)
-					ip->saddr = bpf_htonl(bpf_ntohl(ip->saddr) + 1);
-			}
-		}
-#endif
-		return verdict;
+		return v == ICMP_FLOW ? handle_icmp(ctx, eth, &in, from) : v;
 	}
-	if (f.proto == IPPROTO_UDP) {
-		struct udphdr *uh = l4;
-
-		if ((void *)(uh + 1) > end)
-			return glob(G_TRUNCATED, XDP_PASS);
-		f.sport = uh->source;
-		f.dport = uh->dest;
-		vip = vip_match(f.dst, FAMILY_V4, f.dport, IPPROTO_UDP);
-		if (vip < 0)
-			return XDP_PASS;
-		return forward(ctx, eth, &f, vip, F_NEW_OK | F_UDP | from);
-	}
-	if (f.proto == IPPROTO_ICMP)
-		return handle_icmp4(ctx, eth, l4, end, from);
 	return XDP_PASS;
 }
 
@@ -407,51 +418,31 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
 	struct ipv6hdr *ip6 = l3;
 	struct flow f = {};
 	void *l4 = ip6 + 1;
-	__u32 flags;
-	int vip;
+	__u32 idx;
 
 	if (l4 > end)
 		return glob(G_TRUNCATED, XDP_PASS);
 	__builtin_memcpy(f.dst, &ip6->daddr, 16);
-	__u32 x = f.dst[0] ^ f.dst[1] ^ f.dst[2] ^ f.dst[3];
-	__u32 fold = (x ^ (x >> 16)) & 0xffff;
-	__u32 *idx = bpf_map_lookup_elem(&ed_vipidx, &fold);
-
-	if (!idx || *idx == 0)
+	idx = vip_index(f.dst);
+	if (idx == 0)
 		return XDP_PASS;
 	if (ip6->version != 6) /* as IPv4: only VIP frames pay for it */
 		return glob(G_BAD_IP, XDP_PASS);
 	__builtin_memcpy(f.src, &ip6->saddr, 16);
 	f.family = FAMILY_V6;
 	f.proto = ip6->nexthdr;
-	if (f.proto == IPPROTO_TCP) {
-		struct tcphdr *th = l4;
+	if (f.proto == IPPROTO_TCP || f.proto == IPPROTO_UDP)
+		return handle_l4(ctx, eth, &f, l4, end, idx, from);
+	if (f.proto == IPPROTO_ICMPV6) {
+		struct flow in = {};
+		int v = icmp6_flow(&in, l4, end);
 
-		if ((void *)(th + 1) > end)
-			return glob(G_TRUNCATED, XDP_PASS);
-		f.sport = th->source;
-		f.dport = th->dest;
-		flags = tcp_kind(th) | from;
-	} else if (f.proto == IPPROTO_UDP) {
-		struct udphdr *uh = l4;
-
-		if ((void *)(uh + 1) > end)
-			return glob(G_TRUNCATED, XDP_PASS);
-		f.sport = uh->source;
-		f.dport = uh->dest;
-		flags = F_NEW_OK | F_UDP | from;
-	} else if (f.proto == IPPROTO_ICMPV6) {
-		return handle_icmp6(ctx, eth, l4, end, from);
-	} else {
-		/* Fragment or other extension header: never guess a port. */
-		count_vip(vip_match(f.dst, FAMILY_V6, 0, 0),
-			  f.proto == IPPROTO_FRAGMENT);
-		return XDP_PASS;
+		return v == ICMP_FLOW ? handle_icmp(ctx, eth, &in, from) : v;
 	}
-	vip = vip_match(f.dst, FAMILY_V6, f.dport, f.proto);
-	if (vip < 0)
-		return XDP_PASS;
-	return forward(ctx, eth, &f, vip, flags);
+	/* Fragment or other extension header: never guess a port. */
+	count_vip(vip_match(idx, f.dst, FAMILY_V6, 0, 0),
+		  f.proto == IPPROTO_FRAGMENT);
+	return XDP_PASS;
 }
 
 /* Parses the frame as it is now in ctx (after any decapsulation). */
@@ -496,10 +487,15 @@ int edged_xdp(struct xdp_md *ctx)
 	if (d < 0)
 		return glob(G_TRUNCATED, XDP_DROP);
 	v = dispatch(ctx, d > 0 ? F_FROM_PEER : 0);
+#ifdef EDGED_BENCH_FRESH_FLOW
+	if (v != XDP_PASS)
+		bench_next_flow(ctx); /* handled, not passed: the next flow */
+#endif
 	if (v == V_HOST)
 		return XDP_PASS;
 	if (d > 0 && v == XDP_PASS)
-		return glob(G_HANDOFF_ERR, XDP_DROP); /* unwrapped, not a VIP's */
+		/* unwrapped, but not a VIP's */
+		return glob(G_HANDOFF_ERR, XDP_DROP);
 	return v;
 }
 

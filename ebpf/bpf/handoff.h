@@ -15,6 +15,18 @@
 #ifndef EDGED_HANDOFF_H
 #define EDGED_HANDOFF_H
 
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "edged.h"
+#include "maps.h"
+#include "glob.h"
+
 #define F_FROM_PEER 16 /* decapsulated: never handed off again */
 
 static __always_inline struct handoff *handoff_cfg(void)
@@ -32,9 +44,8 @@ static __always_inline struct handoff *handoff_cfg(void)
  * frame can be encapsulated (untagged); 0 otherwise. `hi` is the flow's
  * second hash lane.
  */
-static __always_inline struct proxy *handoff_pick(__u32 vip_id, __u32 hi,
-						  const struct ethhdr *eth,
-						  __u32 *pid)
+static __always_inline struct proxy *
+handoff_pick(__u32 vip_id, __u32 hi, const struct ethhdr *eth, __u32 *pid)
 {
 	__u32 *on = bpf_map_lookup_elem(&ed_vipho, &vip_id);
 	struct handoff *ho;
@@ -49,7 +60,8 @@ static __always_inline struct proxy *handoff_pick(__u32 vip_id, __u32 hi,
 	ho = handoff_cfg();
 	if (!ho)
 		return 0;
-	slot = PEER_SLOT_BASE + ((((__u64)hi * ho->count) >> 32) & (MAX_PEERS - 1));
+	slot = PEER_SLOT_BASE +
+	       ((((__u64)hi * ho->count) >> 32) & (MAX_PEERS - 1));
 	px = bpf_map_lookup_elem(&ed_proxy, &slot);
 	if (!px || px->kind != PROXY_PEER)
 		return 0;
@@ -180,8 +192,8 @@ static __always_inline int handoff_decap(struct xdp_md *ctx)
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
-		if ((void *)(ip + 1) > end ||
-		    (ip->protocol != IPPROTO_IPIP && ip->protocol != IPPROTO_IPV6))
+		if ((void *)(ip + 1) > end || (ip->protocol != IPPROTO_IPIP &&
+					       ip->protocol != IPPROTO_IPV6))
 			return 0;
 		ho = handoff_cfg();
 		if (!ho || ho->family != FAMILY_V4 || ip->ihl != 5 ||
@@ -208,7 +220,8 @@ static __always_inline int handoff_decap(struct xdp_md *ctx)
 		return 0;
 	}
 	if (dst[0] != ho->local[0] || dst[1] != ho->local[1] ||
-	    dst[2] != ho->local[2] || dst[3] != ho->local[3] || !is_peer(ho, src))
+	    dst[2] != ho->local[2] || dst[3] != ho->local[3] ||
+	    !is_peer(ho, src))
 		return 0;
 	__builtin_memcpy(to, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(from, eth->h_source, ETH_ALEN);

@@ -4,12 +4,27 @@
  * packet-too-big) go to the proxy owning the flow: the embedded header is
  * the proxy's reply (VIP -> client), so the flow is that header reversed.
  * Only the first 8 bytes of the inner L4 header are needed (the ports).
+ * This header finds the flow; the program looks it up and forwards.
  */
 #ifndef EDGED_ICMP_H
 #define EDGED_ICMP_H
 
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/icmpv6.h>
+#include <bpf/bpf_helpers.h>
+
+#include "edged.h"
+#include "glob.h"
+
 #define ICMP_DEST_UNREACH 3
 #define ICMP_FRAG_NEEDED 4
+
+/* Returned by icmp4_flow and icmp6_flow when *f holds the error's flow;
+ * anything else is the packet's verdict. Never an XDP action. */
+#define ICMP_FLOW (-1)
 
 /* linux/icmp.h drags libc headers in; the 8 bytes we need. */
 struct icmphdr {
@@ -25,32 +40,26 @@ struct l4ports {
 	__u32 rest;
 };
 
-static __always_inline int inner_flow(struct xdp_md *ctx, struct ethhdr *eth,
-				      struct flow *f, void *l4, void *end,
-				      __u32 from)
+/* The quoted ports, reversed: the flow is client -> VIP:port. */
+static __always_inline int icmp_ports(struct flow *f, void *l4, void *end)
 {
 	struct l4ports *p = l4;
-	int vip;
 
 	if ((void *)(p + 1) > end)
 		return glob(G_TRUNCATED, XDP_PASS);
 	if (f->proto != IPPROTO_TCP && f->proto != IPPROTO_UDP)
 		return glob(G_ICMP_OTHER, XDP_PASS);
-	/* inner: VIP:port -> client; the flow is client -> VIP:port. */
 	f->sport = p->dest;
 	f->dport = p->source;
-	vip = vip_match(f->dst, f->family, f->dport, f->proto);
-	if (vip < 0)
-		return glob(G_ICMP_OTHER, XDP_PASS);
-	return forward(ctx, eth, f, vip, F_ICMP | from);
+	return ICMP_FLOW;
 }
 
-static __always_inline int handle_icmp4(struct xdp_md *ctx, struct ethhdr *eth,
-					void *l4, void *end, __u32 from)
+/* The flow an IPv4 fragmentation-needed error at `l4` is about, into a
+ * zeroed *f. */
+static __always_inline int icmp4_flow(struct flow *f, void *l4, void *end)
 {
 	struct icmphdr *ic = l4;
 	struct iphdr *in = (void *)(ic + 1);
-	struct flow f = {};
 
 	if ((void *)(ic + 1) > end)
 		return glob(G_TRUNCATED, XDP_PASS);
@@ -60,19 +69,18 @@ static __always_inline int handle_icmp4(struct xdp_md *ctx, struct ethhdr *eth,
 		return glob(G_TRUNCATED, XDP_PASS);
 	if (in->ihl < 5)
 		return glob(G_BAD_IP, XDP_PASS);
-	f.src[0] = in->daddr;
-	f.dst[0] = in->saddr;
-	f.proto = in->protocol;
-	f.family = FAMILY_V4;
-	return inner_flow(ctx, eth, &f, (void *)in + in->ihl * 4, end, from);
+	f->src[0] = in->daddr;
+	f->dst[0] = in->saddr;
+	f->proto = in->protocol;
+	f->family = FAMILY_V4;
+	return icmp_ports(f, (void *)in + in->ihl * 4, end);
 }
 
-static __always_inline int handle_icmp6(struct xdp_md *ctx, struct ethhdr *eth,
-					void *l4, void *end, __u32 from)
+/* The flow an ICMPv6 packet-too-big at `l4` is about, into a zeroed *f. */
+static __always_inline int icmp6_flow(struct flow *f, void *l4, void *end)
 {
 	struct icmp6hdr *ic = l4;
 	struct ipv6hdr *in = (void *)(ic + 1);
-	struct flow f = {};
 
 	if ((void *)(ic + 1) > end)
 		return glob(G_TRUNCATED, XDP_PASS);
@@ -80,11 +88,11 @@ static __always_inline int handle_icmp6(struct xdp_md *ctx, struct ethhdr *eth,
 		return XDP_PASS;
 	if ((void *)(in + 1) > end)
 		return glob(G_TRUNCATED, XDP_PASS);
-	__builtin_memcpy(f.src, &in->daddr, 16);
-	__builtin_memcpy(f.dst, &in->saddr, 16);
-	f.proto = in->nexthdr;
-	f.family = FAMILY_V6;
-	return inner_flow(ctx, eth, &f, in + 1, end, from);
+	__builtin_memcpy(f->src, &in->daddr, 16);
+	__builtin_memcpy(f->dst, &in->saddr, 16);
+	f->proto = in->nexthdr;
+	f->family = FAMILY_V6;
+	return icmp_ports(f, in + 1, end);
 }
 
 #endif

@@ -59,9 +59,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ed_vipst SEC(".maps");
 
-/* Maglev rings, 8 proxy slots (one byte each) per word, so a ring of
- * 65537 slots is 64 KiB: word (vip_id * 2 + half) * ring_words + slot / 8,
- * byte slot % 8. Resized by the loader.
+/* Maglev rings, 8 proxy slots (one byte each) per word, two halves per
+ * VIP (ed_vipst says which is live): word (vip_id * 2 + half) *
+ * ring_words + slot / 8, byte slot % 8, ring_words = (M + 7) / 8.
+ * Resized by the loader.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -114,7 +115,8 @@ struct {
 } ed_tx SEC(".maps");
 
 /* Connection table (see struct ct_bucket); resized by the loader.
- * Mmapable only for its page-aligned values: a set never spans two lines. */
+ * Mmapable only for the page-aligned storage such an array gets: nothing
+ * maps it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);

@@ -33,14 +33,9 @@ impl Forwarder {
             if st.count[half as usize] == 0 {
                 continue;
             }
-            let base = (id * 2 + half) * words;
+            let held = self.read_ring(id, half)?;
             let mut share: BTreeMap<u32, u32> = BTreeMap::new();
-            for w in 0..words {
-                let word = self
-                    .maps
-                    .ring
-                    .get(&(base + w), 0)
-                    .map_err(map_err("ed_ring", "get"))?;
+            for (w, word) in (0..words).zip(&held) {
                 let slots = (m - w * 8).min(8);
                 for i in 0..slots {
                     *share.entry(((word >> (8 * i)) & 0xff) as u32).or_default() += 1;
@@ -50,9 +45,20 @@ impl Forwarder {
                 .into_iter()
                 .filter_map(|(slot, n)| Some((names.get(&slot)?.clone(), n)))
                 .collect();
-            self.vips.get_mut(&addr).expect("listed above").serving = serving;
+            let entry = self.vips.get_mut(&addr).expect("listed above");
+            entry.serving = serving;
+            entry.halves[half as usize] = Some(held);
         }
         Ok(())
+    }
+
+    /// The words of one half of VIP `id`'s ring, read from `ed_ring`.
+    pub(crate) fn read_ring(&self, id: u32, half: u32) -> Result<Vec<u64>, ForwarderError> {
+        let words = crate::load::ring_words(self.spec.table_size);
+        let base = (id * 2 + half) * words;
+        (base..base + words)
+            .map(|i| self.maps.ring.get(&i, 0).map_err(map_err("ed_ring", "get")))
+            .collect()
     }
 
     /// Every VIP's table as the data plane holds it: the serving proxies

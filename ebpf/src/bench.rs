@@ -1,6 +1,8 @@
-//! Hooks for `benches/xdp.rs` (not a stable API): the bench build of the
-//! program (fresh flow per repeat), the bare baseline program, and
-//! `BPF_PROG_TEST_RUN` with repeats.
+//! Hooks for `benches/xdp.rs` and tests (not a stable API): the bench build
+//! of the program (fresh flow per repeat), the bare baseline program,
+//! `BPF_PROG_TEST_RUN` with repeats, and what a table change wrote.
+
+use std::net::IpAddr;
 
 use aya::maps::{Array, xdp::DevMap};
 use aya::programs::Xdp;
@@ -12,9 +14,9 @@ static BENCH_OBJ: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/edged_xdp_bench.o"));
 static BASE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench_base.o"));
 
-/// The program built with `-DEDGED_BENCH_FRESH_FLOW`: after forwarding an
-/// IPv4 TCP packet it bumps the source port in the packet, so each repeat
-/// of `BPF_PROG_TEST_RUN` is a new flow.
+/// The program built with `-DEDGED_BENCH_FRESH_FLOW`: after handling a TCP
+/// packet it bumps the source port in the packet, so each repeat of
+/// `BPF_PROG_TEST_RUN` is a new flow.
 pub fn open_fresh_flow(spec: &ForwarderSpec) -> Result<Forwarder, ForwarderError> {
     Forwarder::open_object(spec, BENCH_OBJ)
 }
@@ -26,6 +28,44 @@ pub fn run(
     repeat: u32,
 ) -> Result<(u32, Vec<u8>, u64), ForwarderError> {
     crate::load::test_run(&fwd.prog, frame, None, repeat)
+}
+
+/// `ed_ring` words written by `fwd` since it was opened.
+pub fn ring_words_written(fwd: &Forwarder) -> u64 {
+    fwd.ring_words_written
+}
+
+/// Forgets what the rings hold, so that the next change of each VIP's
+/// table writes its idle half whole (as after a restart).
+pub fn forget_rings(fwd: &mut Forwarder) {
+    for v in fwd.vips.values_mut() {
+        v.halves = [None, None];
+    }
+}
+
+/// The proxy slot of every ring position of the VIP's active half, read
+/// back from `ed_ring`; `None` for an unknown VIP.
+pub fn active_ring(fwd: &Forwarder, addr: IpAddr) -> Result<Option<Vec<u32>>, ForwarderError> {
+    let Some(v) = fwd.vips.get(&addr) else {
+        return Ok(None);
+    };
+    let st = fwd
+        .maps
+        .vipst
+        .get(&v.id, 0)
+        .map_err(crate::error::map_err("ed_vipst", "get"))?;
+    let words = fwd.read_ring(v.id, st.active & 1)?;
+    let slots = words
+        .iter()
+        .flat_map(|w| (0..8).map(move |i| ((w >> (8 * i)) & 0xff) as u32))
+        .take(fwd.spec.table_size as usize)
+        .collect();
+    Ok(Some(slots))
+}
+
+/// The proxy slot (what the rings hold) of each proxy name.
+pub fn proxy_slots(fwd: &Forwarder) -> std::collections::BTreeMap<String, u32> {
+    fwd.proxies.clone()
 }
 
 /// The bare baseline: bounds check, destination MAC from an array map,

@@ -1,7 +1,6 @@
 //! Counters summed over CPUs, and rebuilding the userspace view of a
 //! re-adopted data plane from its maps.
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::abi::*;
@@ -179,11 +178,10 @@ impl Forwarder {
                 .get(&k, 0)
                 .map_err(map_err("ed_vips", "get"))?;
             let addr = key_addr(&k);
-            let e = self.vips.entry(addr).or_insert(VipEntry {
-                id: v.vip_id,
-                keys: BTreeSet::new(),
-                serving: Vec::new(),
-            });
+            let e = self
+                .vips
+                .entry(addr)
+                .or_insert_with(|| VipEntry::new(v.vip_id));
             e.keys.insert(k);
         }
         // Handoff flags are not re-adopted: edged decides them again on its

@@ -30,6 +30,8 @@ pub struct Forwarder {
     pub(crate) proxies: BTreeMap<String, u32>,
     pub(crate) next_slot: u32,
     pub(crate) vips: BTreeMap<IpAddr, crate::vips::VipEntry>,
+    /// `ed_ring` words written since open (what a table change costs).
+    pub(crate) ring_words_written: u64,
 }
 
 // === impl Forwarder: open, teardown ===
@@ -77,6 +79,7 @@ impl Forwarder {
             proxies: BTreeMap::new(),
             next_slot: 0,
             vips: BTreeMap::new(),
+            ring_words_written: 0,
         };
         fwd.attach_uplinks()?;
         fwd.recover()?;

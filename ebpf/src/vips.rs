@@ -4,6 +4,12 @@
 //! packets do not read, its proxy count set, then `active` flips in one map
 //! write. Packets see the old table or the new one, never a mix. The VIP is
 //! then indexed: ports bitmap, address, and last the fold index entry.
+//!
+//! The idle half still holds the table before the current one. A copy of
+//! what each half holds is kept here, so a change writes only the words in
+//! which the new table differs from the idle half (a proxy joining or
+//! leaving moves about 1/N of the slots); a half not known (a new VIP id,
+//! after a restart, after a failed write) is written whole.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -21,6 +27,19 @@ pub(crate) struct VipEntry {
     pub keys: BTreeSet<VipKey>,
     /// Last (proxy, weight) set given, to rebuild when a proxy disappears.
     pub serving: Vec<(String, u32)>,
+    /// The words each half of the VIP's ring holds in `ed_ring`, if known.
+    pub halves: [Option<Vec<u64>>; 2],
+}
+
+impl VipEntry {
+    pub(crate) fn new(id: u32) -> VipEntry {
+        VipEntry {
+            id,
+            keys: BTreeSet::new(),
+            serving: Vec::new(),
+            halves: [None, None],
+        }
+    }
 }
 
 // === impl Forwarder: VIPs ===
@@ -53,14 +72,7 @@ impl Forwarder {
         }
         if !self.vips.contains_key(&vip.addr) {
             let id = self.alloc_vip_id()?;
-            self.vips.insert(
-                vip.addr,
-                VipEntry {
-                    id,
-                    keys: BTreeSet::new(),
-                    serving: Vec::new(),
-                },
-            );
+            self.vips.insert(vip.addr, VipEntry::new(id));
         }
         self.write_ring(vip.addr, serving)?;
         let id = self.vips[&vip.addr].id;
@@ -138,7 +150,8 @@ impl Forwarder {
         Ok(())
     }
 
-    /// Writes the idle half of the VIP's ring and flips to it.
+    /// Writes the idle half of the VIP's ring (the words that differ from
+    /// what it holds) and flips to it.
     pub(crate) fn write_ring(
         &mut self,
         addr: IpAddr,
@@ -148,24 +161,31 @@ impl Forwarder {
         let m = self.spec.table_size;
         let backends: Vec<(&str, u32)> = serving.iter().map(|(n, w)| (n.as_str(), *w)).collect();
         let table = maglev::build(m, &backends);
+        // Each backend's slot once, not a name lookup per ring position.
+        let slots: Vec<u32> = backends.iter().map(|(n, _)| self.proxies[*n]).collect();
+        let words = pack(&table, |b| slots[b as usize]);
         let mut st = self
             .maps
             .vipst
             .get(&id, 0)
             .map_err(map_err("ed_vipst", "get"))?;
         let half = 1 - (st.active & 1);
-        let words = crate::load::ring_words(m);
-        let base = (id * 2 + half) * words;
-        for (w, chunk) in table.chunks(8).enumerate() {
-            let mut word = 0u64;
-            for (i, b) in chunk.iter().enumerate() {
-                let slot = self.proxies[backends[*b as usize].0] as u64;
-                word |= slot << (8 * i);
+        // An empty table (no healthy proxy) leaves the words as they are.
+        if !words.is_empty() {
+            let base = (id * 2 + half) * crate::load::ring_words(m);
+            // Unknown until every word is written: an error leaves it so.
+            let held = self.vips.get_mut(&addr).expect("known VIP").halves[half as usize].take();
+            for (w, word) in words.iter().enumerate() {
+                if held.as_ref().is_some_and(|h| h[w] == *word) {
+                    continue;
+                }
+                self.maps
+                    .ring
+                    .set(base + w as u32, *word, 0)
+                    .map_err(map_err("ed_ring", "set"))?;
+                self.ring_words_written += 1;
             }
-            self.maps
-                .ring
-                .set(base + w as u32, word, 0)
-                .map_err(map_err("ed_ring", "set"))?;
+            self.vips.get_mut(&addr).expect("known VIP").halves[half as usize] = Some(words);
         }
         st.count[half as usize] = backends.iter().filter(|(_, w)| *w > 0).count() as u32;
         st.no_healthy = self
@@ -259,6 +279,21 @@ impl Forwarder {
         }
         Ok(())
     }
+}
+
+/// A Maglev table as `ed_ring` words: 8 one-byte proxy slots per word, slot
+/// `i` in byte `i % 8` of word `i / 8`; `slot` maps a backend index to its
+/// proxy slot.
+fn pack(table: &[u32], slot: impl Fn(u32) -> u32) -> Vec<u64> {
+    table
+        .chunks(8)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .enumerate()
+                .fold(0u64, |word, (i, b)| word | (slot(*b) as u64) << (8 * i))
+        })
+        .collect()
 }
 
 /// The address words as the program reads them from the packet.

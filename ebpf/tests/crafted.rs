@@ -921,6 +921,54 @@ fn the_bench_build_of_the_program_passes_the_verifier() {
 }
 
 #[test]
+fn the_bench_build_makes_each_tcp_packet_of_either_family_a_new_flow() {
+    let edge = Netns::new("edcf");
+    let pins = PinDir::new();
+    let mut spec = ForwarderSpec::new(vec![], pins.path.clone());
+    spec.mode = XdpMode::Generic;
+    spec.conntrack_entries = 1024;
+    let mut fwd = edge
+        .run(|| edged_ebpf::bench::open_fresh_flow(&spec))
+        .expect("open bench build");
+    let host = ProxyTarget {
+        name: "h".into(),
+        delivery: Delivery::HostStack,
+    };
+    fwd.set_proxies(std::slice::from_ref(&host)).unwrap();
+    for addr in ["192.0.2.70", "2001:db8::70"] {
+        let vip = VipService {
+            addr: addr.parse().unwrap(),
+            ports: vec![(80, Proto::Tcp)],
+        };
+        fwd.set_vip(&vip, &[("h".to_string(), 1)]).unwrap();
+    }
+    let run = |f: &Frame| edge.run(|| fwd.test_run(&f.bytes(), None)).unwrap();
+    // (frame, offset of the source address's last byte, of the source port)
+    let v4 = |sport| Frame::tcp("198.51.100.7", "192.0.2.70", sport, 80, SYN);
+    let v6 = |sport| Frame::tcp("2001:db8:1::7", "2001:db8::70", sport, 80, SYN);
+    for (frame, wrap, addr_at, port_at) in [
+        (v4(40000), v4(0xffff), 29, 34),
+        (v6(40000), v6(0xffff), 37, 54),
+    ] {
+        let (v, out) = run(&frame);
+        let input = frame.bytes();
+        assert_eq!(v, PASS, "to the host-stack proxy");
+        assert_eq!(out[port_at..port_at + 2], 40001u16.to_be_bytes());
+        assert_eq!(out[..port_at], input[..port_at], "only the port moves");
+        assert_eq!(out[port_at + 2..], input[port_at + 2..]);
+        let (_, out) = run(&wrap);
+        let input = wrap.bytes();
+        assert_eq!(out[port_at..port_at + 2], [0, 0], "the port wraps");
+        assert_eq!(out[addr_at], input[addr_at] + 1, "and the address moves on");
+    }
+    // Passed traffic (no VIP, or UDP) is left as it came.
+    let other = Frame::tcp("198.51.100.7", "192.0.2.71", 40000, 80, SYN);
+    assert_eq!(run(&other), (PASS, other.bytes()));
+    let udp = Frame::udp("198.51.100.7", "192.0.2.70", 40000, 53);
+    assert_eq!(run(&udp), (PASS, udp.bytes()));
+}
+
+#[test]
 fn handoff_flags_are_not_readopted_after_a_restart() {
     let edge = Netns::new("edch");
     let pins = PinDir::new();
