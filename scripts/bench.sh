@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo build -q --release --workspace --bins
-if ! cargo bench --workspace >"$log" 2>&1; then
+cargo build -q --locked --release --workspace --bins
+if ! cargo bench --locked --workspace >"$log" 2>&1; then
   cat "$log" >&2
   echo "bench: a benchmark failed (full output above)" >&2
   exit 1

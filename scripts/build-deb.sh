@@ -4,14 +4,14 @@
 # default config (conffile), man pages, completions, docs. Prints the path of the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-meta=$(cargo metadata --no-deps --format-version 1)
+meta=$(cargo metadata --locked --no-deps --format-version 1)
 version=$(echo "$meta" | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="edge-daemon"))')
 target=$(echo "$meta" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 arch=$(dpkg --print-architecture)
-cargo build -q --release -p edge-daemon --bins
+cargo build -q --locked --release -p edge-daemon --bins
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-cargo run -q --release -p edge-daemon --example gen-assets -- "$root/assets" >/dev/null
+cargo run -q --locked --release -p edge-daemon --example gen-assets -- "$root/assets" >/dev/null
 
 install -D -m 0755 "$target/release/edged" "$root/pkg/usr/sbin/edged"
 install -D -m 0755 "$target/release/edgectl" "$root/pkg/usr/bin/edgectl"
