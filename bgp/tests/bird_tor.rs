@@ -9,16 +9,17 @@ use lab::{Lab, TorView, in_netns, node_spec, tor, wait_established, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 
+/// One node peering with a BIRD ToR, and the node's spec for `vips`.
+fn one_node(vips: &[(&str, &str)]) -> (Lab, edged_bgp::BgpSpec) {
+    let mut lab = Lab::new(1);
+    tor::start_bird_tor(&mut lab, 1);
+    let spec = node_spec(&lab, 1, vips, false);
+    (lab, spec)
+}
+
 #[test]
 fn announce_then_withdraw_reaches_tor_kernel() {
-    let mut lab = Lab::new(1);
-    let _sock = tor::start_bird_tor(&mut lab, 1);
-    let spec = node_spec(
-        &lab,
-        1,
-        &[("web", "203.0.113.10"), ("api", "203.0.113.11")],
-        false,
-    );
+    let (lab, spec) = one_node(&[("web", "203.0.113.10"), ("api", "203.0.113.11")]);
     let tor_ns = lab.tor.clone();
     in_netns(&lab.nodes[0].clone(), move || {
         Box::pin(async move {
@@ -168,9 +169,7 @@ fn draining_sends_graceful_shutdown_then_withdraw() {
 
 #[test]
 fn rejected_config_reports_location_and_keeps_routes() {
-    let mut lab = Lab::new(1);
-    let _sock = tor::start_bird_tor(&mut lab, 1);
-    let spec = node_spec(&lab, 1, &[("web", "203.0.113.10")], false);
+    let (lab, spec) = one_node(&[("web", "203.0.113.10")]);
     let tv = TorView(lab.tor.clone());
     in_netns(&lab.nodes[0].clone(), move || {
         Box::pin(async move {
@@ -226,14 +225,7 @@ fn rejected_config_reports_location_and_keeps_routes() {
 
 #[test]
 fn bird_killed_under_speaker_is_restarted_and_routes_return() {
-    let mut lab = Lab::new(1);
-    let _sock = tor::start_bird_tor(&mut lab, 1);
-    let spec = node_spec(
-        &lab,
-        1,
-        &[("web", "203.0.113.10"), ("api", "203.0.113.11")],
-        false,
-    );
+    let (lab, spec) = one_node(&[("web", "203.0.113.10"), ("api", "203.0.113.11")]);
     let tv = TorView(lab.tor.clone());
     in_netns(&lab.nodes[0].clone(), move || {
         Box::pin(async move {
@@ -321,14 +313,7 @@ fn md5_password_and_bfd_sessions_come_up() {
 
 #[test]
 fn a_planned_handover_keeps_routes_for_the_next_speaker_and_a_drop_fails_closed() {
-    let mut lab = Lab::new(1);
-    let _sock = tor::start_bird_tor(&mut lab, 1);
-    let spec = node_spec(
-        &lab,
-        1,
-        &[("web", "203.0.113.10"), ("api", "203.0.113.11")],
-        false,
-    );
+    let (lab, spec) = one_node(&[("web", "203.0.113.10"), ("api", "203.0.113.11")]);
     let tv = TorView(lab.tor.clone());
     in_netns(&lab.nodes[0].clone(), move || {
         Box::pin(async move {
@@ -372,9 +357,7 @@ fn a_planned_handover_keeps_routes_for_the_next_speaker_and_a_drop_fails_closed(
 
 #[test]
 fn a_frozen_bird_is_restarted_with_its_routes() {
-    let mut lab = Lab::new(1);
-    let _sock = tor::start_bird_tor(&mut lab, 1);
-    let spec = node_spec(&lab, 1, &[("web", "203.0.113.10")], false);
+    let (lab, spec) = one_node(&[("web", "203.0.113.10")]);
     let tv = TorView(lab.tor.clone());
     in_netns(&lab.nodes[0].clone(), move || {
         Box::pin(async move {
