@@ -1,12 +1,12 @@
-//! Counters summed over CPUs, and rebuilding the userspace view of a
-//! re-adopted data plane from its maps.
+//! What the data plane counted, summed over CPUs.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use crate::abi::*;
+use crate::ForwarderError;
 use crate::error::map_err;
-use crate::vips::VipEntry;
-use crate::{Forwarder, ForwarderError};
+use crate::maps::Maps;
+use crate::proxies::ProxySlots;
+use crate::vips::VipTables;
 
 /// Everything the data plane counted since it was loaded (counters survive
 /// restarts of edged; a VIP's or proxy's start at zero when it is added).
@@ -71,148 +71,78 @@ pub struct GlobalCounters {
     pub handoff_error: u64,
 }
 
-// === impl Forwarder: counters ===
-
-impl Forwarder {
-    pub fn counters(&self) -> Result<Counters, ForwarderError> {
-        let mut out = Counters::default();
-        for (addr, v) in &self.vips {
-            let per_cpu = self
-                .maps
-                .vipcnt
-                .get(&v.id, 0)
-                .map_err(map_err("ed_vipcnt", "get"))?;
-            let mut c = VipCounters {
-                addr: Some(*addr),
-                ..Default::default()
-            };
-            for r in per_cpu.iter() {
-                c.packets += r.packets;
-                c.bytes += r.bytes;
-                c.new_flows += r.new_flows;
-                c.nonsyn_miss += r.nonsyn_miss;
-                c.drop_no_healthy += r.drop_no_healthy;
-                c.pass_no_healthy += r.pass_no_healthy;
-                c.frag_pass += r.frag_pass;
-                c.icmp_forwarded += r.icmp_fwd;
-                c.ext_header_pass += r.ext_pass;
-                c.bad_tcp_flags += r.bad_tcp_flags;
-            }
-            out.vips.push(c);
-        }
-        for (name, slot) in &self.proxies {
-            let per_cpu = self
-                .maps
-                .pxcnt
-                .get(slot, 0)
-                .map_err(map_err("ed_pxcnt", "get"))?;
-            let mut c = ProxyCounters {
-                name: name.clone(),
-                ..Default::default()
-            };
-            for r in per_cpu.iter() {
-                c.packets += r.packets;
-                c.bytes += r.bytes;
-                c.new_flows += r.new_flows;
-            }
-            out.proxies.push(c);
-        }
-        let g = |i: u32| -> Result<u64, ForwarderError> {
-            Ok(self
-                .maps
-                .glob
-                .get(&i, 0)
-                .map_err(map_err("ed_glob", "get"))?
-                .iter()
-                .sum())
+/// Sums each VIP's, each proxy's and the global counters over the CPUs.
+pub(crate) fn read(
+    maps: &Maps,
+    vips: &VipTables,
+    proxies: &ProxySlots,
+) -> Result<Counters, ForwarderError> {
+    let mut out = Counters::default();
+    for (addr, id) in vips.ids() {
+        let per_cpu = maps
+            .vipcnt
+            .get(&id, 0)
+            .map_err(map_err("ed_vipcnt", "get"))?;
+        let mut c = VipCounters {
+            addr: Some(addr),
+            ..Default::default()
         };
-        out.global = GlobalCounters {
-            truncated: g(0)?,
-            vlan_too_deep: g(1)?,
-            bad_ip_header: g(2)?,
-            no_proxy_drop: g(3)?,
-            icmp_not_ours: g(4)?,
-            handoff_out: g(5)?,
-            handoff_in: g(6)?,
-            handoff_error: g(7)?,
-        };
-        Ok(out)
+        for r in per_cpu.iter() {
+            c.packets += r.packets;
+            c.bytes += r.bytes;
+            c.new_flows += r.new_flows;
+            c.nonsyn_miss += r.nonsyn_miss;
+            c.drop_no_healthy += r.drop_no_healthy;
+            c.pass_no_healthy += r.pass_no_healthy;
+            c.frag_pass += r.frag_pass;
+            c.icmp_forwarded += r.icmp_fwd;
+            c.ext_header_pass += r.ext_pass;
+            c.bad_tcp_flags += r.bad_tcp_flags;
+        }
+        out.vips.push(c);
     }
-
-    /// Number of flows in the connection table (walks it: diagnostics only).
-    pub fn conntrack_len(&self) -> usize {
-        self.maps
-            .ct
+    for (name, slot) in proxies.iter() {
+        let per_cpu = maps
+            .pxcnt
+            .get(&slot, 0)
+            .map_err(map_err("ed_pxcnt", "get"))?;
+        let mut c = ProxyCounters {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        for r in per_cpu.iter() {
+            c.packets += r.packets;
+            c.bytes += r.bytes;
+            c.new_flows += r.new_flows;
+        }
+        out.proxies.push(c);
+    }
+    let g = |i: u32| -> Result<u64, ForwarderError> {
+        Ok(maps
+            .glob
+            .get(&i, 0)
+            .map_err(map_err("ed_glob", "get"))?
             .iter()
-            .filter_map(Result::ok)
-            .map(|b| b.way.iter().filter(|e| **e != 0).count())
-            .sum()
-    }
-
-    /// Rebuilds proxy slots and VIP ids from the maps of an adopted program.
-    pub(crate) fn recover(&mut self) -> Result<(), ForwarderError> {
-        for slot in 0..PEER_SLOT_BASE {
-            let p = self
-                .maps
-                .proxy
-                .get(&slot, 0)
-                .map_err(map_err("ed_proxy", "get"))?;
-            if p.kind == PROXY_NONE {
-                continue;
-            }
-            let n = self
-                .maps
-                .pxname
-                .get(&slot, 0)
-                .map_err(map_err("ed_pxname", "get"))?;
-            let len = n.name.iter().position(|&b| b == 0).unwrap_or(n.name.len());
-            let name = String::from_utf8_lossy(&n.name[..len]).into_owned();
-            self.proxies.insert(name, slot);
-            self.next_slot = (slot + 1) % PEER_SLOT_BASE;
-        }
-        let keys: Vec<VipKey> = self.maps.vips.keys().filter_map(Result::ok).collect();
-        for k in keys {
-            let v = self
-                .maps
-                .vips
-                .get(&k, 0)
-                .map_err(map_err("ed_vips", "get"))?;
-            let addr = key_addr(&k);
-            let e = self
-                .vips
-                .entry(addr)
-                .or_insert_with(|| VipEntry::new(v.vip_id));
-            e.keys.insert(k);
-        }
-        // Handoff flags are not re-adopted: edged decides them again on its
-        // first pass (a VIP undrained while edged was down must not keep
-        // handing off).
-        for v in self.vips.values() {
-            self.maps
-                .vipho
-                .set(v.id, 0, 0)
-                .map_err(map_err("ed_vipho", "reset"))?;
-        }
-        if !self.proxies.is_empty() || !self.vips.is_empty() {
-            tracing::info!(
-                proxies = self.proxies.len(),
-                vips = self.vips.len(),
-                "re-adopted state"
-            );
-        }
-        Ok(())
-    }
+            .sum())
+    };
+    out.global = GlobalCounters {
+        truncated: g(0)?,
+        vlan_too_deep: g(1)?,
+        bad_ip_header: g(2)?,
+        no_proxy_drop: g(3)?,
+        icmp_not_ours: g(4)?,
+        handoff_out: g(5)?,
+        handoff_in: g(6)?,
+        handoff_error: g(7)?,
+    };
+    Ok(out)
 }
 
-fn key_addr(k: &VipKey) -> IpAddr {
-    let b = |w: u32| w.to_ne_bytes();
-    if k.family == FAMILY_V4 {
-        IpAddr::V4(Ipv4Addr::from(b(k.addr[0])))
-    } else {
-        let mut o = [0u8; 16];
-        for (i, w) in k.addr.iter().enumerate() {
-            o[i * 4..i * 4 + 4].copy_from_slice(&b(*w));
-        }
-        IpAddr::V6(Ipv6Addr::from(o))
-    }
+/// Number of flows in the connection table (walks it: diagnostics only).
+pub(crate) fn conntrack_len(maps: &Maps) -> usize {
+    maps.ct
+        .iter()
+        .filter_map(Result::ok)
+        .map(|b| b.way.iter().filter(|e| **e != 0).count())
+        .sum()
 }

@@ -1,4 +1,5 @@
-//! Loading, attaching, re-adopting and removing the data plane.
+//! The data plane as one value: opening (load or re-adopt), changing,
+//! reading and removing it.
 //!
 //! Pin dir layout: one file per map (`ed_*`, pinned by name), `prog`, and
 //! one `link_<drv|skb>_<ifname>` per uplink. `ed_cfg` carries the layout
@@ -8,13 +9,18 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use aya::programs::links::FdLink;
-use aya::programs::{ProgramError, Xdp, XdpMode as AyaMode};
-use aya_obj::programs::XdpAttachType;
-
-use crate::load::{load_fresh, pin_err, remove_pins, same_layout, test_run, validate, wanted_cfg};
+use crate::load::{load_fresh, remove_pins, same_layout, validate, wanted_cfg};
 use crate::maps::Maps;
-use crate::{ForwarderError, ForwarderSpec, XdpMode, sys};
+use crate::program::Program;
+use crate::proxies::ProxySlots;
+use crate::vips::VipTables;
+use crate::{
+    Counters, ForwarderError, ForwarderSpec, HandoffSpec, ProxyTarget, VipService, counters,
+    handoff, sys,
+};
+
+#[doc(hidden)]
+pub mod bench;
 
 pub(crate) static OBJ: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/edged_xdp.o"));
@@ -22,19 +28,17 @@ pub(crate) static OBJ: &[u8] =
 /// The running data plane: the XDP program on the uplinks and its maps.
 /// Dropping it leaves everything attached and pinned (flows survive a
 /// restart); [`Forwarder::teardown`] removes it.
+///
+/// Each part owns its slice of the maps: `Program` the attachment,
+/// `ProxySlots` the proxy slots, `VipTables` the VIPs and their
+/// rings; the handoff and the counters are functions of the maps.
 pub struct Forwarder {
-    pub(crate) spec: ForwarderSpec,
-    pub(crate) maps: Maps,
-    pub(crate) prog: Xdp,
-    /// Proxy name -> slot (index in `ed_proxy`, what the rings hold).
-    pub(crate) proxies: BTreeMap<String, u32>,
-    pub(crate) next_slot: u32,
-    pub(crate) vips: BTreeMap<IpAddr, crate::vips::VipEntry>,
-    /// `ed_ring` words written since open (what a table change costs).
-    pub(crate) ring_words_written: u64,
+    spec: ForwarderSpec,
+    maps: Maps,
+    program: Program,
+    proxies: ProxySlots,
+    vips: VipTables,
 }
-
-// === impl Forwarder: open, teardown ===
 
 impl Forwarder {
     /// Loads and attaches, or re-adopts the pinned program, maps and links
@@ -66,25 +70,30 @@ impl Forwarder {
         maps.cfg
             .set(0, want, 0)
             .map_err(crate::error::map_err("ed_cfg", "write config"))?;
-        let prog = Xdp::from_pin(dir.join("prog"), XdpAttachType::Interface).map_err(|source| {
-            ForwarderError::Program {
-                op: "open pinned program",
-                source: Box::new(source),
-            }
-        })?;
-        let mut fwd = Forwarder {
+        let mut program = Program::open(dir, spec.mode, &spec.uplinks)?;
+        program.attach()?;
+        let proxies = ProxySlots::recover(&maps)?;
+        let vips = VipTables::recover(&maps, spec.table_size, &proxies)?;
+        // Handoff flags are not re-adopted: edged decides them again on its
+        // first pass (a VIP undrained while edged was down must not keep
+        // handing off).
+        for (_, id) in vips.ids() {
+            handoff::set_vip(&mut maps, id, false)?;
+        }
+        if proxies.len() > 0 || vips.len() > 0 {
+            tracing::info!(
+                proxies = proxies.len(),
+                vips = vips.len(),
+                "re-adopted state"
+            );
+        }
+        Ok(Forwarder {
             spec: spec.clone(),
             maps,
-            prog,
-            proxies: BTreeMap::new(),
-            next_slot: 0,
-            vips: BTreeMap::new(),
-            ring_words_written: 0,
-        };
-        fwd.attach_uplinks()?;
-        fwd.recover()?;
-        fwd.recover_rings()?;
-        Ok(fwd)
+            program,
+            proxies,
+            vips,
+        })
     }
 
     /// Detaches from every uplink and removes every pin.
@@ -92,6 +101,17 @@ impl Forwarder {
         let dir = self.spec.pin_dir.clone();
         drop(self);
         remove_pins(&dir)
+    }
+
+    /// The kernel's id of the XDP program (what an uplink must run).
+    pub fn program_id(&self) -> Result<u32, ForwarderError> {
+        self.program.id()
+    }
+
+    /// Attaches the program to `uplink` again (its link was found gone or
+    /// replaced): the stale pin is removed first.
+    pub fn reattach(&mut self, uplink: &str) -> Result<(), ForwarderError> {
+        self.program.reattach(uplink)
     }
 
     /// Runs the program once on `frame` through `BPF_PROG_TEST_RUN` (a
@@ -102,68 +122,80 @@ impl Forwarder {
         frame: &[u8],
         ingress_ifindex: Option<u32>,
     ) -> Result<(u32, Vec<u8>), ForwarderError> {
-        test_run(&self.prog, frame, ingress_ifindex, 1).map(|(v, out, _)| (v, out))
+        self.program
+            .test_run(frame, ingress_ifindex, 1)
+            .map(|(v, out, _)| (v, out))
     }
 
-    pub(crate) fn attach_uplinks(&mut self) -> Result<(), ForwarderError> {
-        let dir = self.spec.pin_dir.clone();
-        let (tag, flags) = match self.spec.mode {
-            XdpMode::Native => ("drv", AyaMode::Driver),
-            XdpMode::Generic => ("skb", AyaMode::Skb),
+    /// Makes `proxies` the proxy set: new ones get a slot, known ones keep
+    /// theirs (established flows refer to it), absent ones are removed from
+    /// every VIP's table, then from the data plane. Interfaces are resolved
+    /// in the calling thread's network namespace. On error nothing changed.
+    pub fn set_proxies(&mut self, proxies: &[ProxyTarget]) -> Result<(), ForwarderError> {
+        let plan = self.proxies.plan(proxies)?;
+        self.vips
+            .without_proxies(&mut self.maps, &self.proxies, &plan.gone)?;
+        self.proxies.apply(&mut self.maps, plan)
+    }
+
+    /// Builds the VIP's weighted Maglev table over `serving` (proxy name,
+    /// weight) and swaps it in atomically, then makes the VIP's ports match
+    /// `vip.ports`. An empty or all-zero `serving` means no healthy proxy.
+    pub fn set_vip(
+        &mut self,
+        vip: &VipService,
+        serving: &[(String, u32)],
+    ) -> Result<(), ForwarderError> {
+        self.vips.set(&mut self.maps, &self.proxies, vip, serving)
+    }
+
+    /// Removes the VIP: its packets are passed untouched from then on.
+    pub fn remove_vip(&mut self, addr: IpAddr) -> Result<(), ForwarderError> {
+        self.vips.remove(&mut self.maps, addr)
+    }
+
+    /// Every VIP's table as the data plane holds it: the serving proxies
+    /// and weights last written (or, after a restart, read back from the
+    /// ring, with each proxy's share of the ring as its weight).
+    pub fn tables(&self) -> BTreeMap<IpAddr, Vec<(String, u32)>> {
+        self.vips.tables()
+    }
+
+    /// Sets (or with `None` clears) the peers. Flows already handed to a
+    /// removed peer fall back to this node's own proxies.
+    pub fn set_handoff(&mut self, spec: Option<&HandoffSpec>) -> Result<(), ForwarderError> {
+        handoff::set_peers(&mut self.maps, spec)
+    }
+
+    /// Whether the VIP's new TCP connections go to the peers.
+    pub fn set_vip_handoff(&mut self, addr: IpAddr, on: bool) -> Result<(), ForwarderError> {
+        let Some(id) = self.vips.id(addr) else {
+            return Err(ForwarderError::InvalidSpec {
+                field: "handoff",
+                value: addr.to_string(),
+                reason: "not a VIP of the forwarder",
+            });
         };
-        let wanted: Vec<String> = self
-            .spec
-            .uplinks
-            .iter()
-            .map(|u| format!("link_{tag}_{u}"))
-            .collect();
-        let entries = std::fs::read_dir(&dir).map_err(pin_err("read", &dir))?;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("link_") && !wanted.contains(&name) {
-                tracing::info!(link = %name, "detaching XDP from an interface no longer configured");
-                std::fs::remove_file(entry.path()).map_err(pin_err("remove", &entry.path()))?;
-            }
-        }
-        for (uplink, pin) in self.spec.uplinks.clone().iter().zip(&wanted) {
-            let path = dir.join(pin);
-            if path.exists() {
-                continue;
-            }
-            let id = self.prog.attach(uplink, flags).map_err(|source| {
-                // A missing interface is no driver's refusal.
-                let missing = matches!(source, ProgramError::UnknownInterface { .. });
-                match self.spec.mode {
-                    XdpMode::Native if !missing => ForwarderError::AttachNative {
-                        iface: uplink.clone(),
-                        source: Box::new(source),
-                    },
-                    _ => ForwarderError::Attach {
-                        iface: uplink.clone(),
-                        mode: tag,
-                        source: Box::new(source),
-                    },
-                }
-            })?;
-            let link = self
-                .prog
-                .take_link(id)
-                .map_err(|source| ForwarderError::Program {
-                    op: "take XDP link",
-                    source: Box::new(source),
-                })?;
-            let fd = FdLink::try_from(link).map_err(|e| ForwarderError::Pin {
-                op: "convert link of",
-                path: path.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            fd.pin(&path).map_err(|e| ForwarderError::Pin {
-                op: "pin link",
-                path: path.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            tracing::info!(uplink = %uplink, mode = tag, "XDP attached");
-        }
+        handoff::set_vip(&mut self.maps, id, on)?;
+        tracing::info!(vip = %addr, on, "VIP connection handoff");
         Ok(())
+    }
+
+    /// Whether the VIP hands off now (as the map says).
+    pub fn vip_handoff(&self, addr: IpAddr) -> Result<bool, ForwarderError> {
+        match self.vips.id(addr) {
+            Some(id) => handoff::vip(&self.maps, id),
+            None => Ok(false),
+        }
+    }
+
+    /// Everything the data plane counted since it was loaded.
+    pub fn counters(&self) -> Result<Counters, ForwarderError> {
+        counters::read(&self.maps, &self.vips, &self.proxies)
+    }
+
+    /// Number of flows in the connection table (walks it: diagnostics only).
+    pub fn conntrack_len(&self) -> usize {
+        counters::conntrack_len(&self.maps)
     }
 }

@@ -12,17 +12,17 @@
 //! the network namespace of the calling thread.
 
 pub mod abi;
-mod adopt;
-#[doc(hidden)]
-pub mod bench;
 mod counters;
 mod error;
 mod forwarder;
 mod handoff;
+mod keys;
 mod load;
 pub mod maglev;
 mod maps;
+mod program;
 mod proxies;
+mod ring;
 mod spec;
 mod sys;
 mod vips;
@@ -30,6 +30,8 @@ mod vips;
 pub use counters::{Counters, GlobalCounters, ProxyCounters, VipCounters};
 pub use error::ForwarderError;
 pub use forwarder::Forwarder;
+#[doc(hidden)]
+pub use forwarder::bench;
 pub use handoff::HandoffSpec;
 pub use load::validate as validate_spec;
 pub use spec::{

@@ -1,9 +1,9 @@
-//! Loading the program afresh, validating the spec, and BPF_PROG_TEST_RUN.
+//! Validating the spec, loading the program afresh, removing its pins.
 
 use std::path::{Path, PathBuf};
 
 use aya::EbpfLoader;
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::programs::Xdp;
 
 use crate::abi::*;
 use crate::{ForwarderError, ForwarderSpec, NoHealthy};
@@ -135,32 +135,4 @@ pub(crate) fn pin_err(
 ) -> impl FnOnce(std::io::Error) -> ForwarderError {
     let path: PathBuf = path.into();
     move |source| ForwarderError::Pin { op, path, source }
-}
-
-/// One `BPF_PROG_TEST_RUN`: (verdict, output frame, mean ns per repeat).
-pub(crate) fn test_run(
-    prog: &Xdp,
-    frame: &[u8],
-    ingress_ifindex: Option<u32>,
-    repeat: u32,
-) -> Result<(u32, Vec<u8>, u64), ForwarderError> {
-    let mut out = vec![0u8; frame.len() + 256];
-    let mut ctx = [0u8; 24];
-    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-    ctx[12..16].copy_from_slice(&ingress_ifindex.unwrap_or(0).to_ne_bytes());
-    let opts = TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        ctx_in: ingress_ifindex.map(|_| &ctx[..]),
-        repeat,
-        ..Default::default()
-    };
-    let r = prog
-        .test_run(opts)
-        .map_err(|source| ForwarderError::Program {
-            op: "BPF_PROG_TEST_RUN",
-            source: Box::new(source),
-        })?;
-    out.truncate(r.data_size_out as usize);
-    Ok((r.return_value, out, r.duration.as_nanos() as u64))
 }

@@ -1,112 +1,147 @@
-//! Writing proxies into the maps. Interfaces are resolved in the calling
-//! thread's network namespace; slots are stable per name (the connection
-//! table refers to them) and reused last.
+//! Proxy slots: each proxy's index in `ed_proxy`, which is what the rings
+//! and the connection table hold. Slots are stable per name (established
+//! flows refer to them) and a freed slot is reused last. Interfaces are
+//! resolved in the calling thread's network namespace.
 
-use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aya::maps::PerCpuValues;
 
 use crate::abi::*;
 use crate::error::map_err;
-use crate::{Delivery, Forwarder, ForwarderError, ProxyTarget, sys};
+use crate::maps::Maps;
+use crate::{Delivery, ForwarderError, ProxyTarget, sys};
 
-// === impl Forwarder: proxies ===
+/// Proxy name -> slot, as the maps hold them.
+pub(crate) struct ProxySlots {
+    by_name: BTreeMap<String, u32>,
+    /// Where the next allocation starts looking (round robin).
+    next: u32,
+}
 
-impl Forwarder {
-    /// Makes `proxies` the proxy set: new ones get a slot, known ones keep
-    /// theirs (established flows refer to it), absent ones are removed from
-    /// every VIP's table, then from the data plane. Interfaces are resolved
-    /// in the calling thread's network namespace. On error nothing changed.
-    pub fn set_proxies(&mut self, proxies: &[ProxyTarget]) -> Result<(), ForwarderError> {
-        let mut resolved = Vec::with_capacity(proxies.len());
+/// A checked proxy set, not yet written: every entry resolved, the
+/// proxies to remove named.
+pub(crate) struct Plan<'a> {
+    write: Vec<(&'a ProxyTarget, Proxy, Option<u32>)>,
+    pub gone: Vec<String>,
+}
+
+impl ProxySlots {
+    /// The slots an adopted program's maps hold (empty after a fresh load).
+    pub fn recover(maps: &Maps) -> Result<ProxySlots, ForwarderError> {
+        let mut slots = ProxySlots {
+            by_name: BTreeMap::new(),
+            next: 0,
+        };
+        for slot in 0..PEER_SLOT_BASE {
+            let p = maps
+                .proxy
+                .get(&slot, 0)
+                .map_err(map_err("ed_proxy", "get"))?;
+            if p.kind == PROXY_NONE {
+                continue;
+            }
+            let n = maps
+                .pxname
+                .get(&slot, 0)
+                .map_err(map_err("ed_pxname", "get"))?;
+            let len = n.name.iter().position(|&b| b == 0).unwrap_or(n.name.len());
+            let name = String::from_utf8_lossy(&n.name[..len]).into_owned();
+            slots.by_name.insert(name, slot);
+            slots.next = (slot + 1) % PEER_SLOT_BASE;
+        }
+        Ok(slots)
+    }
+
+    pub fn slot(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// (name, slot), by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.by_name.iter().map(|(n, s)| (n.as_str(), *s))
+    }
+
+    /// Checks `proxies` as the next proxy set, writing nothing: resolves
+    /// every interface and names the proxies it drops.
+    pub fn plan<'a>(&self, proxies: &'a [ProxyTarget]) -> Result<Plan<'a>, ForwarderError> {
+        let mut write = Vec::with_capacity(proxies.len());
         for p in proxies {
-            resolved.push((p, resolve(p)?));
+            let (raw, ifindex) = resolve(p)?;
+            write.push((p, raw, ifindex));
         }
         let keep: BTreeSet<&str> = proxies.iter().map(|p| p.name.as_str()).collect();
-        let gone: Vec<String> = self
-            .proxies
-            .keys()
-            .filter(|n| !keep.contains(n.as_str()))
-            .cloned()
-            .collect();
         if keep.len() > PEER_SLOT_BASE as usize {
             return Err(ForwarderError::Full {
                 what: "proxies",
                 max: PEER_SLOT_BASE,
             });
         }
-        if !gone.is_empty() {
-            let vips: Vec<(IpAddr, Vec<(String, u32)>)> = self
-                .vips
-                .iter()
-                .filter(|(_, v)| v.serving.iter().any(|(n, _)| gone.contains(n)))
-                .map(|(a, v)| {
-                    (
-                        *a,
-                        v.serving
-                            .iter()
-                            .filter(|(n, _)| !gone.contains(n))
-                            .cloned()
-                            .collect(),
-                    )
-                })
-                .collect();
-            for (addr, serving) in vips {
-                self.write_ring(addr, &serving)?;
-            }
-            for name in gone {
-                let slot = self.proxies[&name];
-                self.maps
-                    .proxy
-                    .set(slot, Proxy::default(), 0)
-                    .map_err(map_err("ed_proxy", "clear"))?;
-                self.proxies.remove(&name);
-                tracing::info!(proxy = %name, slot, "proxy removed");
-            }
+        let gone = self
+            .by_name
+            .keys()
+            .filter(|n| !keep.contains(n.as_str()))
+            .cloned()
+            .collect();
+        Ok(Plan { write, gone })
+    }
+
+    /// Writes a plan: clears the slots of the proxies it drops (no ring may
+    /// point at them any more), then writes every proxy of the set, new
+    /// ones into a fresh slot.
+    pub fn apply(&mut self, maps: &mut Maps, plan: Plan<'_>) -> Result<(), ForwarderError> {
+        for name in plan.gone {
+            let slot = self.by_name[&name];
+            maps.proxy
+                .set(slot, Proxy::default(), 0)
+                .map_err(map_err("ed_proxy", "clear"))?;
+            self.by_name.remove(&name);
+            tracing::info!(proxy = %name, slot, "proxy removed");
         }
-        for (p, (raw, ifindex)) in resolved {
-            let slot = match self.proxies.get(&p.name) {
+        for (p, raw, ifindex) in plan.write {
+            let slot = match self.by_name.get(&p.name) {
                 Some(s) => *s,
-                None => self.alloc_proxy_slot()?,
+                None => self.alloc(maps)?,
             };
             if let Some(ifindex) = ifindex {
-                self.maps.tx.set(slot, ifindex, None, 0).map_err(|source| {
-                    ForwarderError::Devmap {
+                maps.tx
+                    .set(slot, ifindex, None, 0)
+                    .map_err(|source| ForwarderError::Devmap {
                         op: format!("set {slot} -> ifindex {ifindex}"),
                         source: Box::new(source),
-                    }
-                })?;
+                    })?;
             }
             let mut name = ProxyName::default();
             name.name[..p.name.len()].copy_from_slice(p.name.as_bytes());
-            self.maps
-                .pxname
+            maps.pxname
                 .set(slot, name, 0)
                 .map_err(map_err("ed_pxname", "set"))?;
-            self.maps
-                .proxy
+            maps.proxy
                 .set(slot, raw, 0)
                 .map_err(map_err("ed_proxy", "set"))?;
-            if self.proxies.insert(p.name.clone(), slot).is_none() {
+            if self.by_name.insert(p.name.clone(), slot).is_none() {
                 tracing::info!(proxy = %p.name, slot, "proxy added");
             }
         }
         Ok(())
     }
 
-    fn alloc_proxy_slot(&mut self) -> Result<u32, ForwarderError> {
-        let used: BTreeSet<u32> = self.proxies.values().copied().collect();
+    /// A free slot, its counters zeroed.
+    fn alloc(&mut self, maps: &mut Maps) -> Result<u32, ForwarderError> {
+        let used: BTreeSet<u32> = self.by_name.values().copied().collect();
         // Round robin from the last allocation: a freed slot is reused last,
         // so stale connection-table entries rarely meet a new proxy.
         for i in 0..PEER_SLOT_BASE {
-            let slot = (self.next_slot + i) % PEER_SLOT_BASE;
+            let slot = (self.next + i) % PEER_SLOT_BASE;
             if !used.contains(&slot) {
-                self.next_slot = (slot + 1) % PEER_SLOT_BASE;
+                self.next = (slot + 1) % PEER_SLOT_BASE;
                 let zero = PerCpuValues::try_from(vec![ProxyCountersRaw::default(); ncpus()])
                     .map_err(|source| ForwarderError::Cpus { source })?;
-                self.maps
-                    .pxcnt
+                maps.pxcnt
                     .set(slot, zero, 0)
                     .map_err(map_err("ed_pxcnt", "zero"))?;
                 return Ok(slot);

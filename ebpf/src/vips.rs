@@ -5,56 +5,166 @@
 //! write. Packets see the old table or the new one, never a mix. The VIP is
 //! then indexed: ports bitmap, address, and last the fold index entry.
 //!
-//! The idle half still holds the table before the current one. A copy of
-//! what each half holds is kept here, so a change writes only the words in
-//! which the new table differs from the idle half (a proxy joining or
-//! leaving moves about 1/N of the slots); a half not known (a new VIP id,
-//! after a restart, after a failed write) is written whole.
+//! What each half of a ring holds is tracked in [`crate::ring`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use aya::maps::PerCpuValues;
 
 use crate::abi::*;
 use crate::error::map_err;
-use crate::proxies::ncpus;
-use crate::{Forwarder, ForwarderError, VipService, maglev};
+use crate::keys::{addr_words, fold16, key_addr, vip_key, write_ports};
+use crate::maps::Maps;
+use crate::proxies::{ProxySlots, ncpus};
+use crate::ring::{self, Halves};
+use crate::{ForwarderError, VipService, maglev};
+
+/// Every configured VIP, by address, and what its ring halves hold.
+pub(crate) struct VipTables {
+    by_addr: BTreeMap<IpAddr, VipEntry>,
+    table_size: u32,
+    /// `ed_ring` words written since open (what a table change costs).
+    words_written: u64,
+}
 
 /// A configured VIP: its id (counters, ring) and the keys in `ed_vips`.
-pub(crate) struct VipEntry {
-    pub id: u32,
-    pub keys: BTreeSet<VipKey>,
+struct VipEntry {
+    id: u32,
+    keys: BTreeSet<VipKey>,
     /// Last (proxy, weight) set given, to rebuild when a proxy disappears.
-    pub serving: Vec<(String, u32)>,
-    /// The words each half of the VIP's ring holds in `ed_ring`, if known.
-    pub halves: [Option<Vec<u64>>; 2],
+    serving: Vec<(String, u32)>,
+    /// What each half of the VIP's ring holds.
+    halves: Halves,
 }
 
 impl VipEntry {
-    pub(crate) fn new(id: u32) -> VipEntry {
+    fn new(id: u32) -> VipEntry {
         VipEntry {
             id,
             keys: BTreeSet::new(),
             serving: Vec::new(),
-            halves: [None, None],
+            halves: Halves::default(),
         }
     }
 }
 
-// === impl Forwarder: VIPs ===
+impl VipTables {
+    /// The VIPs an adopted program's maps hold (none after a fresh load),
+    /// each with the serving set its active table shows.
+    ///
+    /// After a restart the pinned rings still hold every VIP's table; the
+    /// proxies in each VIP's active half are read back (with their share
+    /// of the ring as weight), so the daemon knows which proxies were
+    /// serving and keeps them until its checks decide, instead of emptying
+    /// the tables.
+    pub fn recover(
+        maps: &Maps,
+        table_size: u32,
+        proxies: &ProxySlots,
+    ) -> Result<VipTables, ForwarderError> {
+        let mut tables = VipTables {
+            by_addr: BTreeMap::new(),
+            table_size,
+            words_written: 0,
+        };
+        let keys: Vec<VipKey> = maps.vips.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let v = maps.vips.get(&k, 0).map_err(map_err("ed_vips", "get"))?;
+            let e = tables
+                .by_addr
+                .entry(key_addr(&k))
+                .or_insert_with(|| VipEntry::new(v.vip_id));
+            e.keys.insert(k);
+        }
+        let names: BTreeMap<u32, &str> = proxies.iter().map(|(n, s)| (s, n)).collect();
+        let m = table_size;
+        for entry in tables.by_addr.values_mut() {
+            let st = maps
+                .vipst
+                .get(&entry.id, 0)
+                .map_err(map_err("ed_vipst", "get"))?;
+            let half = st.active & 1;
+            if st.count[half as usize] == 0 {
+                continue;
+            }
+            let held = ring::read(maps, m, entry.id, half)?;
+            let mut share: BTreeMap<u32, u32> = BTreeMap::new();
+            for slot in ring::unpack(&held, m) {
+                *share.entry(slot).or_default() += 1;
+            }
+            entry.serving = share
+                .into_iter()
+                .filter_map(|(slot, n)| Some((names.get(&slot)?.to_string(), n)))
+                .collect();
+            entry.halves = Halves::known(half, held);
+        }
+        Ok(tables)
+    }
 
-impl Forwarder {
+    pub fn len(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    pub fn id(&self, addr: IpAddr) -> Option<u32> {
+        self.by_addr.get(&addr).map(|v| v.id)
+    }
+
+    /// (address, id), by address.
+    pub fn ids(&self) -> impl Iterator<Item = (IpAddr, u32)> + '_ {
+        self.by_addr.iter().map(|(a, v)| (*a, v.id))
+    }
+
+    /// Every VIP's serving set as last written (or read back).
+    pub fn tables(&self) -> BTreeMap<IpAddr, Vec<(String, u32)>> {
+        self.by_addr
+            .iter()
+            .map(|(a, v)| (*a, v.serving.clone()))
+            .collect()
+    }
+
+    pub fn words_written(&self) -> u64 {
+        self.words_written
+    }
+
+    /// Forgets what the ring halves hold: the next change of each VIP's
+    /// table writes its idle half whole (as after a restart).
+    pub fn forget_halves(&mut self) {
+        for v in self.by_addr.values_mut() {
+            v.halves.forget();
+        }
+    }
+
+    /// The proxy slot of each position of the VIP's active table, read back
+    /// from `ed_ring`; `None` for an unknown VIP.
+    pub fn active_ring(
+        &self,
+        maps: &Maps,
+        addr: IpAddr,
+    ) -> Result<Option<Vec<u32>>, ForwarderError> {
+        let Some(v) = self.by_addr.get(&addr) else {
+            return Ok(None);
+        };
+        let st = maps
+            .vipst
+            .get(&v.id, 0)
+            .map_err(map_err("ed_vipst", "get"))?;
+        let words = ring::read(maps, self.table_size, v.id, st.active & 1)?;
+        Ok(Some(ring::unpack(&words, self.table_size).collect()))
+    }
+
     /// Builds the VIP's weighted Maglev table over `serving` (proxy name,
     /// weight) and swaps it in atomically, then makes the VIP's ports match
     /// `vip.ports`. An empty or all-zero `serving` means no healthy proxy.
-    pub fn set_vip(
+    pub fn set(
         &mut self,
+        maps: &mut Maps,
+        proxies: &ProxySlots,
         vip: &VipService,
         serving: &[(String, u32)],
     ) -> Result<(), ForwarderError> {
         let others: usize = self
-            .vips
+            .by_addr
             .iter()
             .filter(|(a, _)| **a != vip.addr)
             .map(|(_, v)| v.keys.len())
@@ -65,17 +175,17 @@ impl Forwarder {
                 max: MAX_VIP_KEYS,
             });
         }
-        if let Some((name, _)) = serving.iter().find(|(n, _)| !self.proxies.contains_key(n)) {
+        if let Some((name, _)) = serving.iter().find(|(n, _)| proxies.slot(n).is_none()) {
             return Err(ForwarderError::UnknownProxy {
                 proxy: name.clone(),
             });
         }
-        if !self.vips.contains_key(&vip.addr) {
-            let id = self.alloc_vip_id()?;
-            self.vips.insert(vip.addr, VipEntry::new(id));
+        if !self.by_addr.contains_key(&vip.addr) {
+            let id = self.alloc_id(maps)?;
+            self.by_addr.insert(vip.addr, VipEntry::new(id));
         }
-        self.write_ring(vip.addr, serving)?;
-        let id = self.vips[&vip.addr].id;
+        self.write_ring(maps, proxies, vip.addr, serving)?;
+        let id = self.by_addr[&vip.addr].id;
         let mut want: BTreeSet<VipKey> = vip
             .ports
             .iter()
@@ -83,8 +193,7 @@ impl Forwarder {
             .collect();
         want.insert(vip_key(vip.addr, 0, 0));
         for k in &want {
-            self.maps
-                .vips
+            maps.vips
                 .insert(
                     k,
                     VipVal {
@@ -98,10 +207,10 @@ impl Forwarder {
                     format!("insert {} port {}", vip.addr, u16::from_be(k.port)),
                 ))?;
         }
-        let old = std::mem::take(&mut self.vips.get_mut(&vip.addr).expect("inserted above").keys);
+        let entry = self.by_addr.get_mut(&vip.addr).expect("inserted above");
+        let old = std::mem::take(&mut entry.keys);
         for k in old.difference(&want) {
-            self.maps
-                .vips
+            maps.vips
                 .remove(k)
                 .map_err(map_err("ed_vips", "remove stale port"))?;
         }
@@ -110,105 +219,116 @@ impl Forwarder {
             addr,
             family: family as u32,
         };
-        self.maps
-            .vipinfo
+        maps.vipinfo
             .set(id, info, 0)
             .map_err(map_err("ed_vipinfo", "set"))?;
-        self.write_ports(id, &old, &want)?;
-        self.vips.get_mut(&vip.addr).expect("inserted above").keys = want;
-        self.write_index(vip.addr)?;
+        write_ports(maps, id, &old, &want)?;
+        self.by_addr
+            .get_mut(&vip.addr)
+            .expect("inserted above")
+            .keys = want;
+        self.write_index(maps, vip.addr)?;
         tracing::info!(vip = %vip.addr, id, proxies = serving.len(), "VIP table set");
         Ok(())
     }
 
     /// Removes the VIP: its packets are passed untouched from then on.
-    pub fn remove_vip(&mut self, addr: IpAddr) -> Result<(), ForwarderError> {
-        let Some(entry) = self.vips.remove(&addr) else {
+    pub fn remove(&mut self, maps: &mut Maps, addr: IpAddr) -> Result<(), ForwarderError> {
+        let Some(entry) = self.by_addr.remove(&addr) else {
             return Ok(());
         };
-        self.write_index(addr)?;
+        self.write_index(maps, addr)?;
         for k in &entry.keys {
-            self.maps
-                .vips
+            maps.vips
                 .remove(k)
                 .map_err(map_err("ed_vips", format!("remove {addr}")))?;
         }
-        self.write_ports(entry.id, &entry.keys, &BTreeSet::new())?;
-        self.maps
-            .vipinfo
+        write_ports(maps, entry.id, &entry.keys, &BTreeSet::new())?;
+        maps.vipinfo
             .set(entry.id, VipInfo::default(), 0)
             .map_err(map_err("ed_vipinfo", "clear"))?;
-        self.maps
-            .vipst
+        maps.vipst
             .set(entry.id, VipState::default(), 0)
             .map_err(map_err("ed_vipst", "reset"))?;
-        self.maps
-            .vipho
+        maps.vipho
             .set(entry.id, 0, 0)
             .map_err(map_err("ed_vipho", "reset"))?;
         tracing::info!(vip = %addr, "VIP removed");
         Ok(())
     }
 
+    /// Rebuilds, without the proxies in `gone`, the table of every VIP that
+    /// one of them serves (before their slots are cleared).
+    pub fn without_proxies(
+        &mut self,
+        maps: &mut Maps,
+        proxies: &ProxySlots,
+        gone: &[String],
+    ) -> Result<(), ForwarderError> {
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let changed: Vec<(IpAddr, Vec<(String, u32)>)> = self
+            .by_addr
+            .iter()
+            .filter(|(_, v)| v.serving.iter().any(|(n, _)| gone.contains(n)))
+            .map(|(a, v)| {
+                let rest = v.serving.iter().filter(|(n, _)| !gone.contains(n));
+                (*a, rest.cloned().collect())
+            })
+            .collect();
+        for (addr, serving) in changed {
+            self.write_ring(maps, proxies, addr, &serving)?;
+        }
+        Ok(())
+    }
+
     /// Writes the idle half of the VIP's ring (the words that differ from
     /// what it holds) and flips to it.
-    pub(crate) fn write_ring(
+    fn write_ring(
         &mut self,
+        maps: &mut Maps,
+        proxies: &ProxySlots,
         addr: IpAddr,
         serving: &[(String, u32)],
     ) -> Result<(), ForwarderError> {
-        let id = self.vips[&addr].id;
-        let m = self.spec.table_size;
+        let m = self.table_size;
+        let entry = self.by_addr.get_mut(&addr).expect("known VIP");
+        let id = entry.id;
         let backends: Vec<(&str, u32)> = serving.iter().map(|(n, w)| (n.as_str(), *w)).collect();
         let table = maglev::build(m, &backends);
         // Each backend's slot once, not a name lookup per ring position.
-        let slots: Vec<u32> = backends.iter().map(|(n, _)| self.proxies[*n]).collect();
-        let words = pack(&table, |b| slots[b as usize]);
-        let mut st = self
-            .maps
-            .vipst
-            .get(&id, 0)
-            .map_err(map_err("ed_vipst", "get"))?;
+        let slots: Vec<u32> = backends
+            .iter()
+            .map(|(n, _)| proxies.slot(n).expect("checked by the caller"))
+            .collect();
+        let words = ring::pack(&table, |b| slots[b as usize]);
+        let mut st = maps.vipst.get(&id, 0).map_err(map_err("ed_vipst", "get"))?;
         let half = 1 - (st.active & 1);
         // An empty table (no healthy proxy) leaves the words as they are.
         if !words.is_empty() {
-            let base = (id * 2 + half) * crate::load::ring_words(m);
-            // Unknown until every word is written: an error leaves it so.
-            let held = self.vips.get_mut(&addr).expect("known VIP").halves[half as usize].take();
-            for (w, word) in words.iter().enumerate() {
-                if held.as_ref().is_some_and(|h| h[w] == *word) {
-                    continue;
-                }
-                self.maps
-                    .ring
-                    .set(base + w as u32, *word, 0)
-                    .map_err(map_err("ed_ring", "set"))?;
-                self.ring_words_written += 1;
-            }
-            self.vips.get_mut(&addr).expect("known VIP").halves[half as usize] = Some(words);
+            self.words_written += entry.halves.write(maps, m, id, half, words)?;
         }
         st.count[half as usize] = backends.iter().filter(|(_, w)| *w > 0).count() as u32;
-        st.no_healthy = self
-            .maps
+        st.no_healthy = maps
             .cfg
             .get(&0, 0)
             .map_err(map_err("ed_cfg", "get"))?
             .no_healthy;
-        self.maps
-            .vipst
+        maps.vipst
             .set(id, st, 0)
             .map_err(map_err("ed_vipst", "prepare"))?;
         st.active = half;
-        self.maps
-            .vipst
+        maps.vipst
             .set(id, st, 0)
             .map_err(map_err("ed_vipst", "flip"))?;
-        self.vips.get_mut(&addr).expect("known VIP").serving = serving.to_vec();
+        entry.serving = serving.to_vec();
         Ok(())
     }
 
-    fn alloc_vip_id(&mut self) -> Result<u32, ForwarderError> {
-        let used: BTreeSet<u32> = self.vips.values().map(|v| v.id).collect();
+    /// A free VIP id, its counters and ring state reset.
+    fn alloc_id(&self, maps: &mut Maps) -> Result<u32, ForwarderError> {
+        let used: BTreeSet<u32> = self.by_addr.values().map(|v| v.id).collect();
         let id = (0..MAX_VIPS)
             .find(|i| !used.contains(i))
             .ok_or(ForwarderError::Full {
@@ -217,12 +337,10 @@ impl Forwarder {
             })?;
         let zero = PerCpuValues::try_from(vec![VipCountersRaw::default(); ncpus()])
             .map_err(|source| ForwarderError::Cpus { source })?;
-        self.maps
-            .vipcnt
+        maps.vipcnt
             .set(id, zero, 0)
             .map_err(map_err("ed_vipcnt", "zero"))?;
-        self.maps
-            .vipst
+        maps.vipst
             .set(id, VipState::default(), 0)
             .map_err(map_err("ed_vipst", "reset"))?;
         Ok(id)
@@ -230,10 +348,10 @@ impl Forwarder {
 
     /// Points the fold of `addr` at its VIP, at nothing, or at the hash
     /// map when several VIPs share the fold.
-    fn write_index(&mut self, addr: IpAddr) -> Result<(), ForwarderError> {
+    fn write_index(&self, maps: &mut Maps, addr: IpAddr) -> Result<(), ForwarderError> {
         let fold = fold16(addr);
         let ids: Vec<u32> = self
-            .vips
+            .by_addr
             .iter()
             .filter(|(a, _)| fold16(**a) == fold)
             .map(|(_, v)| v.id)
@@ -243,87 +361,8 @@ impl Forwarder {
             [id] => id + 1,
             _ => VIP_INDEX_COLLIDE,
         };
-        self.maps
-            .vipidx
+        maps.vipidx
             .set(fold, value, 0)
             .map_err(map_err("ed_vipidx", "set"))
     }
-
-    /// Rewrites the port-bitmap words that `old` or `new` touch.
-    fn write_ports(
-        &mut self,
-        id: u32,
-        old: &BTreeSet<VipKey>,
-        new: &BTreeSet<VipKey>,
-    ) -> Result<(), ForwarderError> {
-        let word = |k: &VipKey| {
-            let port = u16::from_be(k.port) as u32;
-            (
-                (id * 2 + (k.proto == 17) as u32) * PORT_WORDS + (port >> 6),
-                port & 63,
-            )
-        };
-        let mut words: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
-        for k in old.iter().filter(|k| k.proto != 0) {
-            words.entry(word(k).0).or_insert(0);
-        }
-        for k in new.iter().filter(|k| k.proto != 0) {
-            let (w, b) = word(k);
-            *words.entry(w).or_insert(0) |= 1 << b;
-        }
-        for (w, bits) in words {
-            self.maps
-                .ports
-                .set(w, bits, 0)
-                .map_err(map_err("ed_ports", "set"))?;
-        }
-        Ok(())
-    }
-}
-
-/// A Maglev table as `ed_ring` words: 8 one-byte proxy slots per word, slot
-/// `i` in byte `i % 8` of word `i / 8`; `slot` maps a backend index to its
-/// proxy slot.
-fn pack(table: &[u32], slot: impl Fn(u32) -> u32) -> Vec<u64> {
-    table
-        .chunks(8)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .enumerate()
-                .fold(0u64, |word, (i, b)| word | (slot(*b) as u64) << (8 * i))
-        })
-        .collect()
-}
-
-/// The address words as the program reads them from the packet.
-pub(crate) fn addr_words(addr: IpAddr) -> ([u32; 4], u8) {
-    let w = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-    match addr {
-        IpAddr::V4(a) => ([w(&a.octets()), 0, 0, 0], FAMILY_V4),
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            (
-                [w(&o[0..4]), w(&o[4..8]), w(&o[8..12]), w(&o[12..16])],
-                FAMILY_V6,
-            )
-        }
-    }
-}
-
-pub(crate) fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
-    let (addr, family) = addr_words(addr);
-    VipKey {
-        addr,
-        port: port.to_be(),
-        proto,
-        family,
-    }
-}
-
-/// The 16-bit fold of the destination, as `vip_match` in the C.
-fn fold16(addr: IpAddr) -> u32 {
-    let (w, _) = addr_words(addr);
-    let x = w[0] ^ w[1] ^ w[2] ^ w[3];
-    (x ^ (x >> 16)) & 0xffff
 }

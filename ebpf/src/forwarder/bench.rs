@@ -27,45 +27,32 @@ pub fn run(
     frame: &[u8],
     repeat: u32,
 ) -> Result<(u32, Vec<u8>, u64), ForwarderError> {
-    crate::load::test_run(&fwd.prog, frame, None, repeat)
+    fwd.program.test_run(frame, None, repeat)
 }
 
 /// `ed_ring` words written by `fwd` since it was opened.
 pub fn ring_words_written(fwd: &Forwarder) -> u64 {
-    fwd.ring_words_written
+    fwd.vips.words_written()
 }
 
 /// Forgets what the rings hold, so that the next change of each VIP's
 /// table writes its idle half whole (as after a restart).
 pub fn forget_rings(fwd: &mut Forwarder) {
-    for v in fwd.vips.values_mut() {
-        v.halves = [None, None];
-    }
+    fwd.vips.forget_halves();
 }
 
 /// The proxy slot of every ring position of the VIP's active half, read
 /// back from `ed_ring`; `None` for an unknown VIP.
 pub fn active_ring(fwd: &Forwarder, addr: IpAddr) -> Result<Option<Vec<u32>>, ForwarderError> {
-    let Some(v) = fwd.vips.get(&addr) else {
-        return Ok(None);
-    };
-    let st = fwd
-        .maps
-        .vipst
-        .get(&v.id, 0)
-        .map_err(crate::error::map_err("ed_vipst", "get"))?;
-    let words = fwd.read_ring(v.id, st.active & 1)?;
-    let slots = words
-        .iter()
-        .flat_map(|w| (0..8).map(move |i| ((w >> (8 * i)) & 0xff) as u32))
-        .take(fwd.spec.table_size as usize)
-        .collect();
-    Ok(Some(slots))
+    fwd.vips.active_ring(&fwd.maps, addr)
 }
 
 /// The proxy slot (what the rings hold) of each proxy name.
 pub fn proxy_slots(fwd: &Forwarder) -> std::collections::BTreeMap<String, u32> {
-    fwd.proxies.clone()
+    fwd.proxies
+        .iter()
+        .map(|(n, s)| (n.to_string(), s))
+        .collect()
 }
 
 /// The bare baseline: bounds check, destination MAC from an array map,
@@ -119,7 +106,7 @@ impl Baseline {
                 op: "find edged_base",
                 source: Box::new(source),
             })?;
-        crate::load::test_run(prog, frame, None, repeat)
+        crate::program::test_run(prog, frame, None, repeat)
     }
 }
 
