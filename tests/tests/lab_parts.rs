@@ -132,3 +132,38 @@ fn bird_tor_establishes_and_installs_what_a_node_exports() {
         net::nexthops(&tor_ns, "203.0.113.10")
     );
 }
+
+/// `edged-lab cleanup` removes what a dead run left, never a live lab.
+#[test]
+fn lab_cleanup_removes_only_namespaces_of_runs_that_are_gone() {
+    use edged_testlab::lab;
+    // A pid (modulo 10^6, as in the names) that no process has now.
+    let running: std::collections::BTreeSet<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .map(|p| p % 1_000_000)
+        .collect();
+    let dead = (900_000..1_000_000).find(|p| !running.contains(p)).unwrap();
+    let stale = format!("{}{dead}x{}", lab::NS_PREFIX, std::process::id());
+    edged_testlab::sh_ok("ip", &["netns", "add", &stale]);
+    let live = NetNs::new(lab::NS_PREFIX);
+    let removed = lab::cleanup(None);
+    let left = edged_testlab::sh_ok("ip", &["netns", "list"]);
+    let gone = !left
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(&stale));
+    if !gone {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &stale])
+            .status();
+    }
+    assert!(gone, "{stale} (a dead run's) is still there");
+    assert!(removed >= 1);
+    assert!(
+        left.lines()
+            .any(|l| l.split_whitespace().next() == Some(live.name())),
+        "{} (this live run's) was removed",
+        live.name()
+    );
+}

@@ -3,8 +3,9 @@
 //! - `edged-lab up [--topology FILE]`: build the lab (default: the embedded
 //!   tests/lab/topology.yaml), start edged on every node, print how to reach
 //!   it, wait for Ctrl-C or SIGTERM, tear everything down.
-//! - `edged-lab cleanup`: remove what a crashed run left (namespaces `edl*`
-//!   and their processes).
+//! - `edged-lab cleanup`: remove what a crashed run left (namespaces
+//!   `edl<pid>x<n>` whose run is gone, and their processes); a lab still
+//!   running is left alone.
 //! - `edged-lab hold --socket S --count N`: a hostile local client for the
 //!   fault tests: N connections to a Unix socket, each with half a request
 //!   sent, held until stdin closes.
@@ -98,7 +99,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Cleanup => {
-            println!("removed {} lab namespaces", lab::cleanup());
+            println!("removed {} lab namespaces", lab::cleanup(None));
             Ok(())
         }
         Command::Demo => {
@@ -112,7 +113,7 @@ fn main() -> anyhow::Result<()> {
             // Ctrl-C ends the demo through the same teardown.
             std::thread::spawn(move || {
                 if signals.wait().is_ok() {
-                    lab::cleanup();
+                    lab::cleanup(Some(std::process::id() % 1_000_000));
                     std::process::exit(130);
                 }
             });

@@ -2,7 +2,7 @@
 //! running real nginx, and a client, each in its own network namespace,
 //! built from a [`Spec`]. Dropping the [`Lab`] tears everything down;
 //! `edged-lab cleanup` removes what a crashed run left (namespaces named
-//! `edl*`).
+//! `edl<pid>x<n>` of a pid no longer alive).
 
 pub mod conns;
 pub mod demo;
@@ -63,9 +63,15 @@ impl Lab {
     pub fn up(spec: Spec, edged_bin: &Path) -> Lab {
         let tor_ns = NetNs::new(NS_PREFIX);
         let client = NetNs::new(NS_PREFIX);
+        // Hash on the 5-tuple, as a switch does. Policy 1 would reuse a
+        // locally sent packet's socket hash (the client's packets cross
+        // veths with it): a flow's node would be random per socket, and
+        // move after a retransmission timeout re-rolls that hash.
         for key in [
-            "net.ipv4.fib_multipath_hash_policy=1",
-            "net.ipv6.fib_multipath_hash_policy=1",
+            "net.ipv4.fib_multipath_hash_policy=3",
+            "net.ipv6.fib_multipath_hash_policy=3",
+            "net.ipv4.fib_multipath_hash_fields=0x0037",
+            "net.ipv6.fib_multipath_hash_fields=0x0037",
         ] {
             tor_ns.exec_ok(&["sysctl", "-qw", key]);
         }
@@ -271,12 +277,34 @@ impl Drop for PinDir {
     }
 }
 
-/// Removes every lab namespace (and the processes in it) a crashed run left.
-pub fn cleanup() -> usize {
+/// Whether a process whose pid is `pid` modulo 10^6 runs.
+fn run_alive(pid: u32) -> bool {
+    std::fs::read_dir("/proc").is_ok_and(|d| {
+        d.flatten().any(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|p| p % 1_000_000 == pid)
+        })
+    })
+}
+
+/// Removes the lab namespaces (and the processes in them) that a run which
+/// is no longer alive left, and those of the process `own` (a run tearing
+/// itself down); another run's live lab is left alone. A namespace's name
+/// carries the pid of the run that made it, modulo 10^6 (`edl<pid>x<n>`).
+pub fn cleanup(own: Option<u32>) -> usize {
     let out = crate::sh_ok("ip", &["netns", "list"]);
     let mut n = 0;
     for name in out.lines().filter_map(|l| l.split_whitespace().next()) {
-        if name.starts_with(NS_PREFIX) {
+        let Some(pid) = name
+            .strip_prefix(NS_PREFIX)
+            .and_then(|rest| rest.split_once('x'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Some(pid) == own || !run_alive(pid) {
             if let Ok(pids) = std::process::Command::new("ip")
                 .args(["netns", "pids", name])
                 .output()
