@@ -130,6 +130,11 @@ pub struct Forwarder {
     /// A UDP flow is forgotten after this long without packets.
     #[serde(default = "default_udp_idle_timeout", with = "duration")]
     pub udp_idle_timeout: Duration,
+    /// Entries of the table of flows the handoff peers own (least recently
+    /// used out first): how many of the peers' connections this node can
+    /// send back to them when the top-of-rack moves them here.
+    #[serde(default = "default_peer_flows")]
+    pub peer_flows: u32,
     /// bpffs directory where maps and the XDP link are pinned.
     #[serde(default = "default_pin_dir")]
     pub pin_dir: PathBuf,
@@ -159,6 +164,21 @@ pub struct Handoff {
     /// shutdown starts; longer than most requests take.
     #[serde(default = "default_handoff_time", with = "duration")]
     pub time: Duration,
+    /// UDP port on which the nodes tell each other the flows they own
+    /// (the same on every node), so that a connection the top-of-rack
+    /// moves to another node (a drain, a node returning) is sent back to
+    /// the node that holds it.
+    #[serde(default = "default_handoff_port")]
+    pub port: u16,
+    /// A file holding the key (16 to 4096 bytes, not readable by others)
+    /// that signs those messages; every node has the same. Absent: the
+    /// messages are unsigned, and only the peers' addresses are checked.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+fn default_handoff_port() -> u16 {
+    7575
 }
 
 fn default_handoff_time() -> Duration {
@@ -192,6 +212,9 @@ fn default_hash_seed() -> u32 {
 }
 fn default_table_size() -> u32 {
     65537
+}
+fn default_peer_flows() -> u32 {
+    1 << 18
 }
 fn default_conntrack_entries() -> u32 {
     1 << 20

@@ -152,6 +152,12 @@ fn forwarder(v: &mut Errors, f: &Forwarder) {
     if f.conntrack_entries == 0 {
         v.push("forwarder.conntrack_entries", "must be greater than 0");
     }
+    if !(1024..=1 << 24).contains(&f.peer_flows) {
+        v.push(
+            "forwarder.peer_flows",
+            format!("{} must be between 1024 and 16777216", f.peer_flows),
+        );
+    }
     if f.udp_idle_timeout.is_zero() {
         v.push("forwarder.udp_idle_timeout", "must be greater than 0");
     }
@@ -198,6 +204,9 @@ fn handoff(v: &mut Errors, h: &Handoff) {
     }
     if h.time.is_zero() || h.time > Duration::from_secs(600) {
         v.push("forwarder.handoff.time", "must be between 1ms and 10m");
+    }
+    if h.port == 0 {
+        v.push("forwarder.handoff.port", "must be a UDP port (1-65535)");
     }
 }
 

@@ -248,6 +248,23 @@ fn handoff_rules() {
     for (address, peers, time, path, needle) in cases {
         reject(&handoff(address, peers, time), path, needle);
     }
+    // Flow sharing: the port (default 7575) and the peer-owned table.
+    assert_eq!((h.port, h.key_file), (7575, None));
+    reject(
+        &forwarder("  handoff:\n    address: '192.0.2.2'\n    peers: [192.0.2.6]\n    port: 0\n"),
+        "forwarder.handoff.port",
+        "UDP port",
+    );
+    reject(
+        &forwarder("  peer_flows: 100\n"),
+        "forwarder.peer_flows",
+        "between 1024",
+    );
+    reject(
+        &forwarder("  peer_flows: 16777217\n"),
+        "forwarder.peer_flows",
+        "between 1024",
+    );
 }
 
 #[test]

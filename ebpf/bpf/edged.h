@@ -9,7 +9,7 @@
 
 #include <linux/types.h>
 
-#define EDGED_LAYOUT_VERSION 8
+#define EDGED_LAYOUT_VERSION 9
 
 #define MAX_VIPS 64
 #define MAX_PROXIES 256 /* slots; the last MAX_PEERS are handoff peers */
@@ -40,7 +40,8 @@
 #define G_HANDOFF_OUT 5 /* encapsulated to a peer node: XDP_TX */
 #define G_HANDOFF_IN 6	/* decapsulated from a peer node */
 #define G_HANDOFF_ERR 7 /* not encapsulable, or unwrapped non-VIP: dropped */
-#define G_NUM 8
+#define G_SHARE_LOST 8	/* a new flow not queued for the peers (ring full) */
+#define G_NUM 9
 
 /* ed_cfg[0]: written once by the loader, read on the miss path. */
 struct edged_cfg {
@@ -52,7 +53,7 @@ struct edged_cfg {
 	__u32 conntrack_entries;
 	__u32 no_healthy;
 	__u32 ct_buckets; /* power of two */
-	__u32 pad;
+	__u32 peer_flows; /* ed_owner's size */
 };
 
 /* ed_vips key; port 0 + proto 0 is the address-only entry of a VIP. */
@@ -149,6 +150,7 @@ struct vip_counters {
 	__u64 icmp_fwd;
 	__u64 ext_pass;
 	__u64 bad_tcp_flags; /* SYN with RST or FIN: not a new flow */
+	__u64 second_chance; /* missed here, sent to the peer owning it */
 };
 
 struct proxy_counters {
@@ -178,7 +180,7 @@ _Static_assert(sizeof(struct flow) == 40, "flow");
 _Static_assert(__builtin_offsetof(struct flow, proto) == 36, "flow");
 _Static_assert(sizeof(struct ct_bucket) == 32, "ct_bucket");
 _Static_assert(MAX_PROXIES <= 256, "proxy slot fits 8 bits");
-_Static_assert(sizeof(struct vip_counters) == 80, "vip_counters");
+_Static_assert(sizeof(struct vip_counters) == 88, "vip_counters");
 _Static_assert(sizeof(struct proxy_counters) == 24, "proxy_counters");
 _Static_assert(sizeof(struct proxy_name) == 64, "proxy_name");
 _Static_assert(sizeof(struct handoff) == 152, "handoff");

@@ -223,7 +223,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 	struct edged_cfg *cfg = bpf_map_lookup_elem(&ed_cfg, &zero);
 	struct ct_bucket *b;
 	struct proxy *px = 0;
-	int is_new = 0, way;
+	int is_new = 0, second = 0, way;
 	__u64 h;
 
 	if ((flags & F_BAD_SYN) && vc)
@@ -267,6 +267,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 		/* bits 31..62 of the fingerprint: the second lane (63 set) */
 		if ((flags & (F_NEW_OK | F_UDP | F_FROM_PEER)) == F_NEW_OK)
 			px = handoff_pick(vip_id, h >> 31, eth, &pid);
+		else if (!(flags & (F_FROM_PEER | F_ICMP)))
+			second = (px = owner_pick(h, eth, &pid)) != 0;
 	}
 	if (!px) {
 		struct vip_state *st = bpf_map_lookup_elem(&ed_vipst, &vip_id);
@@ -291,14 +293,14 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 			return glob(G_NO_PROXY, XDP_DROP);
 	}
 	if (way < 0) {
-		if (flags & F_NEW_OK) {
+		if (flags & F_NEW_OK || second) {
 			way = ct_insert(b, h, pid);
 			if (flags & F_UDP) {
 				t = ct_time(bkt, way);
 				if (t)
 					*t = bpf_ktime_get_coarse_ns() >> 20;
 			}
-			is_new = 1;
+			is_new = !second;
 		} else if ((flags & F_TCP_NOSYN) && vc) {
 			vc->nonsyn_miss += 1;
 		}
@@ -310,6 +312,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 		vc->packets += 1;
 		vc->bytes += len;
 		vc->new_flows += is_new;
+		vc->second_chance += second;
 		if (flags & F_ICMP)
 			vc->icmp_fwd += 1;
 	}
@@ -320,6 +323,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 	}
 	if (px->kind == PROXY_PEER)
 		return handoff_encap(ctx, pid - PEER_SLOT_BASE);
+	if (is_new)
+		share_flow(h);
 	if (px->kind == PROXY_HOST)
 		return V_HOST;
 	__builtin_memcpy(eth->h_dest, px->mac, ETH_ALEN);

@@ -7,6 +7,11 @@
  * node to the peer and go back out of the uplink they came in on (XDP_TX),
  * MACs swapped, so the top-of-rack routes them to the peer.
  *
+ * Shared ownership: each new flow this node serves is queued (ed_newflow)
+ * for edged to tell the peers; a packet that misses the connection table
+ * and is not a bare SYN goes to the peer that owns it (ed_owner), through
+ * the same encapsulation.
+ *
  * In: an untagged IPv4/IPv6 packet with protocol 4 (IPv4) or 41 (IPv6),
  * addressed to `local` from a listed peer, loses its outer header and is
  * handled as if it had arrived so; anything else of protocol 4/41 is
@@ -67,6 +72,41 @@ handoff_pick(__u32 vip_id, __u32 hi, const struct ethhdr *eth, __u32 *pid)
 		return 0;
 	*pid = slot;
 	return px;
+}
+
+/*
+ * Second chance: the peer slot of the node that owns the flow `fp` (a
+ * packet this node has no entry for, after the top-of-rack moved the
+ * flow here), if a peer told us it does and the frame can be
+ * encapsulated; 0 otherwise.
+ */
+static __always_inline struct proxy *owner_pick(__u64 fp,
+						const struct ethhdr *eth,
+						__u32 *pid)
+{
+	__u32 *k = bpf_map_lookup_elem(&ed_owner, &fp);
+	struct proxy *px;
+	__u32 slot;
+
+	if (!k)
+		return 0;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) &&
+	    eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return 0;
+	slot = PEER_SLOT_BASE + (*k & (MAX_PEERS - 1));
+	px = bpf_map_lookup_elem(&ed_proxy, &slot);
+	if (!px || px->kind != PROXY_PEER)
+		return 0;
+	*pid = slot;
+	return px;
+}
+
+/* Queues a flow this node now serves for edged to tell the peers. */
+static __always_inline void share_flow(__u64 fp)
+{
+	if (handoff_cfg() &&
+	    bpf_ringbuf_output(&ed_newflow, &fp, sizeof(fp), BPF_RB_NO_WAKEUP))
+		glob(G_SHARE_LOST, 0);
 }
 
 static __always_inline __u16 ip4_csum(const struct iphdr *ip)

@@ -106,6 +106,26 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ed_vipho SEC(".maps");
 
+/* Flow ownership shared by the peer nodes: flow fingerprint (as in the
+ * connection table) -> index of the owning peer in ed_handoff. Written by
+ * edged from the peers' messages, read on a connection-table miss; sized
+ * by the loader (edged_cfg.peer_flows), least recently used out first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 18);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_owner SEC(".maps");
+
+/* The fingerprints of flows this node starts serving, for edged to tell
+ * the peers (written only while handoff peers are set). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_newflow SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP);
 	__uint(max_entries, MAX_PROXIES);

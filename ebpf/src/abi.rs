@@ -5,8 +5,12 @@
 use std::mem::{offset_of, size_of};
 
 /// Bumped with `EDGED_LAYOUT_VERSION` in `bpf/edged.h` on any layout change.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 pub const CT_WAYS: usize = 4;
+/// Bits of a connection-table entry: 9..63 the flow's fingerprint (63
+/// always set), 1..8 the proxy slot, 0 the second-chance bit.
+pub const CT_FP_MASK: u64 = !0x1ff;
+pub const CT_PROXY_SHIFT: u32 = 1;
 pub const MAX_VIPS: u32 = 64;
 /// Slots of `ed_proxy`; the last [`MAX_PEERS`] are handoff peers.
 pub const MAX_PROXIES: u32 = 256;
@@ -27,7 +31,7 @@ pub const PROXY_PEER: u32 = 3;
 pub const NO_HEALTHY_DROP: u32 = 0;
 pub const NO_HEALTHY_PASS: u32 = 1;
 /// Number of global reason counters (`G_NUM`).
-pub const G_NUM: u32 = 8;
+pub const G_NUM: u32 = 9;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,7 +45,8 @@ pub struct EdgedCfg {
     pub no_healthy: u32,
     /// Sets of `CT_WAYS` entries in `ed_ct`; a power of two.
     pub ct_buckets: u32,
-    pub pad: u32,
+    /// Entries of `ed_owner` (flows owned by peer nodes).
+    pub peer_flows: u32,
 }
 
 #[repr(C)]
@@ -107,6 +112,7 @@ pub struct VipCountersRaw {
     pub icmp_fwd: u64,
     pub ext_pass: u64,
     pub bad_tcp_flags: u64,
+    pub second_chance: u64,
 }
 
 #[repr(C)]
@@ -168,7 +174,7 @@ const _: () = {
     assert!(size_of::<Proxy>() == 20);
     assert!(offset_of!(Proxy, ifindex) == 12);
     assert!(size_of::<CtBucket>() == 32);
-    assert!(size_of::<VipCountersRaw>() == 80);
+    assert!(size_of::<VipCountersRaw>() == 88);
     assert!(size_of::<ProxyCountersRaw>() == 24);
     assert!(size_of::<ProxyName>() == 64);
     assert!(size_of::<Handoff>() == 152);

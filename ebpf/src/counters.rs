@@ -38,6 +38,9 @@ pub struct VipCounters {
     /// TCP SYN with RST or FIN: not a new connection, so it follows the
     /// flow's entry (or, without one, the Maglev pick, as a non-SYN miss).
     pub bad_tcp_flags: u64,
+    /// Packets that missed the connection table here and went to the peer
+    /// node that owns their flow.
+    pub second_chance: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,6 +72,8 @@ pub struct GlobalCounters {
     /// Handoff packets that could not be encapsulated, or that a peer sent
     /// but were not for a VIP here: dropped.
     pub handoff_error: u64,
+    /// New flows not queued for the peers (the queue was full).
+    pub share_lost: u64,
 }
 
 /// Sums each VIP's, each proxy's and the global counters over the CPUs.
@@ -98,6 +103,7 @@ pub(crate) fn read(
             c.icmp_forwarded += r.icmp_fwd;
             c.ext_header_pass += r.ext_pass;
             c.bad_tcp_flags += r.bad_tcp_flags;
+            c.second_chance += r.second_chance;
         }
         out.vips.push(c);
     }
@@ -134,6 +140,7 @@ pub(crate) fn read(
         handoff_out: g(5)?,
         handoff_in: g(6)?,
         handoff_error: g(7)?,
+        share_lost: g(8)?,
     };
     Ok(out)
 }

@@ -1,6 +1,8 @@
 //! Connection handoff to peer edge nodes (see `bpf/handoff.h`): the peers'
 //! addresses go into `ed_handoff` and the last [`MAX_PEERS`] proxy slots;
 //! a VIP's flag in `ed_vipho` sends its new TCP connections to them.
+//! Changing the peers forgets which flows they own (`ed_owner` holds
+//! their indices).
 
 use std::net::IpAddr;
 
@@ -47,6 +49,14 @@ pub(crate) fn set_peers(maps: &mut Maps, spec: Option<&HandoffSpec>) -> Result<(
         for (i, p) in h.peers.iter().enumerate() {
             raw.peer[i] = addr_words(*p).0;
         }
+    }
+    let old = maps
+        .handoff
+        .get(&0, 0)
+        .map_err(map_err("ed_handoff", "get"))?;
+    if (old.family, old.count, old.peer) != (raw.family, raw.count, raw.peer) {
+        // ed_owner holds peer indices: they mean other peers now.
+        crate::flows::clear_owners(&mut maps.owner)?;
     }
     let zero = Handoff::default();
     // Off first, then the slots, then on: packets never see a peer slot

@@ -73,12 +73,17 @@ pub(crate) fn fold16(addr: IpAddr) -> u32 {
 
 /// The address of an `ed_vips` key.
 pub(crate) fn key_addr(k: &VipKey) -> IpAddr {
+    word_addr(&k.addr, k.family)
+}
+
+/// The address `words` hold (as [`addr_words`] wrote them).
+pub(crate) fn word_addr(words: &[u32; 4], family: u8) -> IpAddr {
     let b = |w: u32| w.to_ne_bytes();
-    if k.family == FAMILY_V4 {
-        IpAddr::V4(Ipv4Addr::from(b(k.addr[0])))
+    if family == FAMILY_V4 {
+        IpAddr::V4(Ipv4Addr::from(b(words[0])))
     } else {
         let mut o = [0u8; 16];
-        for (i, w) in k.addr.iter().enumerate() {
+        for (i, w) in words.iter().enumerate() {
             o[i * 4..i * 4 + 4].copy_from_slice(&b(*w));
         }
         IpAddr::V6(Ipv6Addr::from(o))

@@ -14,6 +14,7 @@
 pub mod abi;
 mod counters;
 mod error;
+mod flows;
 mod forwarder;
 mod handoff;
 mod keys;
@@ -29,13 +30,15 @@ mod vips;
 
 pub use counters::{Counters, GlobalCounters, ProxyCounters, VipCounters};
 pub use error::ForwarderError;
+pub use flows::Flows;
 pub use forwarder::Forwarder;
 #[doc(hidden)]
 pub use forwarder::bench;
 pub use handoff::HandoffSpec;
 pub use load::validate as validate_spec;
 pub use spec::{
-    DEFAULT_TABLE_SIZE, Delivery, ForwarderSpec, NoHealthy, Proto, ProxyTarget, VipService, XdpMode,
+    DEFAULT_PEER_FLOWS, DEFAULT_TABLE_SIZE, Delivery, ForwarderSpec, MAX_PEER_FLOWS,
+    MIN_PEER_FLOWS, NoHealthy, Proto, ProxyTarget, VipService, XdpMode,
 };
 
 // The daemon moves the forwarder into its effect driver.

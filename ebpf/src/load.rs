@@ -6,6 +6,7 @@ use aya::EbpfLoader;
 use aya::programs::Xdp;
 
 use crate::abi::*;
+use crate::spec::{MAX_PEER_FLOWS, MIN_PEER_FLOWS};
 use crate::{ForwarderError, ForwarderSpec, NoHealthy};
 
 /// Checks a spec against what the loader takes (sizes, pin dir).
@@ -23,6 +24,13 @@ pub fn validate(spec: &ForwarderSpec) -> Result<(), ForwarderError> {
             field: "conntrack_entries",
             value: spec.conntrack_entries.to_string(),
             reason: "must be between 1 and 67108864",
+        });
+    }
+    if !(MIN_PEER_FLOWS..=MAX_PEER_FLOWS).contains(&spec.peer_flows) {
+        return Err(ForwarderError::InvalidSpec {
+            field: "peer_flows",
+            value: spec.peer_flows.to_string(),
+            reason: "must be between 1024 and 16777216",
         });
     }
     if !spec.pin_dir.is_absolute() || spec.pin_dir.parent().is_none() {
@@ -55,7 +63,7 @@ pub(crate) fn wanted_cfg(spec: &ForwarderSpec) -> EdgedCfg {
             NoHealthy::Pass => NO_HEALTHY_PASS,
         },
         ct_buckets: ct_buckets(spec.conntrack_entries),
-        pad: 0,
+        peer_flows: spec.peer_flows,
     }
 }
 
@@ -67,6 +75,7 @@ pub(crate) fn same_layout(a: &EdgedCfg, b: &EdgedCfg) -> bool {
         && a.max_vips == b.max_vips
         && a.conntrack_entries == b.conntrack_entries
         && a.ct_buckets == b.ct_buckets
+        && a.peer_flows == b.peer_flows
 }
 
 /// Words of one Maglev ring (8 one-byte proxy slots per word).
@@ -89,6 +98,7 @@ pub(crate) fn load_fresh(spec: &ForwarderSpec, obj: &[u8]) -> Result<(), Forward
         .default_map_pin_directory(dir)
         .map_max_entries("ed_ring", MAX_VIPS * 2 * ring_words(spec.table_size))
         .map_max_entries("ed_ct", ct_buckets(spec.conntrack_entries))
+        .map_max_entries("ed_owner", spec.peer_flows)
         .map_max_entries(
             "ed_ctts",
             ct_buckets(spec.conntrack_entries) * CT_WAYS as u32,

@@ -25,6 +25,7 @@ pub(crate) struct Maps {
     pub glob: PerCpuArray<MapData, u64>,
     pub handoff: Array<MapData, Handoff>,
     pub vipho: Array<MapData, u32>,
+    pub owner: HashMap<MapData, u64, u32>,
 }
 
 // === impl Maps ===
@@ -48,6 +49,7 @@ impl Maps {
             glob: typed(dir, "ed_glob")?,
             handoff: typed(dir, "ed_handoff")?,
             vipho: typed(dir, "ed_vipho")?,
+            owner: typed(dir, "ed_owner")?,
         })
     }
 
@@ -58,7 +60,7 @@ impl Maps {
     }
 }
 
-fn typed<T>(dir: &Path, name: &'static str) -> Result<T, ForwarderError>
+pub(crate) fn typed<T>(dir: &Path, name: &'static str) -> Result<T, ForwarderError>
 where
     T: TryFrom<Map, Error = MapError>,
 {

@@ -55,14 +55,24 @@ pub struct ForwarderSpec {
     pub conntrack_entries: u32,
     /// A UDP flow idle longer than this is picked again.
     pub udp_idle_timeout: Duration,
+    /// Capacity of the table of flows owned by peer nodes (least recently
+    /// used out first), default [`DEFAULT_PEER_FLOWS`].
+    pub peer_flows: u32,
 }
+
+/// Default capacity of the peer-owned flow table.
+pub const DEFAULT_PEER_FLOWS: u32 = 1 << 18;
+/// Limits of [`ForwarderSpec::peer_flows`].
+pub const MIN_PEER_FLOWS: u32 = 1024;
+pub const MAX_PEER_FLOWS: u32 = 1 << 24;
 
 /// Default Maglev table size (prime).
 pub const DEFAULT_TABLE_SIZE: u32 = 65537;
 
 impl ForwarderSpec {
     /// A spec with the defaults: native mode, seed 0, table 65537, drop when
-    /// no proxy is healthy, 1M connections, UDP idle 30 s.
+    /// no proxy is healthy, 1M connections, UDP idle 30 s, 256 Ki
+    /// peer-owned flows.
     pub fn new(uplinks: Vec<String>, pin_dir: PathBuf) -> Self {
         ForwarderSpec {
             uplinks,
@@ -73,6 +83,7 @@ impl ForwarderSpec {
             no_healthy: NoHealthy::Drop,
             conntrack_entries: 1 << 20,
             udp_idle_timeout: Duration::from_secs(30),
+            peer_flows: DEFAULT_PEER_FLOWS,
         }
     }
 }

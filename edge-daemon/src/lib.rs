@@ -6,6 +6,7 @@ pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod effects;
+pub mod flowshare;
 pub mod health;
 pub mod intents;
 pub mod metrics;

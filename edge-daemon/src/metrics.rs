@@ -77,6 +77,8 @@ pub struct Metrics {
     bird_restarts_seen: AtomicU64,
     /// The data plane's counters, refreshed by the loop.
     pub xdp: crate::metrics_xdp::SharedSnapshot,
+    /// What the flow-sharing task counted (it updates it).
+    pub flow_sharing: std::sync::Arc<Mutex<crate::flowshare::Stats>>,
 }
 
 impl Metrics {
@@ -106,6 +108,7 @@ impl Metrics {
             known_vips: Mutex::new(Vec::new()),
             known_checks: Mutex::new(Vec::new()),
             xdp: Default::default(),
+            flow_sharing: Default::default(),
             bgp_session_up: Family::default(),
             bgp_prefixes_exported: Family::default(),
             bgp_bird_restarts: Counter::default(),
@@ -184,6 +187,9 @@ impl Metrics {
             m.bgp_export_mismatches.clone(),
         );
         root.register_collector(Box::new(crate::metrics_xdp::XdpCollector(m.xdp.clone())));
+        root.register_collector(Box::new(crate::metrics_xdp::FlowSharingCollector(
+            m.flow_sharing.clone(),
+        )));
         Metrics {
             registry: root,
             ..m
@@ -342,5 +348,11 @@ pub async fn serve(
             }
         }),
     );
-    crate::control::bounded::serve(listener, app, crate::control::bounded::Limits::METRICS).await
+    crate::control::bounded::serve(
+        listener,
+        app,
+        crate::control::bounded::Limits::METRICS,
+        Default::default(),
+    )
+    .await
 }

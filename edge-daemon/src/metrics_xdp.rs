@@ -70,6 +70,7 @@ impl Collector for XdpCollector {
             return Ok(());
         };
         let c = &s.counters;
+        let g = &c.global;
         let name = |a: &Option<IpAddr>| {
             a.and_then(|a| s.names.get(&a).cloned())
                 .unwrap_or_else(|| a.map_or("?".into(), |a| a.to_string()))
@@ -109,6 +110,23 @@ impl Collector for XdpCollector {
             "xdp_vip_bad_tcp_flags",
             "TCP SYN packets with RST or FIN, per VIP (not a new connection: they follow the flow's entry)",
             &vip(|v| v.bad_tcp_flags),
+        )?;
+        family(
+            &mut enc,
+            "xdp_vip_second_chance",
+            "Packets that missed the connection table here and went to the peer node owning their flow, per VIP",
+            &vip(|v| v.second_chance),
+        )?;
+        family(
+            &mut enc,
+            "xdp_flows_not_shared",
+            "New flows not queued for the handoff peers (the queue to edged was full)",
+            &[(
+                Reason {
+                    reason: "queue_full".into(),
+                },
+                g.share_lost,
+            )],
         )?;
         family(
             &mut enc,
@@ -177,7 +195,6 @@ impl Collector for XdpCollector {
             "New flows assigned to the proxy",
             &proxy(|p| p.new_flows),
         )?;
-        let g = &c.global;
         let global = [
             ("truncated", g.truncated),
             ("vlan_too_deep", g.vlan_too_deep),
@@ -212,5 +229,65 @@ impl Collector for XdpCollector {
             &handoff,
         )?;
         Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Peer {
+    peer: String,
+}
+
+/// Encodes what the flow-sharing task counted, on each scrape.
+#[derive(Debug)]
+pub struct FlowSharingCollector(pub Arc<Mutex<crate::flowshare::Stats>>);
+
+impl Collector for FlowSharingCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.lock().map_err(|_| std::fmt::Error)?;
+        if s.peers.is_empty() {
+            return Ok(());
+        }
+        let peer = |f: fn(&crate::flowshare::PeerStats) -> u64| -> Vec<(Peer, u64)> {
+            s.peers
+                .iter()
+                .map(|(a, p)| {
+                    (
+                        Peer {
+                            peer: a.to_string(),
+                        },
+                        f(p),
+                    )
+                })
+                .collect()
+        };
+        family(
+            &mut enc,
+            "flows_shared",
+            "Flows this node told the handoff peer it owns",
+            &peer(|p| p.flows_sent),
+        )?;
+        family(
+            &mut enc,
+            "flows_learned",
+            "Flows the handoff peer said it owns (sent back to it when the top-of-rack moves them here)",
+            &peer(|p| p.flows_received),
+        )?;
+        family(
+            &mut enc,
+            "flow_syncs_served",
+            "Full flow syncs sent to the handoff peer on its request",
+            &peer(|p| p.syncs_served),
+        )?;
+        let refused: Vec<(Reason, u64)> = s
+            .rejected
+            .iter()
+            .map(|(r, n)| (Reason { reason: r.clone() }, *n))
+            .collect();
+        family(
+            &mut enc,
+            "flow_datagrams_refused",
+            "Flow-sharing datagrams refused, by reason",
+            &refused,
+        )
     }
 }

@@ -177,6 +177,15 @@ pub fn host_facts(cfg: &Config) -> Vec<FieldError> {
             true,
         );
     }
+    if let Some(k) = cfg
+        .forwarder
+        .as_ref()
+        .and_then(|f| f.handoff.as_ref())
+        .and_then(|h| h.key_file.as_ref())
+        && let Err(e) = crate::flowshare::read_key(k)
+    {
+        errors.push(FieldError::new("forwarder.handoff.key_file", shown(&e)));
+    }
     for (i, p) in cfg.bgp.peers.iter().enumerate() {
         if let Some(pw) = &p.password_file {
             file(

@@ -335,5 +335,44 @@ mod render {
                     })
                     .collect(),
             )
+            + &p.flow_sharing.as_ref().map_or(String::new(), flow_sharing)
+    }
+
+    fn flow_sharing(s: &edge_daemon::flowshare::Stats) -> String {
+        let mut out = String::from("\nflow sharing with the handoff peers");
+        if let Some(e) = &s.error {
+            out += &format!(" (stopped, retrying: {e})");
+        }
+        out.push('\n');
+        out += &table(
+            &[
+                "PEER",
+                "FLOWS SENT",
+                "FLOWS LEARNED",
+                "FULL SYNC",
+                "SYNCS SERVED",
+            ],
+            s.peers
+                .iter()
+                .map(|(a, p)| {
+                    vec![
+                        a.to_string(),
+                        p.flows_sent.to_string(),
+                        p.flows_received.to_string(),
+                        match (p.synced, p.sync_ms) {
+                            (true, Some(ms)) => format!("{} flows in {ms} ms", p.sync_flows),
+                            (true, None) => format!("{} flows", p.sync_flows),
+                            (false, _) => "waiting".into(),
+                        },
+                        p.syncs_served.to_string(),
+                    ]
+                })
+                .collect(),
+        );
+        if !s.rejected.is_empty() {
+            let r: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            out += &format!("refused datagrams: {}\n", r.join(", "));
+        }
+        out
     }
 }

@@ -83,11 +83,33 @@ struct Live {
     task: AbortHandle,
 }
 
-/// Serves `app` on `listener` within `limits` until the listener fails.
+/// Requests being answered (their head is in, their answer not yet
+/// written): what a stopping daemon waits for, so that the reply to
+/// `edgectl stop` reaches the client before the process exits.
+#[derive(Clone, Debug, Default)]
+pub struct Answering(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Answering {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Waits until no request is being answered, at most `max`.
+    pub async fn drained(&self, max: Duration) {
+        let end = tokio::time::Instant::now() + max;
+        while self.count() > 0 && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Serves `app` on `listener` within `limits` until the listener fails;
+/// `answering` counts the requests in progress.
 pub async fn serve<L: Listener>(
     mut listener: L,
     app: Router,
     limits: Limits,
+    answering: Answering,
 ) -> std::io::Result<()> {
     let mut live: VecDeque<Live> = VecDeque::new();
     loop {
@@ -126,7 +148,13 @@ pub async fn serve<L: Listener>(
             }
         }
         let head_done = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(connection(io, app.clone(), limits, head_done.clone()));
+        let task = tokio::spawn(connection(
+            io,
+            app.clone(),
+            limits,
+            head_done.clone(),
+            answering.clone(),
+        ));
         live.push_back(Live {
             head_done,
             task: task.abort_handle(),
@@ -134,12 +162,30 @@ pub async fn serve<L: Listener>(
     }
 }
 
-async fn connection<I>(io: I, app: Router, limits: Limits, head_done: Arc<AtomicBool>)
-where
+async fn connection<I>(
+    io: I,
+    app: Router,
+    limits: Limits,
+    head_done: Arc<AtomicBool>,
+    answering: Answering,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Counted from the head until the connection is done (one request per
+    // connection: no keep-alive), also when the task is aborted.
+    struct Done(Answering, Arc<AtomicBool>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            if self.1.load(Ordering::Relaxed) {
+                self.0.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+    let _done = Done(answering.clone(), head_done.clone());
     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-        head_done.store(true, Ordering::Relaxed);
+        if !head_done.swap(true, Ordering::Relaxed) {
+            answering.0.fetch_add(1, Ordering::AcqRel);
+        }
         let app = app.clone();
         async move {
             let too_big = req

@@ -200,6 +200,10 @@ pub struct Peers {
     pub announcer: String,
     /// Configured peers.
     pub peers: Vec<PeerInfo>,
+    /// Flow ownership shared with the handoff peers (`None` without
+    /// `forwarder.handoff`).
+    #[serde(default)]
+    pub flow_sharing: Option<crate::flowshare::Stats>,
 }
 
 /// One BGP peer.

@@ -96,7 +96,11 @@ struct StopParams {
 }
 
 /// Serves the API until the daemon loop goes away.
-pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Request>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: UnixListener,
+    tx: mpsc::Sender<Request>,
+    answering: bounded::Answering,
+) -> std::io::Result<()> {
     let ctx = Ctx {
         tx,
         diffs: Arc::new(Semaphore::new(1)),
@@ -146,7 +150,7 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Request>) -> std::io
         body: MAX_DIFF_BODY as u64,
         ..Limits::CONTROL
     };
-    bounded::serve(listener, app, limits).await
+    bounded::serve(listener, app, limits, answering).await
 }
 
 async fn diff(State(ctx): State<Ctx>, body: axum::body::Body) -> Response {

@@ -106,7 +106,12 @@ pub async fn run(
     // Load or re-adopt the XDP data plane (pinned: flows survive a restart).
     let forwarder = XdpForwarder::open(&config, specs.forwarder.as_ref()).context("forwarder")?;
     let tables = forwarder.as_ref().map(|f| f.tables()).unwrap_or_default();
+    // Tell the handoff peers which flows are ours, learn theirs (asks each
+    // for a full sync first).
     let metrics = Arc::new(Metrics::new());
+    let sharing_stats = metrics.flow_sharing.clone();
+    let mut sharing = crate::flowshare::Sharing::start(&config, &sharing_stats)
+        .map_err(|e| anyhow::anyhow!("forwarder.handoff.key_file: {e}"))?;
     metrics.reload(true, unix_now());
 
     let listener = control::bind(&node.control_socket, node.control_group.as_deref()).await?;
@@ -157,7 +162,8 @@ pub async fn run(
     st.refresh_health();
 
     let (tx, mut rx) = mpsc::channel(64);
-    let control_task = tokio::spawn(control::serve(listener, tx));
+    let answering = control::bounded::Answering::default();
+    let control_task = tokio::spawn(control::serve(listener, tx, answering.clone()));
     let metrics_task = metrics_listener.map(|l| tokio::spawn(crate::metrics::serve(l, metrics)));
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -169,6 +175,7 @@ pub async fn run(
     counters_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watchdog_at = Instant::now();
 
+    let mut sharing_generation = st.generation;
     tracing::info!(vips = st.config.vips.len(), "edged started");
     let mode = loop {
         let wake = st.pass().await;
@@ -221,6 +228,10 @@ pub async fn run(
             }
             _ = sleep_until(deadline) => None,
         };
+        if st.generation != sharing_generation {
+            sharing_generation = st.generation;
+            crate::flowshare::Sharing::follow(&mut sharing, &st.config, &sharing_stats);
+        }
         if let Some(w) = watchdog
             && Instant::now() >= watchdog_at + w
         {
@@ -238,6 +249,9 @@ pub async fn run(
     // No more control requests: clients get "shutting down" at once.
     drop(rx);
     control_task.abort();
+    // The replies already given (the one to `edgectl stop` among them)
+    // reach their clients before anything stops.
+    answering.drained(Duration::from_secs(1)).await;
     let result = match mode {
         StopMode::Restart => {
             tracing::info!(

@@ -294,6 +294,10 @@ impl State {
                     }
                 })
                 .collect(),
+            flow_sharing: {
+                let s = self.flow_sharing.lock().expect("stats lock");
+                (!s.peers.is_empty()).then(|| s.clone())
+            },
         }
     }
 }

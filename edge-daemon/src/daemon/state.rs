@@ -44,6 +44,8 @@ pub struct State {
     /// The validated component specs of `config`.
     pub specs: Specs,
     pub generation: u64,
+    /// What the flow-sharing task counted (it runs beside the loop).
+    pub flow_sharing: std::sync::Arc<std::sync::Mutex<crate::flowshare::Stats>>,
     pub intents: Intents,
     /// The state directory, opened once (intents are written into it).
     pub state_dir: PrivateDir,
@@ -101,6 +103,7 @@ impl State {
             config,
             specs,
             generation: 1,
+            flow_sharing: metrics.flow_sharing.clone(),
             intents,
             state_dir,
             health: HealthView::default(),

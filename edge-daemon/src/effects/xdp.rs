@@ -47,6 +47,7 @@ pub fn spec(cfg: &Config) -> Option<ForwarderSpec> {
         },
         conntrack_entries: f.conntrack_entries,
         udp_idle_timeout: f.udp_idle_timeout,
+        peer_flows: f.peer_flows,
     })
 }
 

@@ -201,10 +201,16 @@ impl Lab {
                 .map(|k| tor_link(k).v4.1)
                 .collect();
             if !peers.is_empty() {
+                // Flow-sharing messages signed with a key every node has.
+                let key = n.dir.path().join("flows.key");
+                std::fs::write(&key, "lab flow-sharing key, not a secret\n").unwrap();
+                std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .unwrap();
                 y += &format!(
-                    "  handoff: {{address: {}, peers: [{}], time: 1s}}\n",
+                    "  handoff: {{address: {}, peers: [{}], time: 1s, key_file: {}}}\n",
                     link.v4.1,
-                    peers.join(", ")
+                    peers.join(", "),
+                    key.display()
                 );
             }
         }

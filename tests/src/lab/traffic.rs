@@ -80,7 +80,17 @@ pub fn connect_from(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<T
 
 /// One HTTP/1.0 GET / from `src` to `dst`; returns the body's first line.
 pub fn get(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<String, String> {
+    get_from(src, dst, timeout).map(|(_, body)| body)
+}
+
+/// [`get`], with the connection's own address (its source port).
+pub fn get_from(
+    src: IpAddr,
+    dst: SocketAddr,
+    timeout: Duration,
+) -> Result<(SocketAddr, String), String> {
     let mut s = connect_from(src, dst, timeout)?;
+    let local = s.local_addr().map_err(|e| e.to_string())?;
     s.write_all(b"GET / HTTP/1.0\r\nHost: lab\r\n\r\n")
         .map_err(|e| format!("send: {e}"))?;
     let mut resp = String::new();
@@ -98,7 +108,7 @@ pub fn get(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<String, St
         .unwrap_or("")
         .trim()
         .to_string();
-    Ok(body)
+    Ok((local, body))
 }
 
 /// `count` requests to `dst`, cycling over `sources`, from the namespace.

@@ -1,0 +1,418 @@
+//! Flow ownership shared with the handoff peers, so that a connection the
+//! top-of-rack moves to another node (a drain, a node joining or
+//! returning) goes back to the node whose proxy holds it.
+//!
+//! A task per node: every [`TICK`] it takes the flows the data plane
+//! started serving and sends them, batched, to every peer; it records what
+//! the peers send into the data plane's peer-owned table; it answers a
+//! peer's full-sync request with every flow it serves; and when it starts
+//! it asks every peer for theirs. UDP between the nodes' handoff
+//! addresses ([`wire`]); only configured peers are heard, and with a
+//! shared key only datagrams it signed.
+
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edged_config::Config;
+use edged_ebpf::Flows;
+use tokio::net::UdpSocket;
+use wire::{Key, Kind, Message};
+
+/// How often new flows are sent (the batching window).
+pub const TICK: Duration = Duration::from_millis(10);
+/// How often a peer that has not answered a sync request is asked again,
+/// and how many times.
+const SYNC_RETRY: Duration = Duration::from_secs(1);
+const SYNC_TRIES: u32 = 10;
+/// Largest key file read.
+const MAX_KEY: u64 = 4096;
+
+/// What the task needs from the config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub local: IpAddr,
+    pub peers: Vec<IpAddr>,
+    pub port: u16,
+    pub seed: u32,
+    pub pin_dir: PathBuf,
+    pub key_file: Option<PathBuf>,
+}
+
+impl Spec {
+    /// `None` without `forwarder.handoff`.
+    pub fn of(cfg: &Config) -> Option<Spec> {
+        let f = cfg.forwarder.as_ref()?;
+        let h = f.handoff.as_ref()?;
+        Some(Spec {
+            local: h.address,
+            peers: h.peers.clone(),
+            port: h.port,
+            seed: f.hash_seed,
+            pin_dir: f.pin_dir.clone(),
+            key_file: h.key_file.clone(),
+        })
+    }
+}
+
+/// Reads a shared key file: a regular file of 16 to 4096 bytes that
+/// others cannot read.
+pub fn read_key(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let m = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !m.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    if m.mode() & 0o004 != 0 {
+        return Err(format!(
+            "{} is readable by every user; chmod o-r it",
+            path.display()
+        ));
+    }
+    let mut key = Vec::new();
+    f.take(MAX_KEY + 1)
+        .read_to_end(&mut key)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    while key.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        key.pop();
+    }
+    if !(16..=MAX_KEY as usize).contains(&key.len()) {
+        return Err(format!(
+            "{}: a key is 16 to {MAX_KEY} bytes, this is {}",
+            path.display(),
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
+/// What one peer exchanged with this node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerStats {
+    /// Flows this node told the peer it owns.
+    pub flows_sent: u64,
+    /// Flows the peer said it owns (recorded in the data plane).
+    pub flows_received: u64,
+    /// The peer answered this node's full-sync request.
+    pub synced: bool,
+    /// Flows in that full sync, and how long it took.
+    pub sync_flows: u64,
+    pub sync_ms: Option<u64>,
+    /// Full syncs this node sent to the peer on its request.
+    pub syncs_served: u64,
+}
+
+/// Everything the task counted, for status and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    pub peers: BTreeMap<IpAddr, PeerStats>,
+    /// Datagrams refused, by reason (`not_a_peer`, `seed`, [`wire::WireError::label`]).
+    pub rejected: BTreeMap<String, u64>,
+    /// The last error that stopped the task (it retries).
+    pub error: Option<String>,
+}
+
+/// The running task; stopped when dropped.
+pub struct Sharing {
+    spec: Spec,
+    key: Option<Vec<u8>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Sharing {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Sharing {
+    /// Starts sharing if the config has handoff peers. A key file that
+    /// cannot be read is an error (and nothing runs).
+    /// `stats` is reset, then kept up to date by the task.
+    pub fn start(cfg: &Config, stats: &Arc<Mutex<Stats>>) -> Result<Option<Sharing>, String> {
+        *stats.lock().expect("stats lock") = Stats::default();
+        let Some(spec) = Spec::of(cfg) else {
+            return Ok(None);
+        };
+        let key = spec.key_file.as_deref().map(read_key).transpose()?;
+        *stats.lock().expect("stats lock") = Stats {
+            peers: spec
+                .peers
+                .iter()
+                .map(|p| (*p, PeerStats::default()))
+                .collect(),
+            ..Stats::default()
+        };
+        let stats = stats.clone();
+        tracing::info!(local = %spec.local, port = spec.port, peers = spec.peers.len(), "flow sharing with the handoff peers");
+        let task = tokio::spawn(run(
+            spec.clone(),
+            key.as_deref().map(Key::new),
+            stats.clone(),
+        ));
+        Ok(Some(Sharing { spec, key, task }))
+    }
+
+    /// After a reload: restarts the task if the peers, port, seed or key
+    /// changed; stops it if handoff is gone. Keeps the running task if the
+    /// new key cannot be read.
+    pub fn follow(current: &mut Option<Sharing>, cfg: &Config, stats: &Arc<Mutex<Stats>>) {
+        let spec = Spec::of(cfg);
+        let key = match spec.as_ref().and_then(|s| s.key_file.as_deref()) {
+            Some(p) => match read_key(p) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    tracing::error!(error = %e, "forwarder.handoff.key_file: keeping the running flow sharing");
+                    return;
+                }
+            },
+            None => None,
+        };
+        let same = match (current.as_ref(), spec.as_ref()) {
+            (Some(c), Some(s)) => c.spec == *s && c.key == key,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        *current = None;
+        match Sharing::start(cfg, stats) {
+            Ok(s) => *current = s,
+            Err(e) => tracing::error!(error = %e, "flow sharing not started"),
+        }
+    }
+}
+
+async fn run(spec: Spec, key: Option<Key>, stats: Arc<Mutex<Stats>>) {
+    loop {
+        let e = serve(&spec, key.as_ref(), &stats).await;
+        tracing::warn!(error = %e, local = %spec.local, port = spec.port, "flow sharing stopped; retrying in 5s");
+        stats.lock().expect("stats lock").error = Some(e);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// The task's state while it serves.
+struct Node<'a> {
+    spec: &'a Spec,
+    key: Option<&'a Key>,
+    stats: &'a Mutex<Stats>,
+    sock: UdpSocket,
+    flows: Flows,
+    seq: u64,
+}
+
+impl Node<'_> {
+    async fn send(&mut self, to: IpAddr, kind: Kind) {
+        self.seq += 1;
+        let m = Message {
+            seed: self.spec.seed,
+            seq: self.seq,
+            kind,
+        };
+        let b = m.encode(self.key);
+        // A peer that is down or unreachable loses this message; a full
+        // sync when it returns covers it.
+        if let Err(e) = self
+            .sock
+            .send_to(&b, SocketAddr::new(to, self.spec.port))
+            .await
+        {
+            tracing::debug!(peer = %to, error = %e, "flow-sharing send failed");
+        }
+    }
+
+    /// Sends `flows` to `to` in datagrams, pausing now and then so that a
+    /// full sync does not overrun the peer's socket buffer.
+    async fn send_flows(&mut self, to: IpAddr, flows: &[u64]) {
+        for (i, batch) in wire::batches(flows).enumerate() {
+            self.send(to, Kind::Flows(batch.to_vec())).await;
+            if i % 32 == 31 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+
+    fn reject(&self, why: &'static str) {
+        *self
+            .stats
+            .lock()
+            .expect("stats lock")
+            .rejected
+            .entry(why.to_string())
+            .or_default() += 1;
+    }
+
+    fn peer(&self, p: IpAddr, f: impl FnOnce(&mut PeerStats)) {
+        if let Some(s) = self.stats.lock().expect("stats lock").peers.get_mut(&p) {
+            f(s);
+        }
+    }
+
+    async fn on_datagram(&mut self, b: &[u8], from: SocketAddr, asked: &BTreeMap<IpAddr, Instant>) {
+        let src = from.ip().to_canonical();
+        if !self.spec.peers.contains(&src) {
+            return self.reject("not_a_peer");
+        }
+        let m = match Message::decode(b, self.key) {
+            Ok(m) => m,
+            Err(e) => return self.reject(e.label()),
+        };
+        if m.seed != self.spec.seed {
+            tracing::warn!(peer = %src, their = m.seed, ours = self.spec.seed, "a peer's hash_seed differs: its flows mean nothing here");
+            return self.reject("seed");
+        }
+        match m.kind {
+            Kind::Flows(fps) => match self.flows.set_owner(src, &fps) {
+                Ok(Some(n)) => self.peer(src, |s| {
+                    s.flows_received += n as u64;
+                    if !s.synced {
+                        s.sync_flows += n as u64;
+                    }
+                }),
+                Ok(None) => self.reject("not_a_peer"),
+                Err(e) => tracing::warn!(error = %e, "recording a peer's flows failed"),
+            },
+            Kind::SyncRequest => {
+                let pins = self.spec.pin_dir.clone();
+                // A walk of the whole connection table: off the runtime.
+                let owned =
+                    tokio::task::spawn_blocking(move || Flows::open(&pins).map(|f| f.owned()))
+                        .await;
+                match owned {
+                    Ok(Ok(owned)) => {
+                        self.send_flows(src, &owned).await;
+                        self.send(src, Kind::SyncEnd).await;
+                        let n = owned.len() as u64;
+                        self.peer(src, |s| {
+                            s.flows_sent += n;
+                            s.syncs_served += 1;
+                        });
+                        tracing::info!(peer = %src, flows = n, "sent a full flow sync");
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "reading owned flows failed"),
+                    Err(e) => tracing::warn!(error = %e, "reading owned flows failed"),
+                }
+            }
+            Kind::SyncEnd => {
+                let ms = asked.get(&src).map(|t| t.elapsed().as_millis() as u64);
+                let mut flows = 0;
+                self.peer(src, |s| {
+                    s.synced = true;
+                    s.sync_ms = ms;
+                    flows = s.sync_flows;
+                });
+                tracing::info!(peer = %src, flows, ms, "learned the peer's flows");
+            }
+        }
+    }
+}
+
+async fn serve(spec: &Spec, key: Option<&Key>, stats: &Mutex<Stats>) -> String {
+    let flows = match Flows::open(&spec.pin_dir) {
+        Ok(f) => f,
+        Err(e) => return format!("open the data plane's flow maps: {e}"),
+    };
+    let sock = match UdpSocket::bind(SocketAddr::new(spec.local, spec.port)).await {
+        Ok(s) => s,
+        Err(e) => {
+            return format!(
+                "bind {}: {e} (forwarder.handoff.address must be on this node)",
+                SocketAddr::new(spec.local, spec.port)
+            );
+        }
+    };
+    stats.lock().expect("stats lock").error = None;
+    let seq = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut node = Node {
+        spec,
+        key,
+        stats,
+        sock,
+        flows,
+        seq,
+    };
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry = tokio::time::interval(SYNC_RETRY);
+    let mut asked: BTreeMap<IpAddr, Instant> = BTreeMap::new();
+    let mut tries = 0u32;
+    let mut new = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                new.clear();
+                node.flows.take_new(&mut new);
+                if new.is_empty() {
+                    continue;
+                }
+                for p in spec.peers.clone() {
+                    node.send_flows(p, &new).await;
+                    let n = new.len() as u64;
+                    node.peer(p, |s| s.flows_sent += n);
+                }
+            }
+            _ = retry.tick(), if tries < SYNC_TRIES => {
+                tries += 1;
+                let pending: Vec<IpAddr> = {
+                    let st = stats.lock().expect("stats lock");
+                    spec.peers.iter().copied().filter(|p| !st.peers.get(p).is_some_and(|s| s.synced)).collect()
+                };
+                for p in pending {
+                    asked.entry(p).or_insert_with(Instant::now);
+                    node.send(p, Kind::SyncRequest).await;
+                }
+            }
+            r = node.sock.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    let b = buf[..n].to_vec();
+                    node.on_datagram(&b, from, &asked).await;
+                }
+                Err(e) => return format!("receive: {e}"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_key_file_is_private_and_long_enough() {
+        let dir = edged_testlab::TempDir::new("key");
+        let file = |name: &str, body: &[u8], mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, body).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        let good = file("good", b"0123456789abcdef0123\n", 0o600);
+        assert_eq!(read_key(&good).unwrap(), b"0123456789abcdef0123");
+        let open = file("open", b"0123456789abcdef0123", 0o644);
+        assert!(
+            read_key(&open)
+                .unwrap_err()
+                .contains("readable by every user")
+        );
+        let short = file("short", b"0123456789\n", 0o600);
+        assert!(read_key(&short).unwrap_err().contains("16 to 4096 bytes"));
+        let long = file("long", &[b'k'; 5000], 0o600);
+        assert!(read_key(&long).unwrap_err().contains("16 to 4096 bytes"));
+        assert!(read_key(&dir.path().join("missing")).is_err());
+        assert!(read_key(dir.path()).is_err(), "a directory");
+    }
+}
