@@ -80,9 +80,8 @@ handoff_pick(__u32 vip_id, __u32 hi, const struct ethhdr *eth, __u32 *pid)
  * flow here), if a peer told us it does and the frame can be
  * encapsulated; 0 otherwise.
  */
-static __always_inline struct proxy *owner_pick(__u64 fp,
-						const struct ethhdr *eth,
-						__u32 *pid)
+static __always_inline struct proxy *
+owner_pick(__u64 fp, const struct ethhdr *eth, __u32 *pid)
 {
 	__u32 *k = bpf_map_lookup_elem(&ed_owner, &fp);
 	struct proxy *px;

@@ -197,6 +197,10 @@ pub struct Inputs<'a> {
     pub shutting_down: bool,
     /// A graceful stop began then: every VIP drains as in maintenance.
     pub stopping_since: Option<SystemTime>,
+    /// The node is still learning which flows its handoff peers own (it
+    /// just started): a VIP not announced yet waits, so that the flows
+    /// the ToR will move here can be sent back to their owners.
+    pub learning_flows: bool,
 }
 
 // === step ===
@@ -360,10 +364,17 @@ fn decide_route(
             None,
         );
     }
+    let was_up = matches!(i.applied.routes.get(&vip.name), Some(Announced | Draining));
+    if i.learning_flows && !was_up {
+        return (
+            Withdrawn,
+            format!("{count}; learning the peer nodes' flows before announcing"),
+            None,
+        );
+    }
     let Some((since, why)) = held(i, &vip.name) else {
         return (Announced, count, None);
     };
-    let was_up = matches!(i.applied.routes.get(&vip.name), Some(Announced | Draining));
     let mut since = since;
     if let Some(t) = handoff_time(i.config) {
         let until = since + t;

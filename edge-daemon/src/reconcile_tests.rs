@@ -60,6 +60,7 @@ fn run(
         now,
         shutting_down: false,
         stopping_since: None,
+        learning_flows: false,
     })
 }
 
@@ -257,6 +258,7 @@ fn shutdown_withdraws_then_removes_addresses() {
             now: t(1),
             shutting_down: true,
             stopping_since: None,
+            learning_flows: false,
         })
     };
     // First every route goes; nothing is removed while one is still up.
@@ -530,6 +532,7 @@ fn a_graceful_stop_drains_every_vip_like_maintenance() {
             now,
             shutting_down: false,
             stopping_since: Some(t(10)),
+            learning_flows: false,
         })
     };
     let plan = stop(t(11));
@@ -546,4 +549,48 @@ fn a_graceful_stop_drains_every_vip_like_maintenance() {
     assert_eq!(plan.wake_at, Some(t(40)), "withdraw after drain_time");
     let plan = stop(t(41));
     assert!(plan.vips.iter().all(|d| d.route == RouteState::Withdrawn));
+}
+
+#[test]
+fn a_starting_node_learning_its_peers_flows_announces_nothing_new() {
+    let cfg = config();
+    let h = healthy(&[("web", "a"), ("web", "b"), ("dns", "c")]);
+    let learning = |a: &Applied| {
+        step(&Inputs {
+            config: &cfg,
+            health: &h,
+            intents: &Intents::default(),
+            applied: a,
+            now: t(0),
+            shutting_down: false,
+            stopping_since: None,
+            learning_flows: true,
+        })
+    };
+    // Healthy, but not announced while learning; tables are written.
+    let plan = learning(&Applied::default());
+    for vip in ["web", "dns"] {
+        assert_eq!(route(&plan, vip), RouteState::Withdrawn, "{vip}");
+    }
+    let web = plan.vips.iter().find(|d| d.name == "web").unwrap();
+    assert!(
+        web.reason.contains("learning the peer nodes' flows"),
+        "{}",
+        web.reason
+    );
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::SetTable { vip, .. } if vip == "web"))
+    );
+    // A VIP already announced (a restart that kept its routes) stays.
+    let mut a = Applied::default();
+    apply(
+        &mut a,
+        &run(&cfg, &h, &Intents::default(), &Applied::default(), t(0)),
+    );
+    assert_eq!(route(&learning(&a), "web"), RouteState::Announced);
+    // Learned: announced as usual.
+    let plan = run(&cfg, &h, &Intents::default(), &Applied::default(), t(0));
+    assert_eq!(route(&plan, "web"), RouteState::Announced);
 }

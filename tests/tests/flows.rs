@@ -2,7 +2,8 @@
 //! BIRD top-of-rack with ECMP over two nodes, each a real edged with XDP
 //! and two nginx proxies) holds long-lived keep-alive connections, a
 //! request every 200 ms each, while one node is put in maintenance and
-//! back, restarted, and killed with -9 and started again. Every time the
+//! back, restarted, killed with -9 and started again, and while a third
+//! node joins for the first time. Every time the
 //! ToR moves flows between the nodes; each node has told the other which
 //! flows are its own, so a moved flow is sent back to its node and proxy.
 //! The connections count every reset, unexpected end, stall and change of
@@ -75,6 +76,7 @@ fn tor_hashes_on_headers(lab: &Lab, sources: &[std::net::IpAddr], dst: SocketAdd
     let node_of_hop = |hop: &str| match hop {
         "192.0.2.2" => "edge1",
         "192.0.2.6" => "edge2",
+        "192.0.2.10" => "edge3",
         other => panic!("next hop {other}"),
     };
     let mut nodes = std::collections::BTreeSet::new();
@@ -117,9 +119,11 @@ fn tor_hashes_on_headers(lab: &Lab, sources: &[std::net::IpAddr], dst: SocketAdd
 
 #[test]
 fn long_lived_connections_survive_maintenance_restart_and_rejoin() {
-    let spec = Spec::parse(lab::spec::DEFAULT).unwrap();
+    // A third node, edge3, joins at the end.
+    let mut spec = Spec::parse(lab::spec::DEFAULT).unwrap();
+    spec.nodes = 3;
     let mut lab = Lab::up(spec, &lab::workspace_bin("edged"));
-    for i in 0..lab.nodes.len() {
+    for i in 0..2 {
         lab.start_node(i);
     }
     until_hops(&lab, 2, Duration::from_secs(20));
@@ -211,8 +215,25 @@ fn long_lived_connections_survive_maintenance_restart_and_rejoin() {
         s2["peers"]["192.0.2.2"]["synced"], true,
         "the restarted edge2 learned edge1's flows: {s2}"
     );
+    // edge3 starts for the first time (nothing pinned): it learns both
+    // peers' flows before it announces, so the third of the flows the ToR
+    // now sends it go back to their nodes.
+    let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
+    settle(&c, 2);
+    lab.start_node(2);
+    until_hops(&lab, 3, Duration::from_secs(20));
+    settle(&c, 3);
+    let t = c.stop();
+    report("a node joining for the first time (edge3)", &t);
+    let s3 = sharing(&lab, 2);
+    for peer in ["192.0.2.2", "192.0.2.6"] {
+        assert_eq!(
+            s3["peers"][peer]["synced"], true,
+            "edge3 learned {peer}'s flows: {s3}"
+        );
+    }
     // Every datagram was signed with the lab's key and verified.
-    for s in [sharing(&lab, 0), s2] {
+    for s in [sharing(&lab, 0), s2, s3] {
         assert_eq!(s["rejected"], serde_json::json!({}), "{s}");
     }
 }

@@ -60,6 +60,10 @@ const COUNTERS_EVERY: Duration = Duration::from_secs(5);
 /// How often addresses, the XDP attachment and sysctls are read back.
 const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a starting node waits for its handoff peers' flows before it
+/// announces anyway.
+const LEARN_FLOWS: Duration = Duration::from_secs(5);
+
 /// How soon a pass with failed effects is retried.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -149,6 +153,11 @@ pub async fn run(
         drivers,
         metrics.clone(),
     );
+    if sharing.is_some() {
+        // VIPs wait (at most LEARN_FLOWS) for the peers' flows: the ToR
+        // moves some of their connections here once this node announces.
+        st.learn_until = Some(SystemTime::now() + LEARN_FLOWS);
+    }
     st.adopt(adopted, tables, adopted_routes);
     if !st.applied.routes.is_empty() {
         tracing::info!(

@@ -193,6 +193,7 @@ impl State {
             now: (self.clock)(),
             shutting_down: false,
             stopping_since: self.stopping.map(|s| s.since),
+            learning_flows: false,
         });
         for a in &plan.actions {
             out.push(match a {

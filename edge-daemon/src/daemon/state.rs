@@ -46,6 +46,9 @@ pub struct State {
     pub generation: u64,
     /// What the flow-sharing task counted (it runs beside the loop).
     pub flow_sharing: std::sync::Arc<std::sync::Mutex<crate::flowshare::Stats>>,
+    /// Until then VIPs not yet announced wait for the peers' flows
+    /// (`None`: not waiting).
+    pub learn_until: Option<SystemTime>,
     pub intents: Intents,
     /// The state directory, opened once (intents are written into it).
     pub state_dir: PrivateDir,
@@ -104,6 +107,7 @@ impl State {
             specs,
             generation: 1,
             flow_sharing: metrics.flow_sharing.clone(),
+            learn_until: None,
             intents,
             state_dir,
             health: HealthView::default(),
@@ -155,6 +159,7 @@ impl State {
     /// One reconcile pass: decide, apply, publish. Returns when the next
     /// time-driven pass is due (a drain deadline).
     pub async fn pass(&mut self) -> Option<SystemTime> {
+        let learning = self.learning_flows();
         let plan = reconcile::step(&Inputs {
             config: &self.config,
             health: &self.health,
@@ -163,13 +168,19 @@ impl State {
             now: (self.clock)(),
             shutting_down: self.shutting_down,
             stopping_since: self.stopping.map(|s| s.since),
+            learning_flows: learning,
         });
         self.last_errors = self.apply(&plan.actions).await;
         for e in &self.last_errors {
             tracing::warn!(error = %e, "effect failed; will retry");
         }
         self.metrics.observe_plan(&plan, &self.bgp);
-        let wake = plan.wake_at;
+        let mut wake = plan.wake_at;
+        if learning {
+            // Look again soon: the peers' answers come from another task.
+            let soon = (self.clock)() + std::time::Duration::from_millis(50);
+            wake = Some(wake.map_or(soon, |w| w.min(soon)));
+        }
         self.last_plan = plan;
         if !self.ready && self.last_errors.is_empty() && !self.shutting_down {
             self.ready = true;
@@ -180,6 +191,28 @@ impl State {
             Some(s) => Some(wake.map_or(s.until, |w| w.min(s.until))),
             None => wake,
         }
+    }
+
+    /// Whether announcements still wait for the peers' flows: until every
+    /// handoff peer answered the full sync, or `learn_until` passed.
+    fn learning_flows(&mut self) -> bool {
+        let Some(until) = self.learn_until else {
+            return false;
+        };
+        let synced = {
+            let s = self.flow_sharing.lock().expect("stats lock");
+            s.peers.values().all(|p| p.synced)
+        };
+        if synced || (self.clock)() >= until {
+            if synced {
+                tracing::info!("learned every peer's flows; VIPs may be announced");
+            } else {
+                tracing::warn!("not every handoff peer sent its flows in time; announcing anyway");
+            }
+            self.learn_until = None;
+            return false;
+        }
+        true
     }
 
     /// A stop was asked for. A graceful one starts draining every VIP
