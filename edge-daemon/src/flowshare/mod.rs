@@ -29,6 +29,11 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// and how many times.
 const SYNC_RETRY: Duration = Duration::from_secs(1);
 const SYNC_TRIES: u32 = 10;
+/// Datagrams of a full sync sent per millisecond (640 flows).
+const PACE: usize = 4;
+/// Receive buffer asked for: a full sync arriving faster than it is
+/// written waits here.
+const RCVBUF: usize = 8 << 20;
 /// Largest key file read.
 const MAX_KEY: u64 = 4096;
 
@@ -108,6 +113,9 @@ pub struct PeerStats {
     pub sync_ms: Option<u64>,
     /// Full syncs this node sent to the peer on its request.
     pub syncs_served: u64,
+    /// Datagrams and their bytes (UDP payload) sent to the peer.
+    pub datagrams_sent: u64,
+    pub bytes_sent: u64,
 }
 
 /// Everything the task counted, for status and metrics.
@@ -143,6 +151,12 @@ impl Sharing {
             return Ok(None);
         };
         let key = spec.key_file.as_deref().map(read_key).transpose()?;
+        Ok(Some(Sharing::run(spec, key, stats)))
+    }
+
+    /// Starts the task for `spec` (checked by the caller), signing with
+    /// `key`; `stats` is reset, then kept up to date.
+    pub fn run(spec: Spec, key: Option<Vec<u8>>, stats: &Arc<Mutex<Stats>>) -> Sharing {
         *stats.lock().expect("stats lock") = Stats {
             peers: spec
                 .peers
@@ -158,7 +172,7 @@ impl Sharing {
             key.as_deref().map(Key::new),
             stats.clone(),
         ));
-        Ok(Some(Sharing { spec, key, task }))
+        Sharing { spec, key, task }
     }
 
     /// After a reload: restarts the task if the peers, port, seed or key
@@ -222,21 +236,26 @@ impl Node<'_> {
         let b = m.encode(self.key);
         // A peer that is down or unreachable loses this message; a full
         // sync when it returns covers it.
-        if let Err(e) = self
+        match self
             .sock
             .send_to(&b, SocketAddr::new(to, self.spec.port))
             .await
         {
-            tracing::debug!(peer = %to, error = %e, "flow-sharing send failed");
+            Ok(n) => self.peer(to, |s| {
+                s.datagrams_sent += 1;
+                s.bytes_sent += n as u64;
+            }),
+            Err(e) => tracing::debug!(peer = %to, error = %e, "flow-sharing send failed"),
         }
     }
 
-    /// Sends `flows` to `to` in datagrams, pausing now and then so that a
-    /// full sync does not overrun the peer's socket buffer.
+    /// Sends `flows` to `to` in datagrams, at most [`PACE`] a millisecond,
+    /// so that a full sync does not overrun the peer, which writes each
+    /// flow into its data plane.
     async fn send_flows(&mut self, to: IpAddr, flows: &[u64]) {
         for (i, batch) in wire::batches(flows).enumerate() {
             self.send(to, Kind::Flows(batch.to_vec())).await;
-            if i % 32 == 31 {
+            if i % PACE == PACE - 1 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
@@ -331,6 +350,11 @@ async fn serve(spec: &Spec, key: Option<&Key>, stats: &Mutex<Stats>) -> String {
             );
         }
     };
+    // Past net.core.rmem_max where edged may (CAP_NET_ADMIN).
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(&sock, sockopt::RcvBufForce, &RCVBUF).is_err() {
+        let _ = setsockopt(&sock, sockopt::RcvBuf, &RCVBUF);
+    }
     stats.lock().expect("stats lock").error = None;
     let seq = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
