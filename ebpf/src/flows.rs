@@ -80,6 +80,7 @@ impl Flows {
         let Some(k) = self.peer_index(peer)? else {
             return Ok(None);
         };
+        let mut written = 0;
         for fp in flows {
             if *fp & CT_FP_MASK != *fp || *fp >> 63 == 0 {
                 continue; // not a fingerprint: never written
@@ -87,8 +88,9 @@ impl Flows {
             self.owner
                 .insert(fp, k, 0)
                 .map_err(map_err("ed_owner", "insert"))?;
+            written += 1;
         }
-        Ok(Some(flows.len()))
+        Ok(Some(written))
     }
 
     /// The peer recorded as the owner of `fp`.

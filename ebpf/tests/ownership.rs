@@ -200,9 +200,13 @@ fn ownership_is_taken_only_from_peers_and_never_loops() {
     assert_eq!(b.flows.set_owner(addr("192.0.2.99"), &[fp]).unwrap(), None);
     assert_eq!(b.flows.set_owner(addr("2001:db8::1"), &[fp]).unwrap(), None);
     assert_eq!(b.flows.owner(fp).unwrap(), None);
-    b.flows
-        .set_owner(addr(C), &[0, 1, fp & !(1 << 63)])
-        .unwrap();
+    assert_eq!(
+        b.flows
+            .set_owner(addr(C), &[0, 1, fp & !(1 << 63)])
+            .unwrap(),
+        Some(0),
+        "none is a fingerprint"
+    );
     assert_eq!(b.flows.peer_owned_len(), 0);
 
     // A packet a peer handed us is served here even if that peer "owns"

@@ -12,19 +12,6 @@ use edged_testlab::{Health, net, poll_until};
 
 const V4: &str = "203.0.113.10";
 
-/// Polls the ToR's kernel table until the route to `prefix` has `want`
-/// next hops; returns how long that took.
-fn until_hops(lab: &Lab, prefix: &str, want: usize, within: Duration) -> Duration {
-    let t0 = Instant::now();
-    let ok = poll_until(within, || net::nexthops(&lab.tor_ns, prefix).len() == want);
-    assert!(
-        ok,
-        "{prefix}: wanted {want} next hops, have {:?}",
-        net::nexthops(&lab.tor_ns, prefix)
-    );
-    t0.elapsed()
-}
-
 /// The status of `GET /healthz` on a proxy, asked from inside `ns_path`.
 fn healthz(ns_path: &std::path::Path, proxy: &str) -> Option<u16> {
     use std::io::{Read, Write};
@@ -54,8 +41,8 @@ fn bgp_ecmp_failover_drain_kill_and_restart() {
     for i in 0..lab.nodes.len() {
         lab.start_node(i);
     }
-    until_hops(&lab, V4, 2, Duration::from_secs(20));
-    until_hops(&lab, "2001:db8:100::10", 2, Duration::from_secs(5));
+    lab.until_hops(V4, 2, Duration::from_secs(20));
+    lab.until_hops("2001:db8:100::10", 2, Duration::from_secs(5));
 
     // Spread over nodes and proxies, IPv4 and IPv6.
     for (dst, six) in [
@@ -112,7 +99,7 @@ fn bgp_ecmp_failover_drain_kill_and_restart() {
         all
     });
     assert!(failed, "edge2's proxies never answered 500");
-    until_hops(&lab, V4, 1, Duration::from_secs(10));
+    lab.until_hops(V4, 1, Duration::from_secs(10));
     let took = fault.elapsed();
     // A generous bound (two loaded cores run this lab): fall x interval
     // plus 2 s. The tight figure is the lab bench's
@@ -140,7 +127,7 @@ fn bgp_ecmp_failover_drain_kill_and_restart() {
     for p in &lab.nodes[1].proxies {
         p.nginx.set_health(Health::Ok);
     }
-    until_hops(&lab, V4, 2, Duration::from_secs(5));
+    lab.until_hops(V4, 2, Duration::from_secs(5));
 
     // Drain edge1 under continuous load from 4 parallel clients: for 1 s
     // (handoff.time) edge1 stays in the route but sends new connections to
@@ -164,7 +151,7 @@ fn bgp_ecmp_failover_drain_kill_and_restart() {
     );
     let t0 = Instant::now();
     lab::edgectl(&sock0, &["drain", "web"]);
-    until_hops(&lab, V4, 1, Duration::from_secs(5));
+    lab.until_hops(V4, 1, Duration::from_secs(5));
     assert_eq!(net::nexthops(&lab.tor_ns, V4), ["192.0.2.6"]);
     let moved = t0.elapsed();
     // Keep the load on past the withdrawal (drain_time 2 s).
@@ -198,7 +185,7 @@ fn bgp_ecmp_failover_drain_kill_and_restart() {
     );
     assert!(t.by_proxy.keys().any(|p| p.starts_with("edge1")));
     lab::edgectl(&sock0, &["undrain", "web"]);
-    until_hops(&lab, V4, 2, Duration::from_secs(5));
+    lab.until_hops(V4, 2, Duration::from_secs(5));
 
     // kill -9 of edged on edge1: its BIRD dies with it, the ToR withdraws.
     let t = under_load(&lab, 3000, || {
@@ -208,7 +195,7 @@ fn bgp_ecmp_failover_drain_kill_and_restart() {
             .as_ref()
             .unwrap()
             .signal(nix::sys::signal::Signal::SIGKILL);
-        let took = until_hops(&lab, V4, 1, Duration::from_secs(5));
+        let took = lab.until_hops(V4, 1, Duration::from_secs(5));
         println!(
             "kill -9 of edged: ToR route gone after {} ms",
             t0.elapsed().as_millis().max(took.as_millis())
@@ -245,7 +232,7 @@ fn bgp_ecmp_failover_drain_kill_and_restart() {
         ["192.0.2.6"],
         "the ToR took edge1 back before its checks passed"
     );
-    let back = until_hops(&lab, V4, 2, Duration::from_secs(20));
+    let back = lab.until_hops(V4, 2, Duration::from_secs(20));
     println!(
         "restart: first answer withdrawn at {} ms; back in the ToR's ECMP route after {} ms",
         first_at.as_millis(),

@@ -10,26 +10,15 @@
 //! the proxy that answers: all must stay 0.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edged_testlab::lab::conns::{ConnTally, Conns};
 use edged_testlab::lab::{self, Lab, Spec};
-use edged_testlab::{net, poll_until};
+use edged_testlab::poll_until;
 
 const V4: &str = "203.0.113.10";
 const CONNS: usize = 200;
 const PERIOD: Duration = Duration::from_millis(200);
-
-fn until_hops(lab: &Lab, want: usize, within: Duration) -> Duration {
-    let t0 = Instant::now();
-    let ok = poll_until(within, || net::nexthops(&lab.tor_ns, V4).len() == want);
-    assert!(
-        ok,
-        "wanted {want} next hops, have {:?}",
-        net::nexthops(&lab.tor_ns, V4)
-    );
-    t0.elapsed()
-}
 
 /// Every connection answers `rounds` more times (they keep going).
 fn settle(c: &Conns, rounds: usize) {
@@ -126,7 +115,7 @@ fn long_lived_connections_survive_maintenance_restart_and_rejoin() {
     for i in 0..2 {
         lab.start_node(i);
     }
-    until_hops(&lab, 2, Duration::from_secs(20));
+    lab.until_hops(V4, 2, Duration::from_secs(20));
     let dst: SocketAddr = format!("{V4}:80").parse().unwrap();
     let sources = lab.sources(false);
     let sock2 = lab.socket(1);
@@ -137,10 +126,10 @@ fn long_lived_connections_survive_maintenance_restart_and_rejoin() {
     let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
     settle(&c, 2);
     lab::edgectl(&sock2, &["maintenance", "on"]);
-    until_hops(&lab, 1, Duration::from_secs(15));
+    lab.until_hops(V4, 1, Duration::from_secs(15));
     settle(&c, 3);
     lab::edgectl(&sock2, &["maintenance", "off"]);
-    until_hops(&lab, 2, Duration::from_secs(15));
+    lab.until_hops(V4, 2, Duration::from_secs(15));
     settle(&c, 3);
     let t = c.stop();
     report("maintenance on and off (edge2)", &t);
@@ -202,11 +191,11 @@ fn long_lived_connections_survive_maintenance_restart_and_rejoin() {
         .as_ref()
         .unwrap()
         .signal(nix::sys::signal::Signal::SIGKILL);
-    until_hops(&lab, 1, Duration::from_secs(10));
+    lab.until_hops(V4, 1, Duration::from_secs(10));
     settle(&c, 3);
     lab.nodes[1].edged = None;
     lab.start_node(1);
-    until_hops(&lab, 2, Duration::from_secs(20));
+    lab.until_hops(V4, 2, Duration::from_secs(20));
     settle(&c, 3);
     let t = c.stop();
     report("kill -9 and start again (edge2)", &t);
@@ -221,7 +210,7 @@ fn long_lived_connections_survive_maintenance_restart_and_rejoin() {
     let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
     settle(&c, 2);
     lab.start_node(2);
-    until_hops(&lab, 3, Duration::from_secs(20));
+    lab.until_hops(V4, 3, Duration::from_secs(20));
     settle(&c, 3);
     let t = c.stop();
     report("a node joining for the first time (edge3)", &t);

@@ -110,9 +110,9 @@ pub async fn run(
     // Load or re-adopt the XDP data plane (pinned: flows survive a restart).
     let forwarder = XdpForwarder::open(&config, specs.forwarder.as_ref()).context("forwarder")?;
     let tables = forwarder.as_ref().map(|f| f.tables()).unwrap_or_default();
+    let metrics = Arc::new(Metrics::new());
     // Tell the handoff peers which flows are ours, learn theirs (asks each
     // for a full sync first).
-    let metrics = Arc::new(Metrics::new());
     let sharing_stats = metrics.flow_sharing.clone();
     let mut sharing = crate::flowshare::Sharing::start(&config, &sharing_stats)
         .map_err(|e| anyhow::anyhow!("forwarder.handoff.key_file: {e}"))?;
@@ -156,7 +156,7 @@ pub async fn run(
     if sharing.is_some() {
         // VIPs wait (at most LEARN_FLOWS) for the peers' flows: the ToR
         // moves some of their connections here once this node announces.
-        st.learn_until = Some(SystemTime::now() + LEARN_FLOWS);
+        st.learn_until = Some((st.clock)() + LEARN_FLOWS);
     }
     st.adopt(adopted, tables, adopted_routes);
     if !st.applied.routes.is_empty() {
@@ -239,7 +239,7 @@ pub async fn run(
         };
         if st.generation != sharing_generation {
             sharing_generation = st.generation;
-            crate::flowshare::Sharing::follow(&mut sharing, &st.config, &sharing_stats);
+            crate::flowshare::Sharing::follow(&mut sharing, &st.config, &sharing_stats).await;
         }
         if let Some(w) = watchdog
             && Instant::now() >= watchdog_at + w

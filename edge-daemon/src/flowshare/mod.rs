@@ -175,10 +175,16 @@ impl Sharing {
         Sharing { spec, key, task }
     }
 
+    /// Stops the task and waits until it is gone (its socket closed).
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
     /// After a reload: restarts the task if the peers, port, seed or key
     /// changed; stops it if handoff is gone. Keeps the running task if the
     /// new key cannot be read.
-    pub fn follow(current: &mut Option<Sharing>, cfg: &Config, stats: &Arc<Mutex<Stats>>) {
+    pub async fn follow(current: &mut Option<Sharing>, cfg: &Config, stats: &Arc<Mutex<Stats>>) {
         let spec = Spec::of(cfg);
         let key = match spec.as_ref().and_then(|s| s.key_file.as_deref()) {
             Some(p) => match read_key(p) {
@@ -198,11 +204,17 @@ impl Sharing {
         if same {
             return;
         }
-        *current = None;
-        match Sharing::start(cfg, stats) {
-            Ok(s) => *current = s,
-            Err(e) => tracing::error!(error = %e, "flow sharing not started"),
+        // The old task's socket must be closed before the new one binds.
+        if let Some(old) = current.take() {
+            old.stop().await;
         }
+        *current = match spec {
+            Some(spec) => Some(Sharing::run(spec, key, stats)),
+            None => {
+                *stats.lock().expect("stats lock") = Stats::default();
+                None
+            }
+        };
     }
 }
 

@@ -415,6 +415,19 @@ impl Lab {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// Polls the ToR's kernel table until the route to `prefix` has `want`
+    /// next hops (panics after `within`); returns how long that took.
+    pub fn until_hops(&self, prefix: &str, want: usize, within: Duration) -> Duration {
+        let t0 = std::time::Instant::now();
+        let ok = poll_until(within, || net::nexthops(&self.tor_ns, prefix).len() == want);
+        assert!(
+            ok,
+            "{prefix}: wanted {want} next hops, have {:?}",
+            net::nexthops(&self.tor_ns, prefix)
+        );
+        t0.elapsed()
+    }
+
     /// The client's source addresses of one family.
     pub fn sources(&self, v6: bool) -> Vec<std::net::IpAddr> {
         (0..self.spec.client_sources)
