@@ -64,8 +64,9 @@ pub struct Node {
     #[serde(default = "default_shutdown_timeout", with = "duration")]
     pub shutdown_timeout: Duration,
     /// A stop (SIGTERM, `systemctl stop`, `edgectl stop`) first drains every
-    /// VIP as maintenance does (handoff, GRACEFUL_SHUTDOWN for `drain_time`),
-    /// for at most this long, then withdraws. `0s` withdraws at once, as
+    /// VIP as maintenance does (handoff, GRACEFUL_SHUTDOWN for `drain_time`,
+    /// then the connections still held), for at most this long, then
+    /// withdraws. `0s` withdraws at once, as
     /// `edged --fast-stop` and `edgectl stop --fast` do.
     #[serde(default = "default_stop_timeout", with = "duration")]
     pub stop_timeout: Duration,
@@ -78,7 +79,7 @@ pub struct Node {
 }
 
 fn default_stop_timeout() -> Duration {
-    Duration::from_secs(60)
+    Duration::from_secs(90)
 }
 fn default_restart_grace() -> Duration {
     Duration::from_secs(15)
@@ -175,6 +176,24 @@ pub struct Handoff {
     /// messages are unsigned, and only the peers' addresses are checked.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// After a drained VIP's route is withdrawn, the connections it still
+    /// serves (the top-of-rack sends them to the peers, which send them
+    /// back here) are waited for at most this long before the drain is
+    /// complete and a graceful stop goes on. `0s`: not waited for.
+    #[serde(default = "default_connection_timeout", with = "duration")]
+    pub connection_timeout: Duration,
+    /// A held connection that sends nothing for this long counts as ended
+    /// (a client gone without FIN or RST).
+    #[serde(default = "default_connection_idle", with = "duration")]
+    pub connection_idle: Duration,
+}
+
+fn default_connection_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_connection_idle() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_handoff_port() -> u16 {

@@ -208,6 +208,15 @@ fn handoff(v: &mut Errors, h: &Handoff) {
     if h.port == 0 {
         v.push("forwarder.handoff.port", "must be a UDP port (1-65535)");
     }
+    if h.connection_timeout > Duration::from_secs(3600) {
+        v.push("forwarder.handoff.connection_timeout", "must be at most 1h");
+    }
+    if h.connection_idle < Duration::from_secs(1) || h.connection_idle > Duration::from_secs(3600) {
+        v.push(
+            "forwarder.handoff.connection_idle",
+            "must be between 1s and 1h",
+        );
+    }
 }
 
 /// Trial division; table sizes are at most 2^24.

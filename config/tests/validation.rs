@@ -255,6 +255,29 @@ fn handoff_rules() {
         "forwarder.handoff.port",
         "UDP port",
     );
+    // Held connections after a drain: 30 s at most, 10 s of silence ends one.
+    assert_eq!(
+        (h.connection_timeout, h.connection_idle),
+        (
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_secs(10)
+        )
+    );
+    let held = |field: &str, value: &str| {
+        forwarder(&format!(
+            "  handoff:\n    address: '192.0.2.2'\n    peers: [192.0.2.6]\n    {field}: {value}\n"
+        ))
+    };
+    reject(
+        &held("connection_timeout", "2h"),
+        "forwarder.handoff.connection_timeout",
+        "at most 1h",
+    );
+    reject(
+        &held("connection_idle", "100ms"),
+        "forwarder.handoff.connection_idle",
+        "between 1s",
+    );
     reject(
         &forwarder("  peer_flows: 100\n"),
         "forwarder.peer_flows",

@@ -9,7 +9,7 @@
 
 #include <linux/types.h>
 
-#define EDGED_LAYOUT_VERSION 9
+#define EDGED_LAYOUT_VERSION 10
 
 #define MAX_VIPS 64
 #define MAX_PROXIES 256 /* slots; the last MAX_PEERS are handoff peers */
@@ -98,6 +98,14 @@ struct handoff {
 	__u32 peer[MAX_PEERS][4];
 };
 
+/* ed_held[fingerprint]: a connection of a held-back VIP, last seen then
+ * (bpf_ktime_get_coarse_ns() >> 20, about milliseconds). */
+#define HELD_ENDED 0x80000000 /* in vip: the client sent FIN or RST */
+struct held {
+	__u32 vip; /* vip_id, | HELD_ENDED */
+	__u32 last;
+};
+
 /* ed_proxy[proxy_id] */
 struct proxy {
 	__u8 mac[6];	 /* destination: the proxy's interface */
@@ -184,5 +192,6 @@ _Static_assert(sizeof(struct vip_counters) == 88, "vip_counters");
 _Static_assert(sizeof(struct proxy_counters) == 24, "proxy_counters");
 _Static_assert(sizeof(struct proxy_name) == 64, "proxy_name");
 _Static_assert(sizeof(struct handoff) == 152, "handoff");
+_Static_assert(sizeof(struct held) == 8, "held");
 
 #endif

@@ -46,6 +46,7 @@
 #define F_ICMP 4
 #define F_UDP 8
 #define F_BAD_SYN 32 /* SYN with RST or FIN (with F_TCP_NOSYN): counted */
+#define F_TCP_END 64 /* FIN or RST: the client ends the connection */
 
 #define TH_FIN 0x01
 #define TH_SYN 0x02
@@ -70,6 +71,8 @@ static __always_inline __u32 tcp_kind(const struct tcphdr *th)
 		return F_NEW_OK;
 	if ((f & TH_SYN) && (f & (TH_RST | TH_FIN)))
 		return F_TCP_NOSYN | F_BAD_SYN;
+	if (f & (TH_RST | TH_FIN))
+		return F_TCP_NOSYN | F_TCP_END;
 	return F_TCP_NOSYN;
 }
 
@@ -212,6 +215,38 @@ static __always_inline __u32 *ct_time(__u32 bkt, int way)
 	return bpf_map_lookup_elem(&ed_ctts, &i);
 }
 
+/*
+ * While a VIP is held back (its handoff flag set: a drain, maintenance, a
+ * stop), the TCP connections it still serves here, for edged to count
+ * (ed_held): each packet refreshes its flow's last-seen time; the
+ * client's FIN or RST marks it ended, and only a bare SYN (the 5-tuple
+ * reused) makes it live again, so the last ACK after a FIN does not.
+ */
+static __always_inline void held_seen(__u32 vip_id, __u64 fp, __u32 flags)
+{
+	__u32 *on = bpf_map_lookup_elem(&ed_vipho, &vip_id);
+	__u32 now, mark;
+	struct held *e;
+
+	if (!on || !*on)
+		return;
+	now = bpf_ktime_get_coarse_ns() >> 20;
+	mark = (flags & F_TCP_END) ? HELD_ENDED : 0;
+	e = bpf_map_lookup_elem(&ed_held, &fp);
+	if (e) {
+		if ((e->vip & HELD_ENDED) && !(flags & F_NEW_OK))
+			return;
+		e->vip = vip_id | mark;
+		e->last = now;
+		return;
+	}
+	if (mark)
+		return; /* ends a connection not seen since the drain began */
+	struct held v = {.vip = vip_id, .last = now};
+
+	bpf_map_update_elem(&ed_held, &fp, &v, BPF_ANY);
+}
+
 /* Picks (or recalls) the flow's proxy and delivers the frame to it. */
 static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 				   const struct flow *f, __u32 vip_id,
@@ -325,6 +360,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 		return handoff_encap(ctx, pid - PEER_SLOT_BASE);
 	if (is_new)
 		share_flow(h);
+	if (!(flags & (F_UDP | F_ICMP)))
+		held_seen(vip_id, h, flags);
 	if (px->kind == PROXY_HOST)
 		return V_HOST;
 	__builtin_memcpy(eth->h_dest, px->mac, ETH_ALEN);

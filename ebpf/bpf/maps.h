@@ -118,6 +118,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ed_owner SEC(".maps");
 
+/* The connections a held-back VIP still serves here: flow fingerprint ->
+ * struct held (handoff.h: held_seen). Edged counts and prunes it; sized by
+ * the loader like ed_owner. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 18);
+	__type(key, __u64);
+	__type(value, struct held);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_held SEC(".maps");
+
 /* The fingerprints of flows this node starts serving, for edged to tell
  * the peers (written only while handoff peers are set). */
 struct {

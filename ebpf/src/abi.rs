@@ -5,7 +5,7 @@
 use std::mem::{offset_of, size_of};
 
 /// Bumped with `EDGED_LAYOUT_VERSION` in `bpf/edged.h` on any layout change.
-pub const LAYOUT_VERSION: u32 = 9;
+pub const LAYOUT_VERSION: u32 = 10;
 pub const CT_WAYS: usize = 4;
 /// Bits of a connection-table entry: 9..63 the flow's fingerprint (63
 /// always set), 1..8 the proxy slot, 0 the second-chance bit.
@@ -134,6 +134,17 @@ pub struct Handoff {
     pub peer: [[u32; 4]; MAX_PEERS as usize],
 }
 
+/// `ed_held[fingerprint]`: a connection a held-back VIP still serves here.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// The VIP's id; [`HELD_ENDED`] set once the client sent FIN or RST.
+    pub vip: u32,
+    /// Last seen: `bpf_ktime_get_coarse_ns() >> 20` (CLOCK_MONOTONIC).
+    pub last: u32,
+}
+pub const HELD_ENDED: u32 = 0x8000_0000;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProxyName {
@@ -160,6 +171,7 @@ unsafe impl aya::Pod for VipCountersRaw {}
 unsafe impl aya::Pod for ProxyCountersRaw {}
 unsafe impl aya::Pod for ProxyName {}
 unsafe impl aya::Pod for Handoff {}
+unsafe impl aya::Pod for Held {}
 
 // === layout assertions (same numbers as the C `_Static_assert`s) ===
 
@@ -178,4 +190,5 @@ const _: () = {
     assert!(size_of::<ProxyCountersRaw>() == 24);
     assert!(size_of::<ProxyName>() == 64);
     assert!(size_of::<Handoff>() == 152);
+    assert!(size_of::<Held>() == 8);
 };

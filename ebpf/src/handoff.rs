@@ -105,3 +105,48 @@ pub(crate) fn vip(maps: &Maps, id: u32) -> Result<bool, ForwarderError> {
     let on = maps.vipho.get(&id, 0).map_err(map_err("ed_vipho", "get"))?;
     Ok(on != 0)
 }
+
+/// The connection table's clock: `bpf_ktime_get_coarse_ns() >> 20`.
+fn coarse_now() -> u32 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    let ns = (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64);
+    (ns >> 20) as u32
+}
+
+/// What `ed_held` says: per VIP id, the connections seen within `idle`
+/// whose client has not ended them. Entries older than that (and ended
+/// ones after a second) are removed as they are read.
+pub(crate) fn held(
+    maps: &mut Maps,
+    idle: std::time::Duration,
+) -> Result<std::collections::BTreeMap<u32, u64>, ForwarderError> {
+    let now = coarse_now();
+    let idle = (idle.as_nanos() >> 20).min(u32::MAX as u128 / 2) as u32;
+    let ended_gone = (1_000_000_000u32 >> 20).min(idle);
+    let mut counts = std::collections::BTreeMap::new();
+    let mut stale = Vec::new();
+    for item in maps.held.iter() {
+        let Ok((fp, h)) = item else { continue };
+        let age = now.wrapping_sub(h.last);
+        let ended = h.vip & HELD_ENDED != 0;
+        if age > idle || (ended && age > ended_gone) {
+            stale.push(fp);
+        } else if !ended {
+            *counts.entry(h.vip).or_insert(0) += 1;
+        }
+    }
+    for fp in stale {
+        match maps.held.remove(&fp) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err("ed_held", "remove")(e)),
+        }
+    }
+    Ok(counts)
+}

@@ -26,6 +26,7 @@ pub(crate) struct Maps {
     pub handoff: Array<MapData, Handoff>,
     pub vipho: Array<MapData, u32>,
     pub owner: HashMap<MapData, u64, u32>,
+    pub held: HashMap<MapData, u64, Held>,
 }
 
 // === impl Maps ===
@@ -50,6 +51,7 @@ impl Maps {
             handoff: typed(dir, "ed_handoff")?,
             vipho: typed(dir, "ed_vipho")?,
             owner: typed(dir, "ed_owner")?,
+            held: typed(dir, "ed_held")?,
         })
     }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::packet::{ACK, Frame, SYN};
+use common::packet::{ACK, FIN, Frame, RST, SYN};
 use common::{Netns, PinDir, veth};
 use edged_ebpf::{
     Delivery, Flows, Forwarder, ForwarderSpec, HandoffSpec, Proto, ProxyTarget, VipService, XdpMode,
@@ -256,4 +256,64 @@ fn without_peers_nothing_is_queued_and_nothing_is_unwrapped() {
     // A plain non-VIP packet is still passed.
     let other = Frame::tcp("198.51.100.7", "192.0.2.99", 1, 80, SYN).bytes();
     assert_eq!(a.run(&other).0, PASS);
+}
+
+/// The connections a held-back VIP still serves here, as the daemon reads
+/// them every second.
+fn held(n: &mut Node) -> u64 {
+    let h = n
+        .fwd
+        .held_connections(std::time::Duration::from_secs(30))
+        .unwrap();
+    h.get(&addr("192.0.2.10")).copied().unwrap_or(0)
+}
+
+#[test]
+fn a_drained_vip_counts_the_connections_it_still_serves_until_they_end() {
+    let mut a = node(A, &[B]);
+    let vip = addr("192.0.2.10");
+    // Three connections before the drain; not counted while the VIP serves.
+    for sport in [45000, 45001, 45002] {
+        assert_eq!(a.sent_to(&tcp(sport, SYN)), None);
+    }
+    assert_eq!(a.sent_to(&tcp(45000, ACK)), None);
+    assert_eq!(held(&mut a), 0, "not held back: nothing counted");
+
+    a.fwd.set_vip_handoff(vip, true).unwrap();
+    // Seen since the drain began: held, however they arrive (directly, or
+    // wrapped by the peer the ToR moved them to).
+    assert_eq!(a.sent_to(&tcp(45000, ACK)), None);
+    let inner = Frame::tcp("198.51.100.7", "192.0.2.10", 45001, 80, ACK);
+    assert_eq!(a.run(&wrap(B, A, &inner)).0, REDIRECT);
+    assert_eq!(held(&mut a), 2);
+    // A new connection goes to the peer: not this node's to hold.
+    assert_eq!(a.sent_to(&tcp(45100, SYN)), Some(B.parse().unwrap()));
+    assert_eq!(held(&mut a), 2);
+    // A UDP flow is not counted (it has no end to wait for).
+    let udp = Frame::udp("198.51.100.7", "192.0.2.10", 5001, 53).bytes();
+    a.run(&udp);
+    assert_eq!(held(&mut a), 2);
+
+    // The client's FIN ends one; the ACK after it does not revive it.
+    assert_eq!(a.sent_to(&tcp(45000, FIN | ACK)), None);
+    assert_eq!(a.sent_to(&tcp(45000, ACK)), None);
+    assert_eq!(held(&mut a), 1);
+    // RST ends the other.
+    let inner = Frame::tcp("198.51.100.7", "192.0.2.10", 45001, 80, RST);
+    assert_eq!(a.run(&wrap(B, A, &inner)).0, REDIRECT);
+    assert_eq!(held(&mut a), 0);
+    // An end of a connection never seen since the drain adds nothing.
+    assert_eq!(a.sent_to(&tcp(45002, FIN | ACK)), None);
+    assert_eq!(held(&mut a), 0);
+
+    // Silent for longer than the idle bound: no longer counted (and pruned).
+    assert_eq!(a.sent_to(&tcp(45002, ACK)), None);
+    let idle = std::time::Duration::ZERO;
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert_eq!(a.fwd.held_connections(idle).unwrap().get(&vip), None);
+
+    // Undrained: nothing new is tracked.
+    a.fwd.set_vip_handoff(vip, false).unwrap();
+    assert_eq!(a.sent_to(&tcp(45002, ACK)), None);
+    assert_eq!(held(&mut a), 0);
 }

@@ -62,6 +62,7 @@ fn main() {
             now,
             shutting_down: false,
             stopping_since: None,
+            held: &Default::default(),
             learning_flows: false,
         });
         (start.elapsed().as_secs_f64() * 1e6, black_box(plan))

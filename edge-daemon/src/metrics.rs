@@ -62,6 +62,7 @@ pub struct Metrics {
     pub last_reload_success: Gauge<f64, AtomicU64>,
     pub vip_announced: Family<VipLabels, Gauge>,
     pub vip_draining: Family<VipLabels, Gauge>,
+    pub vip_connections_held: Family<VipLabels, Gauge>,
     pub vip_serving_proxies: Family<VipLabels, Gauge>,
     pub effect_errors: Family<ComponentLabels, Counter>,
     pub drift_repaired: Family<DriftLabels, Counter>,
@@ -97,6 +98,7 @@ impl Metrics {
             last_reload_success: Gauge::default(),
             vip_announced: Family::default(),
             vip_draining: Family::default(),
+            vip_connections_held: Family::default(),
             vip_serving_proxies: Family::default(),
             effect_errors: Family::default(),
             drift_repaired: Family::default(),
@@ -135,6 +137,11 @@ impl Metrics {
             "vip_draining",
             "1 while the VIP is announced with GRACEFUL_SHUTDOWN",
             m.vip_draining.clone(),
+        );
+        root.register(
+            "vip_connections_held",
+            "Established connections a held-back (drained) VIP still serves here",
+            m.vip_connections_held.clone(),
         );
         root.register(
             "vip_serving_proxies",
@@ -198,7 +205,12 @@ impl Metrics {
 
     /// Sets the per-VIP gauges from a plan and what BIRD exports; VIPs no
     /// longer configured lose their series.
-    pub fn observe_plan(&self, plan: &Plan, bgp: &crate::effects::BgpObservation) {
+    pub fn observe_plan(
+        &self,
+        plan: &Plan,
+        bgp: &crate::effects::BgpObservation,
+        held: &crate::reconcile::HeldConnections,
+    ) {
         let mut known = self.known_vips.lock().expect("metrics lock");
         for gone in known
             .iter()
@@ -207,6 +219,7 @@ impl Metrics {
             let l = VipLabels { vip: gone.clone() };
             self.vip_announced.remove(&l);
             self.vip_draining.remove(&l);
+            self.vip_connections_held.remove(&l);
             self.vip_serving_proxies.remove(&l);
         }
         *known = plan.vips.iter().map(|d| d.name.clone()).collect();
@@ -226,6 +239,8 @@ impl Metrics {
             self.vip_serving_proxies
                 .get_or_create(&l)
                 .set(d.serving.len() as i64);
+            let n = held.counts.get(&d.name).copied().unwrap_or(0);
+            self.vip_connections_held.get_or_create(&l).set(n as i64);
         }
     }
 

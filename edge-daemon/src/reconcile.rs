@@ -9,7 +9,10 @@
 //!    `forwarder.handoff`, still announced for `handoff.time` while its new
 //!    connections are handed to the peer nodes; then announced with
 //!    GRACEFUL_SHUTDOWN for `drain_time`; then withdrawn. Handoff stays on
-//!    while the VIP is held back.
+//!    while the VIP is held back, and after the withdrawal the drain is
+//!    complete only once the connections this node still serves (the
+//!    peers send them back here) have ended, or after
+//!    `handoff.connection_timeout`.
 //! 4. otherwise → announced.
 //!
 //! A proxy serves a VIP when the health view says so. A proxy whose check
@@ -171,6 +174,20 @@ pub struct VipDecision {
     /// New connections go to peer nodes (drain with `forwarder.handoff`).
     #[serde(default)]
     pub handoff: bool,
+    /// Withdrawn, and the drain still waits for this many established
+    /// connections this node serves through its peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holding: Option<u64>,
+}
+
+/// The established connections held-back VIPs still serve here, as last
+/// read from the data plane.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeldConnections {
+    /// By VIP name; a VIP with none is absent.
+    pub counts: HashMap<String, u64>,
+    /// When they were read (`None`: not since the VIPs were held back).
+    pub read_at: Option<SystemTime>,
 }
 
 /// Output of one step.
@@ -197,6 +214,8 @@ pub struct Inputs<'a> {
     pub shutting_down: bool,
     /// A graceful stop began then: every VIP drains as in maintenance.
     pub stopping_since: Option<SystemTime>,
+    /// The connections held-back VIPs still serve.
+    pub held: &'a HeldConnections,
     /// The node is still learning which flows its handoff peers own (it
     /// just started): a VIP not announced yet waits, so that the flows
     /// the ToR will move here can be sent back to their owners.
@@ -227,7 +246,12 @@ pub fn step(i: &Inputs<'_>) -> Plan {
         } else {
             split.confirmed
         };
-        let (route, reason, wake) = decide_route(i, vip, count, members.len(), &split.not_serving);
+        let Decided {
+            route,
+            reason,
+            wake,
+            holding,
+        } = decide_route(i, vip, count, members.len(), &split.not_serving);
         let serving = split.serving;
         let handoff = handoff_wanted(i, vip);
         if let Some(w) = wake {
@@ -240,6 +264,7 @@ pub fn step(i: &Inputs<'_>) -> Plan {
             serving: serving.iter().map(|(n, _)| n.to_string()).collect(),
             configured: members.len(),
             handoff,
+            holding,
         });
         if i.config.forwarder.is_some() {
             want.tables.push((&vip.name, serving));
@@ -342,40 +367,58 @@ fn handoff_wanted(i: &Inputs<'_>, vip: &edged_config::Vip) -> bool {
     handoff_time(i.config).is_some() && held(i, &vip.name).is_some()
 }
 
+/// A VIP's route, why, when to look again, and the connections a
+/// withdrawn VIP's drain still waits for.
+struct Decided {
+    route: RouteState,
+    reason: String,
+    wake: Option<SystemTime>,
+    holding: Option<u64>,
+}
+
+fn decided(route: RouteState, reason: String, wake: Option<SystemTime>) -> Decided {
+    Decided {
+        route,
+        reason,
+        wake,
+        holding: None,
+    }
+}
+
 fn decide_route(
     i: &Inputs<'_>,
     vip: &edged_config::Vip,
     serving: usize,
     configured: usize,
     not_serving: &[String],
-) -> (RouteState, String, Option<SystemTime>) {
+) -> Decided {
     use RouteState::*;
     if i.shutting_down {
-        return (Withdrawn, "edged is shutting down".into(), None);
+        return decided(Withdrawn, "edged is shutting down".into(), None);
     }
     let count = format!(
         "{serving} of {configured} proxies serve (min_healthy {})",
         vip.min_healthy
     );
     if (serving as u32) < vip.min_healthy {
-        return (
+        return decided(
             Withdrawn,
             format!("{count}: {}", not_serving.join("; ")),
             None,
         );
     }
     let was_up = matches!(i.applied.routes.get(&vip.name), Some(Announced | Draining));
-    if i.learning_flows && !was_up {
-        return (
-            Withdrawn,
-            format!("{count}; learning the peer nodes' flows before announcing"),
-            None,
-        );
-    }
-    let Some((since, why)) = held(i, &vip.name) else {
-        return (Announced, count, None);
+    let Some((began, why)) = held(i, &vip.name) else {
+        if i.learning_flows && !was_up {
+            return decided(
+                Withdrawn,
+                format!("{count}; learning the peer nodes' flows before announcing"),
+                None,
+            );
+        }
+        return decided(Announced, count, None);
     };
-    let mut since = since;
+    let mut since = began;
     if let Some(t) = handoff_time(i.config) {
         let until = since + t;
         if was_up && i.now < until {
@@ -384,7 +427,7 @@ fn decide_route(
                 "{why}: new connections handed to peer nodes, graceful shutdown in {}s",
                 left.as_secs_f64().ceil()
             );
-            return (Announced, reason, Some(until));
+            return decided(Announced, reason, Some(until));
         }
         since = until;
     }
@@ -396,9 +439,46 @@ fn decide_route(
             "{why}: graceful shutdown, withdraw in {}s",
             left.as_secs_f64().ceil()
         );
-        return (Draining, reason, Some(until));
+        return decided(Draining, reason, Some(until));
     }
-    (Withdrawn, why.into(), None)
+    let withdrawn_at = if graceful { until } else { since };
+    holding(i, vip, began, withdrawn_at, why)
+}
+
+/// A withdrawn, held-back VIP: its drain is complete once a reading of
+/// the data plane taken after the withdrawal, and at least
+/// `connection_idle` after the hold began (so that every connection alive
+/// then has been seen since), counts no connection; or at
+/// `connection_timeout` after the withdrawal.
+fn holding(
+    i: &Inputs<'_>,
+    vip: &edged_config::Vip,
+    began: SystemTime,
+    withdrawn_at: SystemTime,
+    why: &str,
+) -> Decided {
+    let Some(h) = i.config.forwarder.as_ref().and_then(|f| f.handoff.as_ref()) else {
+        return decided(RouteState::Withdrawn, why.into(), None);
+    };
+    let deadline = withdrawn_at + h.connection_timeout;
+    if i.now >= deadline {
+        return decided(RouteState::Withdrawn, why.into(), None);
+    }
+    let n = i.held.counts.get(&vip.name).copied().unwrap_or(0);
+    let fresh = withdrawn_at.max(began + h.connection_idle);
+    if n == 0 && i.held.read_at.is_some_and(|t| t >= fresh) {
+        return decided(RouteState::Withdrawn, why.into(), None);
+    }
+    let left = deadline.duration_since(i.now).unwrap_or(Duration::ZERO);
+    Decided {
+        route: RouteState::Withdrawn,
+        reason: format!(
+            "{why}: withdrawn; still serving {n} established connections through the peer nodes (at most {}s more)",
+            left.as_secs_f64().ceil()
+        ),
+        wake: Some(deadline),
+        holding: Some(n),
+    }
 }
 
 fn diff(applied: &Applied, want: &Want<'_>, out: &mut Vec<Action>) {

@@ -60,6 +60,7 @@ fn run(
         now,
         shutting_down: false,
         stopping_since: None,
+        held: &HeldConnections::default(),
         learning_flows: false,
     })
 }
@@ -258,6 +259,7 @@ fn shutdown_withdraws_then_removes_addresses() {
             now: t(1),
             shutting_down: true,
             stopping_since: None,
+            held: &HeldConnections::default(),
             learning_flows: false,
         })
     };
@@ -444,6 +446,97 @@ fn drain_with_handoff_hands_off_then_drains_then_withdraws_and_undrain_stops() {
 }
 
 #[test]
+fn a_withdrawn_drained_vip_holds_until_its_connections_end_or_the_timeout() {
+    let cfg = edged_config::parse(&CONFIG.replace(
+        "forwarder: {uplinks: [eth0]}",
+        "forwarder: {uplinks: [eth0], handoff: {address: 192.0.2.2, peers: [192.0.2.6], time: 5s, connection_timeout: 20s, connection_idle: 40s}}",
+    ))
+    .unwrap();
+    let h = healthy(&[("web", "a"), ("web", "b"), ("dns", "a")]);
+    let mut a = Applied::default();
+    let first = run(&cfg, &h, &Intents::default(), &a, t(0));
+    apply(&mut a, &first);
+    let mut i = Intents::default();
+    i.drained.insert("web".into(), Since { since: t(10) });
+    let at = |held: &HeldConnections, a: &Applied, now| {
+        step(&Inputs {
+            config: &cfg,
+            health: &h,
+            intents: &i,
+            applied: a,
+            now,
+            shutting_down: false,
+            stopping_since: None,
+            held,
+            learning_flows: false,
+        })
+    };
+    let none = HeldConnections::default();
+    // Handoff (5 s) and graceful shutdown (30 s): not holding yet.
+    for now in [t(10), t(15)] {
+        let plan = at(&none, &a, now);
+        assert_eq!(plan.vips[0].holding, None, "{:?}", plan.vips[0]);
+        apply(&mut a, &plan);
+    }
+    // Withdrawn at 45 s: holding until a reading says none are left.
+    let three = HeldConnections {
+        counts: [("web".to_string(), 3)].into(),
+        read_at: Some(t(45)),
+    };
+    let plan = at(&three, &a, t(45));
+    assert_eq!(route(&plan, "web"), RouteState::Withdrawn);
+    assert_eq!(plan.vips[0].holding, Some(3));
+    assert_eq!(plan.vips[1].holding, None, "dns is not held back");
+    assert!(
+        plan.vips[0].reason.contains(
+            "still serving 3 established connections through the peer nodes (at most 20s more)"
+        ),
+        "{}",
+        plan.vips[0].reason
+    );
+    assert_eq!(plan.wake_at, Some(t(65)), "the timeout");
+    apply(&mut a, &plan);
+    // A reading of none taken before the hold was `connection_idle` old
+    // (10 + 40 = 50 s) proves nothing: a quiet connection may not have
+    // sent a packet since.
+    let zero_at = |s| HeldConnections {
+        counts: Default::default(),
+        read_at: Some(t(s)),
+    };
+    assert_eq!(at(&zero_at(48), &a, t(48)).vips[0].holding, Some(0));
+    assert_eq!(at(&none, &a, t(55)).vips[0].holding, Some(0), "no reading");
+    // One after: the drain is complete.
+    let plan = at(&zero_at(50), &a, t(50));
+    assert_eq!(plan.vips[0].holding, None);
+    assert_eq!(plan.vips[0].reason, "drained by operator");
+    // A node still learning its peers' flows (it started a moment ago)
+    // holds all the same: learning only keeps routes from being announced.
+    let learning = step(&Inputs {
+        config: &cfg,
+        health: &h,
+        intents: &i,
+        applied: &a,
+        now: t(46),
+        shutting_down: false,
+        stopping_since: None,
+        held: &three,
+        learning_flows: true,
+    });
+    assert_eq!(learning.vips[0].holding, Some(3), "{:?}", learning.vips[0]);
+    // Connections that never end: complete at the timeout.
+    assert_eq!(at(&three, &a, t(64)).vips[0].holding, Some(3));
+    assert_eq!(at(&three, &a, t(65)).vips[0].holding, None);
+    // Without `connection_timeout` nothing is waited for.
+    let off = edged_config::parse(&CONFIG.replace(
+        "forwarder: {uplinks: [eth0]}",
+        "forwarder: {uplinks: [eth0], handoff: {address: 192.0.2.2, peers: [192.0.2.6], time: 5s, connection_timeout: 0s}}",
+    ))
+    .unwrap();
+    let plan = run(&off, &h, &i, &a, t(45));
+    assert_eq!(plan.vips[0].holding, None);
+}
+
+#[test]
 fn a_pending_check_keeps_a_serving_proxy_serving_and_an_announced_vip_announced() {
     let cfg = config();
     let mut a = Applied::default();
@@ -532,6 +625,7 @@ fn a_graceful_stop_drains_every_vip_like_maintenance() {
             now,
             shutting_down: false,
             stopping_since: Some(t(10)),
+            held: &HeldConnections::default(),
             learning_flows: false,
         })
     };
@@ -564,6 +658,7 @@ fn a_starting_node_learning_its_peers_flows_announces_nothing_new() {
             now: t(0),
             shutting_down: false,
             stopping_since: None,
+            held: &HeldConnections::default(),
             learning_flows: true,
         })
     };

@@ -20,6 +20,8 @@
 //! - `{"kernel_addresses": [ip]}` then an observation tick
 //! - `{"bird_protocols": {vip: state}}` (BIRD's view, an observation)
 //! - `{"fail_routes": true | false}` (the announcer reports failures)
+//! - `{"held": {vip: connections}}` (the data plane's count of a held-back
+//!   VIP's established connections), then an observation tick
 //! - `{"stop": "graceful" | "fast" | "restart"}`
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,7 +74,10 @@ impl Addresses for Addrs {
 struct Fwd {
     log: Log,
     tables: BTreeMap<String, Vec<(String, u32)>>,
+    held: Held,
 }
+
+type Held = Arc<Mutex<std::collections::HashMap<String, u64>>>;
 
 impl Forwarder for Fwd {
     fn reconfigure(&mut self, cfg: &edged_config::Config) -> Result<Vec<String>, EffectError> {
@@ -102,6 +107,12 @@ impl Forwarder for Fwd {
     }
     fn counters(&self) -> Result<edged_ebpf::Counters, EffectError> {
         Ok(Default::default())
+    }
+    fn held_connections(
+        &mut self,
+        _idle: Duration,
+    ) -> Result<std::collections::HashMap<String, u64>, EffectError> {
+        Ok(self.held.lock().unwrap().clone())
     }
     fn describe(&self) -> String {
         "recording forwarder".into()
@@ -176,6 +187,7 @@ struct Harness {
     queue: Arc<Mutex<Vec<(String, RouteState)>>>,
     kernel: Arc<Mutex<BTreeSet<IpAddr>>>,
     statuses: Statuses,
+    held: Held,
     now: Arc<Mutex<SystemTime>>,
     fail_routes: bool,
     dir: PathBuf,
@@ -226,6 +238,7 @@ impl Harness {
                 .insert(k.clone(), CheckStatus::default());
         }
         let queue: Arc<Mutex<Vec<(String, RouteState)>>> = Arc::default();
+        let held: Held = Arc::default();
         let drivers = Drivers {
             addresses: config.node.vip_interface.as_ref().map(|_| {
                 Box::new(Addrs {
@@ -237,6 +250,7 @@ impl Harness {
                 Box::new(Fwd {
                     log: log.clone(),
                     tables: tables.clone(),
+                    held: held.clone(),
                 }) as Box<dyn Forwarder>
             }),
             announcer: Some(Box::new(Bgp {
@@ -275,6 +289,7 @@ impl Harness {
             queue,
             kernel,
             statuses,
+            held,
             now,
             fail_routes: false,
             dir: case.to_owned(),
@@ -402,6 +417,10 @@ impl Harness {
                 }));
             }
             "fail_routes" => self.fail_routes = arg.as_bool().unwrap(),
+            "held" => {
+                *self.held.lock().unwrap() = serde_json::from_value(arg.clone()).unwrap();
+                self.st.refresh_held();
+            }
             "stop" => {
                 let mode: StopMode = serde_json::from_value(arg.clone()).unwrap();
                 if let Some(mode) = self.st.begin_stop(mode) {
@@ -439,10 +458,14 @@ impl Harness {
             .iter()
             .map(|d| {
                 let route = serde_json::to_value(d.route).unwrap();
+                let holding = d
+                    .holding
+                    .map(|n| format!(", holding {n} connections"))
+                    .unwrap_or_default();
                 (
                     d.name.clone(),
                     format!(
-                        "{} {}/{}",
+                        "{} {}/{}{holding}",
                         route.as_str().unwrap(),
                         d.serving.len(),
                         d.configured

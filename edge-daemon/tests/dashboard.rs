@@ -26,9 +26,11 @@ fn exported() -> BTreeSet<String> {
                 serving: vec![],
                 configured: 0,
                 handoff: false,
+                holding: None,
             }],
             ..Default::default()
         },
+        &Default::default(),
         &Default::default(),
     );
     m.drift("address");

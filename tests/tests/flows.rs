@@ -2,8 +2,9 @@
 //! BIRD top-of-rack with ECMP over two nodes, each a real edged with XDP
 //! and two nginx proxies) holds long-lived keep-alive connections, a
 //! request every 200 ms each, while one node is put in maintenance and
-//! back, restarted, killed with -9 and started again, and while a third
-//! node joins for the first time. Every time the
+//! back, restarted, stopped gracefully and started again, killed with -9
+//! and started again, and while a third node joins for the first time.
+//! A drained node serves its connections until they end. Every time the
 //! ToR moves flows between the nodes; each node has told the other which
 //! flows are its own, so a moved flow is sent back to its node and proxy.
 //! The connections count every reset, unexpected end, stall and change of
@@ -33,6 +34,33 @@ fn sharing(lab: &Lab, i: usize) -> serde_json::Value {
     let out = lab::edgectl(&lab.socket(i), &["-o", "json", "peers"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     v["flow_sharing"].clone()
+}
+
+/// `edgectl vips` on node `i` for the VIP web: the connections it still
+/// holds while drained, and whether its drain waits for them.
+fn web_held(lab: &Lab, i: usize) -> (u64, bool) {
+    let out = std::process::Command::new(lab::workspace_bin("edgectl"))
+        .arg("--socket")
+        .arg(lab.socket(i))
+        .args(["-o", "json", "vips"])
+        .output()
+        .expect("run edgectl");
+    assert!(
+        out.status.success(),
+        "edgectl vips on node {i}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.node_log(i)
+    );
+    let out = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let web = v
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "web"))
+        .unwrap_or_else(|| panic!("no VIP web in {out}"));
+    (
+        web["held"].as_u64().unwrap_or(0),
+        web["holding"].as_bool().unwrap_or(false),
+    )
 }
 
 fn report(op: &str, t: &ConnTally) {
@@ -121,24 +149,44 @@ fn long_lived_connections_survive_maintenance_restart_and_rejoin() {
     let sock2 = lab.socket(1);
     tor_hashes_on_headers(&lab, &sources, dst);
 
-    // Maintenance on edge2 and back: its connections reach it through
-    // edge1 while its route is gone, edge1's come back through edge2.
+    // Maintenance on edge2: its connections reach it through edge1 while
+    // its route is gone, and the drain is complete only once they end.
     let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
     settle(&c, 2);
     lab::edgectl(&sock2, &["maintenance", "on"]);
     lab.until_hops(V4, 1, Duration::from_secs(15));
+    // After the graceful shutdown (2 s) the route is withdrawn; the drain
+    // waits for the connections edge2 still serves.
+    assert!(
+        poll_until(Duration::from_secs(10), || web_held(&lab, 1).1),
+        "edge2's drain does not wait for its connections: {}",
+        lab::edgectl(&sock2, &["vips"])
+    );
     settle(&c, 3);
-    lab::edgectl(&sock2, &["maintenance", "off"]);
-    lab.until_hops(V4, 2, Duration::from_secs(15));
-    settle(&c, 3);
+    let (held, holding) = web_held(&lab, 1);
+    assert!(holding && held > 0, "edge2 holds {held} connections");
     let t = c.stop();
-    report("maintenance on and off (edge2)", &t);
+    report("maintenance on (edge2)", &t);
     assert!(
         t.by_proxy.keys().any(|p| p.starts_with("edge1"))
             && t.by_proxy.keys().any(|p| p.starts_with("edge2")),
         "connections on both nodes: {:?}",
         t.by_proxy
     );
+    assert!(
+        poll_until(Duration::from_secs(10), || web_held(&lab, 1) == (0, false)),
+        "edge2's drain did not complete once its connections ended: {:?}",
+        web_held(&lab, 1)
+    );
+    // And back: the connections opened meanwhile (all on edge1) that the
+    // ToR now sends to edge2 go back to edge1.
+    let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
+    settle(&c, 2);
+    lab::edgectl(&sock2, &["maintenance", "off"]);
+    lab.until_hops(V4, 2, Duration::from_secs(15));
+    settle(&c, 3);
+    let t = c.stop();
+    report("maintenance off (edge2)", &t);
     // edge1 sent edge2's packets back to it (counted per VIP), and both
     // count the flows they exchanged.
     // (The loop reads the data plane's counters every few seconds.)
@@ -179,6 +227,46 @@ fn long_lived_connections_survive_maintenance_restart_and_rejoin() {
     settle(&c, 3);
     let t = c.stop();
     report("planned restart (edge2)", &t);
+
+    // A graceful stop of edge2 (`systemctl stop`): it drains, and edged
+    // runs on, serving its connections through edge1, until they end.
+    let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
+    settle(&c, 2);
+    // What `systemctl stop` sends (`edgectl stop` would wait for the exit).
+    lab.nodes[1]
+        .edged
+        .as_ref()
+        .unwrap()
+        .signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        poll_until(Duration::from_secs(10), || web_held(&lab, 1).1),
+        "edge2's stop does not wait for its connections:\n{}",
+        lab.node_log(1)
+    );
+    settle(&c, 3);
+    let log = lab.node_log(1);
+    let edged2 = lab.nodes[1].edged.as_mut().unwrap();
+    assert!(
+        edged2.wait_timeout(Duration::ZERO).is_none(),
+        "edged stopped while it held connections:\n{log}"
+    );
+    let t = c.stop();
+    report("graceful stop (edge2)", &t);
+    let exited = edged2.wait_timeout(Duration::from_secs(15));
+    assert!(
+        exited.is_some(),
+        "edged did not stop once its connections ended"
+    );
+    // Started again: the connections opened meanwhile (all on edge1) that
+    // the ToR sends to edge2 once it announces go back to edge1.
+    let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
+    settle(&c, 2);
+    lab.nodes[1].edged = None;
+    lab.start_node(1);
+    lab.until_hops(V4, 2, Duration::from_secs(20));
+    settle(&c, 3);
+    let t = c.stop();
+    report("started again after a stop (edge2)", &t);
 
     // kill -9 of edge2's edged: BIRD goes with it and the ToR moves every
     // flow to edge1, which sends edge2's back (edge2's XDP program, with

@@ -225,7 +225,7 @@ mod render {
         let route = |r: RouteState| r.to_string();
         table(
             &[
-                "VIP", "ADDRESS", "PORTS", "DECISION", "BGP", "SERVING", "REASON",
+                "VIP", "ADDRESS", "PORTS", "DECISION", "BGP", "SERVING", "HELD", "REASON",
             ],
             vips.iter()
                 .map(|v| {
@@ -247,6 +247,11 @@ mod render {
                             v.configured,
                             v.min_healthy
                         ),
+                        match (v.held, v.holding) {
+                            (None, _) => "-".into(),
+                            (Some(n), true) => format!("{n} (waiting)"),
+                            (Some(n), false) => n.to_string(),
+                        },
                         v.reason.clone(),
                     ]
                 })

@@ -135,6 +135,14 @@ pub struct VipInfo {
     pub configured: usize,
     /// Threshold to announce.
     pub min_healthy: u32,
+    /// Established connections this node still serves for the VIP while
+    /// it is held back (maintenance, a drain, a stop) with handoff peers
+    /// (`None`: not counted).
+    #[serde(default)]
+    pub held: Option<u64>,
+    /// The drain waits for those connections (withdrawn, not complete).
+    #[serde(default)]
+    pub holding: bool,
 }
 
 /// `edgectl proxies`.

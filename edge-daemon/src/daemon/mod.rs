@@ -233,6 +233,7 @@ pub async fn run(
             }
             _ = observe_tick.tick() => {
                 st.observe_host().await;
+                st.refresh_held();
                 None
             }
             _ = sleep_until(deadline) => None,

@@ -185,6 +185,9 @@ impl State {
                     serving: d.serving.clone(),
                     configured: d.configured,
                     min_healthy: v.min_healthy,
+                    held: (d.handoff && self.held.read_at.is_some())
+                        .then(|| self.held.counts.get(&v.name).copied().unwrap_or(0)),
+                    holding: d.holding.is_some(),
                 })
             })
             .collect()

@@ -192,7 +192,8 @@ impl State {
             applied: &self.applied,
             now: (self.clock)(),
             shutting_down: false,
-            stopping_since: self.stopping.map(|s| s.since),
+            stopping_since: self.stopping.as_ref().map(|s| s.since),
+            held: &self.held,
             learning_flows: false,
         });
         for a in &plan.actions {

@@ -1,6 +1,6 @@
 //! The daemon's state and the passes that change it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -12,7 +12,7 @@ use crate::control::proto::ReloadInfo;
 use crate::effects::{Addresses, Announcer, BgpObservation, Checker, EffectError, Forwarder};
 use crate::intents::Intents;
 use crate::metrics::Metrics;
-use crate::reconcile::{self, Applied, HealthView, Inputs, Plan, RouteState};
+use crate::reconcile::{self, Applied, HealthView, HeldConnections, Inputs, Plan, RouteState};
 use crate::specs::Specs;
 
 /// The drivers the loop changes the world through (each `None` when the
@@ -29,12 +29,16 @@ pub struct Drivers {
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// A stop in progress.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stopping {
     /// When the drain began.
     pub since: SystemTime,
     /// When it ends, whatever is left.
     pub until: SystemTime,
+    /// The VIPs that were serving when it began (announced, or withdrawn
+    /// and still holding connections): the stop waits for their held
+    /// connections too, not for those of VIPs that served nothing.
+    pub serving: BTreeSet<String>,
 }
 
 /// Everything the loop owns.
@@ -53,6 +57,8 @@ pub struct State {
     /// The state directory, opened once (intents are written into it).
     pub state_dir: PrivateDir,
     pub health: HealthView,
+    /// The connections held-back VIPs still serve, as last read.
+    pub held: HeldConnections,
     /// What the drivers hold, as last confirmed or observed.
     pub applied: Applied,
     pub drivers: Drivers,
@@ -111,6 +117,7 @@ impl State {
             intents,
             state_dir,
             health: HealthView::default(),
+            held: HeldConnections::default(),
             applied: Applied::default(),
             drivers,
             inflight: BTreeMap::new(),
@@ -167,14 +174,15 @@ impl State {
             applied: &self.applied,
             now: (self.clock)(),
             shutting_down: self.shutting_down,
-            stopping_since: self.stopping.map(|s| s.since),
+            stopping_since: self.stopping.as_ref().map(|s| s.since),
+            held: &self.held,
             learning_flows: learning,
         });
         self.last_errors = self.apply(&plan.actions).await;
         for e in &self.last_errors {
             tracing::warn!(error = %e, "effect failed; will retry");
         }
-        self.metrics.observe_plan(&plan, &self.bgp);
+        self.metrics.observe_plan(&plan, &self.bgp, &self.held);
         let mut wake = plan.wake_at;
         if learning {
             // Look again soon: the peers' answers come from another task.
@@ -187,7 +195,7 @@ impl State {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
             tracing::info!("first reconcile done; ready");
         }
-        match self.stopping {
+        match &self.stopping {
             Some(s) => Some(wake.map_or(s.until, |w| w.min(s.until))),
             None => wake,
         }
@@ -227,9 +235,23 @@ impl State {
             StopMode::Graceful if !self.config.node.stop_timeout.is_zero() => {
                 let now = (self.clock)();
                 tracing::info!(bound = ?self.config.node.stop_timeout, "stopping: draining every VIP first");
+                let serving = self
+                    .last_plan
+                    .vips
+                    .iter()
+                    .filter(|d| {
+                        d.holding.is_some()
+                            || matches!(
+                                self.applied.routes.get(&d.name),
+                                Some(RouteState::Announced | RouteState::Draining)
+                            )
+                    })
+                    .map(|d| d.name.clone())
+                    .collect();
                 self.stopping = Some(Stopping {
                     since: now,
                     until: now + self.config.node.stop_timeout,
+                    serving,
                 });
                 None
             }
@@ -238,9 +260,11 @@ impl State {
         }
     }
 
-    /// Whether a graceful stop has nothing left to drain (or ran out of time).
+    /// Whether a graceful stop has nothing left to drain (or ran out of
+    /// time): every route withdrawn, and no VIP that was serving when the
+    /// stop began still holds established connections.
     pub fn drained(&self) -> bool {
-        let Some(s) = self.stopping else {
+        let Some(s) = &self.stopping else {
             return false;
         };
         let all_down = self.config.vips.iter().all(|v| {
@@ -249,7 +273,47 @@ impl State {
                 .get(&v.name)
                 .is_none_or(|r| *r == RouteState::Withdrawn)
         });
-        all_down || (self.clock)() >= s.until
+        let holding = self
+            .last_plan
+            .vips
+            .iter()
+            .any(|d| d.holding.is_some() && s.serving.contains(&d.name));
+        (all_down && !holding) || (self.clock)() >= s.until
+    }
+
+    /// Reads the connections held-back VIPs still serve (on the 1 s
+    /// observation tick, and only while a VIP is held back: the read walks
+    /// the data plane's table of them).
+    pub fn refresh_held(&mut self) {
+        let idle = self
+            .config
+            .forwarder
+            .as_ref()
+            .and_then(|f| f.handoff.as_ref())
+            .map(|h| h.connection_idle);
+        let any_held = self.last_plan.vips.iter().any(|d| d.handoff);
+        let (Some(idle), true) = (idle, any_held) else {
+            self.held = HeldConnections::default();
+            return;
+        };
+        let now = (self.clock)();
+        let Some(f) = self.drivers.forwarder.as_mut() else {
+            // No data plane: nothing is served here to wait for.
+            self.held = HeldConnections {
+                counts: Default::default(),
+                read_at: Some(now),
+            };
+            return;
+        };
+        match f.held_connections(idle) {
+            Ok(counts) => {
+                self.held = HeldConnections {
+                    counts,
+                    read_at: Some(now),
+                };
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the held connections"),
+        }
     }
 
     /// Takes a new snapshot of the health checker into the health view.

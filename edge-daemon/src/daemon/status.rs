@@ -130,7 +130,7 @@ impl State {
             last_errors: self.last_errors.iter().map(ToString::to_string).collect(),
             started_unix: unix(self.started_at),
             drift_repaired: self.drift_repaired,
-            stopping: self.stopping.map(|s| {
+            stopping: self.stopping.as_ref().map(|s| {
                 format!(
                     "draining every VIP before the stop, at most until unix {}",
                     unix(s.until)

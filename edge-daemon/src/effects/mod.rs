@@ -150,6 +150,13 @@ pub trait Forwarder: Send {
     fn repair(&mut self) -> EffectFuture<'_, Vec<String>>;
     /// Counters summed over CPUs.
     fn counters(&self) -> Result<edged_ebpf::Counters, EffectError>;
+    /// The established connections each held-back VIP still serves here
+    /// (seen within `idle`, not ended), by VIP name; VIPs with none are
+    /// absent.
+    fn held_connections(
+        &mut self,
+        idle: std::time::Duration,
+    ) -> Result<std::collections::HashMap<String, u64>, EffectError>;
     /// A line for `edgectl status`.
     fn describe(&self) -> String;
 }

@@ -234,6 +234,21 @@ impl Forwarder for XdpForwarder {
         self.inner.counters().map_err(|e| err("read counters", e))
     }
 
+    fn held_connections(
+        &mut self,
+        idle: std::time::Duration,
+    ) -> Result<HashMap<String, u64>, EffectError> {
+        let by_addr = self
+            .inner
+            .held_connections(idle)
+            .map_err(|e| err("read the held connections", e))?;
+        Ok(self
+            .vips
+            .iter()
+            .filter_map(|(name, svc)| Some((name.clone(), *by_addr.get(&svc.addr)?)))
+            .collect())
+    }
+
     fn describe(&self) -> String {
         format!(
             "XDP ({}) on {}; {} VIP tables",

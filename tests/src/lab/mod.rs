@@ -207,7 +207,7 @@ impl Lab {
                 std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
                     .unwrap();
                 y += &format!(
-                    "  handoff: {{address: {}, peers: [{}], time: 1s, key_file: {}}}\n",
+                    "  handoff: {{address: {}, peers: [{}], time: 1s, connection_idle: 2s, key_file: {}}}\n",
                     link.v4.1,
                     peers.join(", "),
                     key.display()
