@@ -1,316 +1,39 @@
-//! Connections survive planned changes between nodes: the default lab (a
-//! BIRD top-of-rack with ECMP over two nodes, each a real edged with XDP
-//! and two nginx proxies) holds long-lived keep-alive connections, a
-//! request every 200 ms each, while one node is put in maintenance and
-//! back, restarted, stopped gracefully and started again, killed with -9
-//! and started again, and while a third node joins for the first time.
-//! A drained node serves its connections until they end. Every time the
-//! ToR moves flows between the nodes; each node has told the other which
-//! flows are its own, so a moved flow is sent back to its node and proxy.
-//! The connections count every reset, unexpected end, stall and change of
-//! the proxy that answers: all must stay 0.
+//! Connections survive planned changes between nodes: the scenario of
+//! `edged_testlab::lab::planned` (maintenance on and off, a planned
+//! restart, a graceful stop and a new start, kill -9 and a new start, a
+//! third node joining) with 300 long-lived keep-alive connections. Each
+//! operation must reset, end, stall or move none of them, and none may
+//! have to be opened again.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use edged_testlab::lab::planned::{self, Operation};
 
-use edged_testlab::lab::conns::{ConnTally, Conns};
-use edged_testlab::lab::{self, Lab, Spec};
-use edged_testlab::poll_until;
-
-const V4: &str = "203.0.113.10";
-const CONNS: usize = 200;
-const PERIOD: Duration = Duration::from_millis(200);
-
-/// Every connection answers `rounds` more times (they keep going).
-fn settle(c: &Conns, rounds: usize) {
-    assert!(
-        c.wait_answers(CONNS * rounds, Duration::from_secs(30)),
-        "connections stopped answering"
-    );
-}
-
-/// The peers' full-sync counters and flows exchanged, from `edgectl peers`.
-fn sharing(lab: &Lab, i: usize) -> serde_json::Value {
-    let out = lab::edgectl(&lab.socket(i), &["-o", "json", "peers"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    v["flow_sharing"].clone()
-}
-
-/// `edgectl vips` on node `i` for the VIP web: the connections it still
-/// holds while drained, and whether its drain waits for them.
-fn web_held(lab: &Lab, i: usize) -> (u64, bool) {
-    let out = std::process::Command::new(lab::workspace_bin("edgectl"))
-        .arg("--socket")
-        .arg(lab.socket(i))
-        .args(["-o", "json", "vips"])
-        .output()
-        .expect("run edgectl");
-    assert!(
-        out.status.success(),
-        "edgectl vips on node {i}: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        lab.node_log(i)
-    );
-    let out = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    let web = v
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["name"] == "web"))
-        .unwrap_or_else(|| panic!("no VIP web in {out}"));
-    (
-        web["held"].as_u64().unwrap_or(0),
-        web["holding"].as_bool().unwrap_or(false),
-    )
-}
-
-fn report(op: &str, t: &ConnTally) {
-    let per_node = |n: &str| -> usize {
-        t.by_proxy
-            .iter()
-            .filter(|(p, _)| p.starts_with(n))
-            .map(|(_, c)| c)
-            .sum()
-    };
-    println!(
-        "{op}: {t}; answers edge1 {} edge2 {}",
-        per_node("edge1"),
-        per_node("edge2")
-    );
-    assert_eq!(
-        t.broken(),
-        0,
-        "{op}: {t}: {:?}",
-        &t.errors[..t.errors.len().min(3)]
-    );
-    assert_eq!(t.opened, CONNS, "{op}: connections were re-opened");
-}
-
-/// The ToR picks a flow's node from its headers, as a switch does: the
-/// node `ip route get` names for a connection's 5-tuple is the node whose
-/// proxy answers it (a hash of the sender socket's own would make a flow's
-/// node random, and change it after a retransmission timeout).
-fn tor_hashes_on_headers(lab: &Lab, sources: &[std::net::IpAddr], dst: SocketAddr) {
-    let node_of_hop = |hop: &str| match hop {
-        "192.0.2.2" => "edge1",
-        "192.0.2.6" => "edge2",
-        "192.0.2.10" => "edge3",
-        other => panic!("next hop {other}"),
-    };
-    let mut nodes = std::collections::BTreeSet::new();
-    for src in sources.iter().take(40).copied() {
-        let (local, who) = lab::traffic::in_netns(&lab.client.path(), move || {
-            lab::traffic::get_from(src, dst, Duration::from_secs(2))
-        })
-        .unwrap_or_else(|e| panic!("GET from {src}: {e}"));
-        let route = lab.tor_ns.exec_ok(&[
-            "ip",
-            "route",
-            "get",
-            V4,
-            "from",
-            &src.to_string(),
-            "iif",
-            "client",
-            "ipproto",
-            "tcp",
-            "sport",
-            &local.port().to_string(),
-            "dport",
-            "80",
-        ]);
-        let hop = route
-            .split_whitespace()
-            .skip_while(|w| *w != "via")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no next hop in {route:?}"));
-        let node = node_of_hop(hop);
-        assert!(
-            who.starts_with(node),
-            "{src}:{} -> {V4}:80: the ToR's route names {node} ({hop}), {who} answered",
-            local.port()
-        );
-        nodes.insert(node);
-    }
-    assert_eq!(nodes.len(), 2, "flows over both nodes: {nodes:?}");
-}
+const CONNS: usize = 300;
 
 #[test]
 fn long_lived_connections_survive_maintenance_restart_and_rejoin() {
-    // A third node, edge3, joins at the end.
-    let mut spec = Spec::parse(lab::spec::DEFAULT).unwrap();
-    spec.nodes = 3;
-    let mut lab = Lab::up(spec, &lab::workspace_bin("edged"));
-    for i in 0..2 {
-        lab.start_node(i);
-    }
-    lab.until_hops(V4, 2, Duration::from_secs(20));
-    let dst: SocketAddr = format!("{V4}:80").parse().unwrap();
-    let sources = lab.sources(false);
-    let sock2 = lab.socket(1);
-    tor_hashes_on_headers(&lab, &sources, dst);
-
-    // Maintenance on edge2: its connections reach it through edge1 while
-    // its route is gone, and the drain is complete only once they end.
-    let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
-    settle(&c, 2);
-    lab::edgectl(&sock2, &["maintenance", "on"]);
-    lab.until_hops(V4, 1, Duration::from_secs(15));
-    // After the graceful shutdown (2 s) the route is withdrawn; the drain
-    // waits for the connections edge2 still serves.
-    assert!(
-        poll_until(Duration::from_secs(10), || web_held(&lab, 1).1),
-        "edge2's drain does not wait for its connections: {}",
-        lab::edgectl(&sock2, &["vips"])
-    );
-    settle(&c, 3);
-    let (held, holding) = web_held(&lab, 1);
-    assert!(holding && held > 0, "edge2 holds {held} connections");
-    let t = c.stop();
-    report("maintenance on (edge2)", &t);
-    assert!(
-        t.by_proxy.keys().any(|p| p.starts_with("edge1"))
-            && t.by_proxy.keys().any(|p| p.starts_with("edge2")),
-        "connections on both nodes: {:?}",
-        t.by_proxy
-    );
-    assert!(
-        poll_until(Duration::from_secs(10), || web_held(&lab, 1) == (0, false)),
-        "edge2's drain did not complete once its connections ended: {:?}",
-        web_held(&lab, 1)
-    );
-    // And back: the connections opened meanwhile (all on edge1) that the
-    // ToR now sends to edge2 go back to edge1.
-    let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
-    settle(&c, 2);
-    lab::edgectl(&sock2, &["maintenance", "off"]);
-    lab.until_hops(V4, 2, Duration::from_secs(15));
-    settle(&c, 3);
-    let t = c.stop();
-    report("maintenance off (edge2)", &t);
-    // edge1 sent edge2's packets back to it (counted per VIP), and both
-    // count the flows they exchanged.
-    // (The loop reads the data plane's counters every few seconds.)
-    let counted = |i, series: &str, min: f64| {
-        poll_until(Duration::from_secs(15), || {
-            lab.metric(i, series).is_some_and(|v| v >= min)
-        })
-    };
-    assert!(
-        counted(0, "edged_xdp_vip_second_chance_total{vip=\"web\"}", 1.0),
-        "edge1 counted no second-chance packet"
-    );
-    assert!(
-        counted(
-            1,
-            "edged_flows_shared_total{peer=\"192.0.2.2\"}",
-            (CONNS / 4) as f64
-        ),
-        "edge2 shared too few flows"
-    );
-    let s1 = sharing(&lab, 0);
-    let from_edge2 = s1["peers"]["192.0.2.6"]["flows_received"]
-        .as_u64()
-        .unwrap_or(0);
-    assert!(from_edge2 > 0, "edge1 learned edge2's flows: {s1}");
-
-    // A planned restart of edge2's edged: routes and data plane stay.
-    let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
-    settle(&c, 2);
-    lab::edgectl(&sock2, &["stop", "--restart"]);
-    let exited = lab.nodes[1]
-        .edged
-        .as_mut()
-        .unwrap()
-        .wait_timeout(Duration::from_secs(20));
-    assert!(exited.is_some(), "edged did not stop for the restart");
-    lab.start_node(1);
-    settle(&c, 3);
-    let t = c.stop();
-    report("planned restart (edge2)", &t);
-
-    // A graceful stop of edge2 (`systemctl stop`): it drains, and edged
-    // runs on, serving its connections through edge1, until they end.
-    let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
-    settle(&c, 2);
-    // What `systemctl stop` sends (`edgectl stop` would wait for the exit).
-    lab.nodes[1]
-        .edged
-        .as_ref()
-        .unwrap()
-        .signal(nix::sys::signal::Signal::SIGTERM);
-    assert!(
-        poll_until(Duration::from_secs(10), || web_held(&lab, 1).1),
-        "edge2's stop does not wait for its connections:\n{}",
-        lab.node_log(1)
-    );
-    settle(&c, 3);
-    let log = lab.node_log(1);
-    let edged2 = lab.nodes[1].edged.as_mut().unwrap();
-    assert!(
-        edged2.wait_timeout(Duration::ZERO).is_none(),
-        "edged stopped while it held connections:\n{log}"
-    );
-    let t = c.stop();
-    report("graceful stop (edge2)", &t);
-    let exited = edged2.wait_timeout(Duration::from_secs(15));
-    assert!(
-        exited.is_some(),
-        "edged did not stop once its connections ended"
-    );
-    // Started again: the connections opened meanwhile (all on edge1) that
-    // the ToR sends to edge2 once it announces go back to edge1.
-    let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
-    settle(&c, 2);
-    lab.nodes[1].edged = None;
-    lab.start_node(1);
-    lab.until_hops(V4, 2, Duration::from_secs(20));
-    settle(&c, 3);
-    let t = c.stop();
-    report("started again after a stop (edge2)", &t);
-
-    // kill -9 of edge2's edged: BIRD goes with it and the ToR moves every
-    // flow to edge1, which sends edge2's back (edge2's XDP program, with
-    // its connection table, outlives edged). Started again, edge2 asks
-    // edge1 for its flows before the ToR sends it any.
-    let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
-    settle(&c, 2);
-    lab.nodes[1]
-        .edged
-        .as_ref()
-        .unwrap()
-        .signal(nix::sys::signal::Signal::SIGKILL);
-    lab.until_hops(V4, 1, Duration::from_secs(10));
-    settle(&c, 3);
-    lab.nodes[1].edged = None;
-    lab.start_node(1);
-    lab.until_hops(V4, 2, Duration::from_secs(20));
-    settle(&c, 3);
-    let t = c.stop();
-    report("kill -9 and start again (edge2)", &t);
-    let s2 = sharing(&lab, 1);
-    assert_eq!(
-        s2["peers"]["192.0.2.2"]["synced"], true,
-        "the restarted edge2 learned edge1's flows: {s2}"
-    );
-    // edge3 starts for the first time (nothing pinned): it learns both
-    // peers' flows before it announces, so the third of the flows the ToR
-    // now sends it go back to their nodes.
-    let c = Conns::start(&lab.client.path(), &sources, dst, CONNS, PERIOD);
-    settle(&c, 2);
-    lab.start_node(2);
-    lab.until_hops(V4, 3, Duration::from_secs(20));
-    settle(&c, 3);
-    let t = c.stop();
-    report("a node joining for the first time (edge3)", &t);
-    let s3 = sharing(&lab, 2);
-    for peer in ["192.0.2.2", "192.0.2.6"] {
+    let mut seen = Vec::new();
+    planned::run(CONNS, |op: &Operation<'_>| {
+        println!("{op}");
+        let t = op.tally;
         assert_eq!(
-            s3["peers"][peer]["synced"], true,
-            "edge3 learned {peer}'s flows: {s3}"
+            t.broken(),
+            0,
+            "{op}: {:?}",
+            &t.errors[..t.errors.len().min(3)]
         );
-    }
-    // Every datagram was signed with the lab's key and verified.
-    for s in [sharing(&lab, 0), s2, s3] {
-        assert_eq!(s["rejected"], serde_json::json!({}), "{s}");
-    }
+        assert_eq!(t.opened, CONNS, "{op}: connections were re-opened");
+        seen.push(op.name);
+    });
+    assert_eq!(
+        seen,
+        [
+            "maintenance_on",
+            "maintenance_off",
+            "restart",
+            "graceful_stop",
+            "start_after_stop",
+            "kill9_and_start",
+            "first_join"
+        ]
+    );
 }

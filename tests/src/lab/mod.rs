@@ -7,6 +7,7 @@
 pub mod conns;
 pub mod demo;
 mod ops;
+pub mod planned;
 pub mod spec;
 pub mod traffic;
 
