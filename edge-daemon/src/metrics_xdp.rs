@@ -278,6 +278,31 @@ impl Collector for FlowSharingCollector {
             "Full flow syncs sent to the handoff peer on its request",
             &peer(|p| p.syncs_served),
         )?;
+        family(
+            &mut enc,
+            "flow_datagrams_received",
+            "Flow-sharing datagrams heard from the handoff peer",
+            &peer(|p| p.datagrams_received),
+        )?;
+        family(
+            &mut enc,
+            "flow_datagrams_lost",
+            "Flow-sharing datagrams from the handoff peer that its sequence numbers say never arrived",
+            &peer(|p| p.datagrams_lost),
+        )?;
+        family(
+            &mut enc,
+            "flow_sync_repairs",
+            "Full flow syncs asked of the handoff peer after a loss (at most one per 10 s)",
+            &peer(|p| p.repairs),
+        )?;
+        let lag = enc.encode_descriptor(
+            "flow_sharing_lag_seconds",
+            "How long the latest batch of new flows could have waited before every peer was told",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        prometheus_client::metrics::gauge::ConstGauge::new(s.lag_us as f64 / 1e6).encode(lag)?;
         let refused: Vec<(Reason, u64)> = s
             .rejected
             .iter()

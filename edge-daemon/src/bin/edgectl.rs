@@ -356,6 +356,8 @@ mod render {
                 "FLOWS LEARNED",
                 "FULL SYNC",
                 "SYNCS SERVED",
+                "LOST (REPAIRS)",
+                "HEARD",
             ],
             s.peers
                 .iter()
@@ -370,9 +372,20 @@ mod render {
                             (false, _) => "waiting".into(),
                         },
                         p.syncs_served.to_string(),
+                        format!("{} ({})", p.datagrams_lost, p.repairs),
+                        p.last_heard.map_or("never".into(), |t| {
+                            let ms = std::time::SystemTime::now()
+                                .duration_since(t)
+                                .map_or(0, |d| d.as_millis());
+                            format!("{ms} ms ago")
+                        }),
                     ]
                 })
                 .collect(),
+        );
+        out += &format!(
+            "new flows told to every peer within {:.1} ms (latest batch)\n",
+            s.lag_us as f64 / 1e3
         );
         if !s.rejected.is_empty() {
             let r: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();

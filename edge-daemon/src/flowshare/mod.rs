@@ -36,6 +36,22 @@ const PACE: usize = 4;
 const RCVBUF: usize = 8 << 20;
 /// Largest key file read.
 const MAX_KEY: u64 = 4096;
+/// A peer whose datagrams were lost is asked for a full sync again, at
+/// most this often (a sync of a million flows is some 10 MB).
+const REPAIR_EVERY: Duration = Duration::from_secs(10);
+/// A jump in a peer's sequence larger than this is a restart of its task
+/// (it starts from its clock), not a loss.
+const RESTART_JUMP: u64 = 1 << 20;
+
+/// Datagrams missing between the last sequence number heard from a peer
+/// and this one (0 for the first, a repeat, one out of order, or a peer
+/// that started again).
+fn seq_gap(last: Option<u64>, seq: u64) -> u64 {
+    match last {
+        Some(l) if seq > l && seq - l <= RESTART_JUMP => seq - l - 1,
+        _ => 0,
+    }
+}
 
 /// What the task needs from the config.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +132,16 @@ pub struct PeerStats {
     /// Datagrams and their bytes (UDP payload) sent to the peer.
     pub datagrams_sent: u64,
     pub bytes_sent: u64,
+    /// Datagrams heard from the peer, and those its sequence numbers say
+    /// never arrived (each loss is repaired by a full sync, at most every
+    /// 10 s).
+    pub datagrams_received: u64,
+    pub datagrams_lost: u64,
+    /// Full syncs asked of the peer after a loss.
+    pub repairs: u64,
+    /// When the peer was last heard from.
+    #[serde(default)]
+    pub last_heard: Option<std::time::SystemTime>,
 }
 
 /// Everything the task counted, for status and metrics.
@@ -126,6 +152,11 @@ pub struct Stats {
     pub rejected: BTreeMap<String, u64>,
     /// The last error that stopped the task (it retries).
     pub error: Option<String>,
+    /// How long the latest batch of new flows could have waited before
+    /// every peer was told: from the previous read of the data plane's
+    /// new flows (the oldest a flow in the batch can be) to the last send.
+    #[serde(default)]
+    pub lag_us: u64,
 }
 
 /// The running task; stopped when dropped.
@@ -234,15 +265,21 @@ struct Node<'a> {
     stats: &'a Mutex<Stats>,
     sock: UdpSocket,
     flows: Flows,
-    seq: u64,
+    /// Per peer: the sequence of the last datagram sent to it, of the last
+    /// heard from it, and when a full sync was last asked to repair a loss.
+    seq: BTreeMap<IpAddr, u64>,
+    start_seq: u64,
+    heard: BTreeMap<IpAddr, u64>,
+    repaired: BTreeMap<IpAddr, Instant>,
 }
 
 impl Node<'_> {
     async fn send(&mut self, to: IpAddr, kind: Kind) {
-        self.seq += 1;
+        let seq = self.seq.entry(to).or_insert(self.start_seq);
+        *seq += 1;
         let m = Message {
             seed: self.spec.seed,
-            seq: self.seq,
+            seq: *seq,
             kind,
         };
         let b = m.encode(self.key);
@@ -301,6 +338,28 @@ impl Node<'_> {
         if m.seed != self.spec.seed {
             tracing::warn!(peer = %src, their = m.seed, ours = self.spec.seed, "a peer's hash_seed differs: its flows mean nothing here");
             return self.reject("seed");
+        }
+        let last = self.heard.get(&src).copied();
+        let lost = seq_gap(last, m.seq);
+        // Newer, or far older (the peer started again with its clock set back).
+        if last.is_none_or(|l| m.seq > l || l - m.seq > RESTART_JUMP) {
+            self.heard.insert(src, m.seq);
+        }
+        let repair = lost > 0
+            && self
+                .repaired
+                .get(&src)
+                .is_none_or(|t| t.elapsed() >= REPAIR_EVERY);
+        self.peer(src, |s| {
+            s.datagrams_received += 1;
+            s.datagrams_lost += lost;
+            s.repairs += repair as u64;
+            s.last_heard = Some(std::time::SystemTime::now());
+        });
+        if repair {
+            tracing::warn!(peer = %src, lost, "flow-sharing datagrams from a peer were lost; asking it for every flow again");
+            self.repaired.insert(src, Instant::now());
+            self.send(src, Kind::SyncRequest).await;
         }
         match m.kind {
             Kind::Flows(fps) => match self.flows.set_owner(src, &fps) {
@@ -368,7 +427,9 @@ async fn serve(spec: &Spec, key: Option<&Key>, stats: &Mutex<Stats>) -> String {
         let _ = setsockopt(&sock, sockopt::RcvBuf, &RCVBUF);
     }
     stats.lock().expect("stats lock").error = None;
-    let seq = std::time::SystemTime::now()
+    // From the clock: a restarted task's numbers jump ahead of its last
+    // ones, which its peers take for a restart, not a loss.
+    let start_seq = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let mut node = Node {
@@ -377,8 +438,12 @@ async fn serve(spec: &Spec, key: Option<&Key>, stats: &Mutex<Stats>) -> String {
         stats,
         sock,
         flows,
-        seq,
+        seq: BTreeMap::new(),
+        start_seq,
+        heard: BTreeMap::new(),
+        repaired: BTreeMap::new(),
     };
+    let mut last_take = Instant::now();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retry = tokio::time::interval(SYNC_RETRY);
@@ -390,6 +455,7 @@ async fn serve(spec: &Spec, key: Option<&Key>, stats: &Mutex<Stats>) -> String {
         tokio::select! {
             _ = tick.tick() => {
                 new.clear();
+                let since = std::mem::replace(&mut last_take, Instant::now());
                 node.flows.take_new(&mut new);
                 if new.is_empty() {
                     continue;
@@ -399,6 +465,7 @@ async fn serve(spec: &Spec, key: Option<&Key>, stats: &Mutex<Stats>) -> String {
                     let n = new.len() as u64;
                     node.peer(p, |s| s.flows_sent += n);
                 }
+                stats.lock().expect("stats lock").lag_us = since.elapsed().as_micros() as u64;
             }
             _ = retry.tick(), if tries < SYNC_TRIES => {
                 tries += 1;
@@ -426,6 +493,17 @@ async fn serve(spec: &Spec, key: Option<&Key>, stats: &Mutex<Stats>) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_gap_in_a_peers_sequence_is_a_loss_and_nothing_else_is() {
+        assert_eq!(seq_gap(None, 77), 0, "the first heard");
+        assert_eq!(seq_gap(Some(10), 11), 0, "the next");
+        assert_eq!(seq_gap(Some(10), 14), 3, "three missing");
+        assert_eq!(seq_gap(Some(10), 10), 0, "a repeat");
+        assert_eq!(seq_gap(Some(10), 8), 0, "out of order");
+        assert_eq!(seq_gap(Some(10), 10 + RESTART_JUMP), RESTART_JUMP - 1);
+        assert_eq!(seq_gap(Some(10), 11 + RESTART_JUMP), 0, "a restart");
+    }
 
     #[test]
     fn a_key_file_is_private_and_long_enough() {
