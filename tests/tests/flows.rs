@@ -1,7 +1,8 @@
 //! Connections survive planned changes between nodes: the scenario of
 //! `edged_testlab::lab::planned` (maintenance on and off, a planned
 //! restart, a graceful stop and a new start, kill -9 and a new start, a
-//! third node joining) with 300 long-lived keep-alive connections. Each
+//! third node joining) with 300 long-lived keep-alive connections, to the
+//! IPv4 and the IPv6 VIP. Each
 //! operation must reset, end, stall or move none of them, and none may
 //! have to be opened again.
 

@@ -161,17 +161,30 @@ impl Conns {
         count: usize,
         period: Duration,
     ) -> Conns {
+        Conns::start_many(ns_path, &[(sources, dst, count)], period)
+    }
+
+    /// Opens, for each `(sources, dst, count)`, `count` connections
+    /// (cycling over `sources`) to `dst` (IPv4 and IPv6 VIPs at once).
+    pub fn start_many(
+        ns_path: &Path,
+        groups: &[(&[IpAddr], SocketAddr, usize)],
+        period: Duration,
+    ) -> Conns {
         const PER_THREAD: usize = 50;
         let stop = Arc::new(AtomicBool::new(false));
         let answers = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
-        let all: Vec<IpAddr> = (0..count).map(|i| sources[i % sources.len()]).collect();
-        for mine in all.chunks(PER_THREAD) {
-            let (mine, path) = (mine.to_vec(), ns_path.to_owned());
-            let (stop, answers) = (stop.clone(), answers.clone());
-            threads.push(std::thread::spawn(move || {
-                in_netns(&path, move || run(mine, dst, period, &stop, &answers))
-            }));
+        for (sources, dst, count) in groups {
+            let dst = *dst;
+            let all: Vec<IpAddr> = (0..*count).map(|i| sources[i % sources.len()]).collect();
+            for mine in all.chunks(PER_THREAD) {
+                let (mine, path) = (mine.to_vec(), ns_path.to_owned());
+                let (stop, answers) = (stop.clone(), answers.clone());
+                threads.push(std::thread::spawn(move || {
+                    in_netns(&path, move || run(mine, dst, period, &stop, &answers))
+                }));
+            }
         }
         Conns {
             stop,

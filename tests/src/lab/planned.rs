@@ -2,8 +2,8 @@
 //! (`tests/tests/flows.rs`: every count must be 0) and the bench
 //! (`tests/benches/planned.rs`: the counts as figures): a BIRD top-of-rack
 //! with ECMP over the nodes, each a real edged with XDP and two nginx
-//! proxies, holds long-lived keep-alive connections, a request every
-//! 200 ms each, while one node is put in maintenance and back, restarted,
+//! proxies, holds long-lived keep-alive connections (two thirds to the
+//! IPv4 VIP, a third to the IPv6 one), a request every 200 ms each, while one node is put in maintenance and back, restarted,
 //! stopped gracefully and started again, killed with -9 and started
 //! again, and while a third node joins for the first time. Every time the
 //! ToR moves flows between the nodes; each node has told the others which
@@ -19,6 +19,7 @@ use super::{Lab, Spec};
 use crate::poll_until;
 
 const V4: &str = "203.0.113.10";
+const V6: &str = "2001:db8:100::10";
 const PERIOD: Duration = Duration::from_millis(200);
 
 /// One planned operation: its name (for figures, `maintenance_on`, ...),
@@ -55,6 +56,20 @@ impl std::fmt::Display for Operation<'_> {
             self.answers_from("edge3")
         )
     }
+}
+
+/// `n` connections: two thirds to the IPv4 VIP, a third to the IPv6 one,
+/// from the lab's client sources.
+fn open(lab: &Lab, n: usize) -> Conns {
+    let (v4, v6) = (lab.sources(false), lab.sources(true));
+    let d4: SocketAddr = format!("{V4}:80").parse().unwrap();
+    let d6: SocketAddr = format!("[{V6}]:80").parse().unwrap();
+    let n6 = n / 3;
+    Conns::start_many(
+        &lab.client.path(),
+        &[(&v4, d4, n - n6), (&v6, d6, n6)],
+        PERIOD,
+    )
 }
 
 /// Every connection answers `rounds` more times (they keep going).
@@ -159,6 +174,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
         lab.start_node(i);
     }
     lab.until_hops(V4, 2, Duration::from_secs(20));
+    lab.until_hops(V6, 2, Duration::from_secs(20));
     let dst: SocketAddr = format!("{V4}:80").parse().unwrap();
     let sources = lab.sources(false);
     let sock2 = lab.socket(1);
@@ -166,7 +182,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
 
     // Maintenance on edge2: its connections reach it through edge1 while
     // its route is gone, and the drain is complete only once they end.
-    let c = Conns::start(&lab.client.path(), &sources, dst, conns, PERIOD);
+    let c = open(&lab, conns);
     settle(&c, conns, 2);
     super::edgectl(&sock2, &["maintenance", "on"]);
     lab.until_hops(V4, 1, Duration::from_secs(15));
@@ -200,7 +216,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
     );
     // And back: the connections opened meanwhile (all on edge1) that the
     // ToR now sends to edge2 go back to edge1.
-    let c = Conns::start(&lab.client.path(), &sources, dst, conns, PERIOD);
+    let c = open(&lab, conns);
     settle(&c, conns, 2);
     super::edgectl(&sock2, &["maintenance", "off"]);
     lab.until_hops(V4, 2, Duration::from_secs(15));
@@ -220,10 +236,16 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
             lab.metric(i, series).is_some_and(|v| v >= min)
         })
     };
-    assert!(
-        counted(0, "edged_xdp_vip_second_chance_total{vip=\"web\"}", 1.0),
-        "edge1 counted no second-chance packet"
-    );
+    for vip in ["web", "web6"] {
+        assert!(
+            counted(
+                0,
+                &format!("edged_xdp_vip_second_chance_total{{vip=\"{vip}\"}}"),
+                1.0
+            ),
+            "edge1 counted no second-chance packet of {vip}"
+        );
+    }
     assert!(
         counted(
             1,
@@ -239,7 +261,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
     assert!(from_edge2 > 0, "edge1 learned edge2's flows: {s1}");
 
     // A planned restart of edge2's edged: routes and data plane stay.
-    let c = Conns::start(&lab.client.path(), &sources, dst, conns, PERIOD);
+    let c = open(&lab, conns);
     settle(&c, conns, 2);
     super::edgectl(&sock2, &["stop", "--restart"]);
     let exited = lab.nodes[1]
@@ -260,7 +282,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
 
     // A graceful stop of edge2 (`systemctl stop`): it drains, and edged
     // runs on, serving its connections through edge1, until they end.
-    let c = Conns::start(&lab.client.path(), &sources, dst, conns, PERIOD);
+    let c = open(&lab, conns);
     settle(&c, conns, 2);
     // What `systemctl stop` sends (`edgectl stop` would wait for the exit).
     lab.nodes[1]
@@ -294,7 +316,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
     );
     // Started again: the connections opened meanwhile (all on edge1) that
     // the ToR sends to edge2 once it announces go back to edge1.
-    let c = Conns::start(&lab.client.path(), &sources, dst, conns, PERIOD);
+    let c = open(&lab, conns);
     settle(&c, conns, 2);
     lab.nodes[1].edged = None;
     lab.start_node(1);
@@ -312,7 +334,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
     // flow to edge1, which sends edge2's back (edge2's XDP program, with
     // its connection table, outlives edged). Started again, edge2 asks
     // edge1 for its flows before the ToR sends it any.
-    let c = Conns::start(&lab.client.path(), &sources, dst, conns, PERIOD);
+    let c = open(&lab, conns);
     settle(&c, conns, 2);
     lab.nodes[1]
         .edged
@@ -340,7 +362,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
     // edge3 starts for the first time (nothing pinned): it learns both
     // peers' flows before it announces, so the third of the flows the ToR
     // now sends it go back to their nodes.
-    let c = Conns::start(&lab.client.path(), &sources, dst, conns, PERIOD);
+    let c = open(&lab, conns);
     settle(&c, conns, 2);
     lab.start_node(2);
     lab.until_hops(V4, 3, Duration::from_secs(20));
