@@ -5,7 +5,10 @@
 //!   BENCH planned_<op>_resets: connections reset
 //!   BENCH planned_<op>_broken: reset, ended, stalled, moved or failed
 //! for maintenance_on, maintenance_off, restart, graceful_stop,
-//! start_after_stop, kill9_and_start, first_join. 300 connections;
+//! start_after_stop, kill9_and_start, first_join; and node_crash (edge3
+//! off the network), where only the connections edge3 served may fail:
+//!   BENCH planned_node_crash_broken_elsewhere (goal 0) and
+//!   BENCH planned_node_crash_lost_with_edge3 (those it served). 300 connections;
 //! BENCH_SMOKE=1 (`make bench-smoke`): 60.
 
 use edged_testlab::lab::planned::{self, Operation};
@@ -24,5 +27,17 @@ fn main() {
             op.name,
             op.tally.broken()
         );
+        if let Some(lost) = op.lost {
+            println!(
+                "BENCH planned_{}_broken_elsewhere {} connections",
+                op.name,
+                op.broken_elsewhere()
+            );
+            println!(
+                "BENCH planned_{}_lost_with_{lost} {} connections",
+                op.name,
+                op.broken_on(lost)
+            );
+        }
     });
 }

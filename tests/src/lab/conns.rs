@@ -32,6 +32,10 @@ pub struct ConnTally {
     pub moved: usize,
     /// Answers per proxy identity.
     pub by_proxy: BTreeMap<String, usize>,
+    /// Connections that failed (reset, ended, stalled, errors), by the
+    /// proxy that answered them last ("" for one that never answered: a
+    /// connection opened again after a failure).
+    pub broken_by_proxy: BTreeMap<String, usize>,
 }
 
 impl ConnTally {
@@ -50,6 +54,9 @@ impl ConnTally {
         self.moved += o.moved;
         for (k, v) in o.by_proxy {
             *self.by_proxy.entry(k).or_default() += v;
+        }
+        for (k, v) in o.broken_by_proxy {
+            *self.broken_by_proxy.entry(k).or_default() += v;
         }
     }
 }
@@ -264,6 +271,8 @@ fn run(
                     }
                 }
                 Err(f) => {
+                    let last = c.proxy.clone().unwrap_or_default();
+                    *t.broken_by_proxy.entry(last).or_default() += 1;
                     match f {
                         Failure::Reset => t.resets += 1,
                         Failure::Eof => t.eofs += 1,

@@ -5,7 +5,8 @@
 //! proxies, holds long-lived keep-alive connections (two thirds to the
 //! IPv4 VIP, a third to the IPv6 one), a request every 200 ms each, while one node is put in maintenance and back, restarted,
 //! stopped gracefully and started again, killed with -9 and started
-//! again, and while a third node joins for the first time. Every time the
+//! again, while a third node joins for the first time, and while that
+//! node falls off the network. Every time the
 //! ToR moves flows between the nodes; each node has told the others which
 //! flows are its own, so a moved flow is sent back to its node and proxy.
 //! Besides the counts it hands out, the scenario asserts what it needs to
@@ -30,9 +31,33 @@ pub struct Operation<'a> {
     pub tally: &'a ConnTally,
     /// Connections held through it.
     pub conns: usize,
+    /// The node it took off the network, whose own connections are lost
+    /// with it (`None`: every connection must survive).
+    pub lost: Option<&'static str>,
 }
 
 impl Operation<'_> {
+    /// Connections that failed while node `n` served them.
+    pub fn broken_on(&self, n: &str) -> usize {
+        self.tally
+            .broken_by_proxy
+            .iter()
+            .filter(|(p, _)| p.starts_with(n))
+            .map(|(_, c)| c)
+            .sum()
+    }
+
+    /// Connections that failed while another node than [`Self::lost`]
+    /// served them.
+    pub fn broken_elsewhere(&self) -> usize {
+        self.tally
+            .broken_by_proxy
+            .iter()
+            .filter(|(p, _)| !p.is_empty() && self.lost.is_none_or(|n| !p.starts_with(n)))
+            .map(|(_, c)| c)
+            .sum()
+    }
+
     /// Answers from node `n` (`edge1`, ...).
     pub fn answers_from(&self, n: &str) -> usize {
         self.tally
@@ -202,6 +227,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
         what: "maintenance on (edge2)",
         tally: &t,
         conns,
+        lost: None,
     });
     assert!(
         t.by_proxy.keys().any(|p| p.starts_with("edge1"))
@@ -227,6 +253,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
         what: "maintenance off (edge2)",
         tally: &t,
         conns,
+        lost: None,
     });
     // edge1 sent edge2's packets back to it (counted per VIP), and both
     // count the flows they exchanged.
@@ -278,6 +305,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
         what: "planned restart (edge2)",
         tally: &t,
         conns,
+        lost: None,
     });
 
     // A graceful stop of edge2 (`systemctl stop`): it drains, and edged
@@ -308,6 +336,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
         what: "graceful stop (edge2)",
         tally: &t,
         conns,
+        lost: None,
     });
     let exited = edged2.wait_timeout(Duration::from_secs(15));
     assert!(
@@ -328,6 +357,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
         what: "started again after a stop (edge2)",
         tally: &t,
         conns,
+        lost: None,
     });
 
     // kill -9 of edge2's edged: BIRD goes with it and the ToR moves every
@@ -353,6 +383,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
         what: "kill -9 and start again (edge2)",
         tally: &t,
         conns,
+        lost: None,
     });
     let s2 = sharing(&lab, 1);
     assert_eq!(
@@ -373,6 +404,7 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
         what: "a node joining for the first time (edge3)",
         tally: &t,
         conns,
+        lost: None,
     });
     let s3 = sharing(&lab, 2);
     for peer in ["192.0.2.2", "192.0.2.6"] {
@@ -385,4 +417,25 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
     for s in [sharing(&lab, 0), s2, s3] {
         assert_eq!(s["rejected"], serde_json::json!({}), "{s}");
     }
+
+    // edge3 falls off the network (its uplink goes down, as with a power
+    // loss): its own connections go with it; the ToR spreads every flow
+    // over the two others once its session times out, and the flows it
+    // moves between them go back to their owners.
+    let c = open(&lab, conns);
+    settle(&c, conns, 2);
+    lab.nodes[2]
+        .ns
+        .exec_ok(&["ip", "link", "set", "uplink", "down"]);
+    lab.until_hops(V4, 2, Duration::from_secs(30));
+    lab.until_hops(V6, 2, Duration::from_secs(30));
+    settle(&c, conns, 3);
+    let t = c.stop();
+    each(&Operation {
+        name: "node_crash",
+        what: "edge3 off the network",
+        tally: &t,
+        conns,
+        lost: Some("edge3"),
+    });
 }
