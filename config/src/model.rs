@@ -386,6 +386,16 @@ pub struct Check {
     /// After going down, stay down at least this long (flap damping).
     #[serde(default, with = "opt_duration")]
     pub hold_down: Option<Duration>,
+    /// While the check is changing state (an up check failing, a new
+    /// one passing), attempts come this often, until it is decided
+    /// (HAProxy's `fastinter`); a kept connection the proxy closes starts
+    /// an attempt at once.
+    #[serde(default = "default_fastinter", with = "duration")]
+    pub fastinter: Duration,
+    /// While the check is down, attempts come this often (default: the
+    /// interval; HAProxy's `downinter`).
+    #[serde(default, with = "opt_duration")]
+    pub downinter: Option<Duration>,
     /// Source address of the check's packets.
     #[serde(default)]
     pub source: Option<IpAddr>,
@@ -455,6 +465,10 @@ pub enum CheckKind {
     Dns,
     /// A command; exit status 0 passes.
     Exec,
+}
+
+fn default_fastinter() -> Duration {
+    Duration::from_millis(10)
 }
 
 fn default_interval() -> Duration {

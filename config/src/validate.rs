@@ -453,6 +453,16 @@ fn check(v: &mut Errors, at: &str, c: &Check) {
     if c.interval < Duration::from_millis(10) && !c.interval.is_zero() {
         v.push(f("interval"), "must be at least 10ms");
     }
+    if c.fastinter < Duration::from_millis(10)
+        || c.fastinter > c.interval.max(Duration::from_millis(10))
+    {
+        v.push(f("fastinter"), "must be between 10ms and the interval");
+    }
+    if let Some(d) = c.downinter
+        && (d < Duration::from_millis(10) || d > Duration::from_secs(3600))
+    {
+        v.push(f("downinter"), "must be between 10ms and 1h");
+    }
     for (name, n) in [("rise", c.rise), ("fall", c.fall)] {
         if n == 0 || n > 100 {
             v.push(f(name), "must be between 1 and 100");

@@ -450,6 +450,39 @@ fn check_rules() {
         "less than the interval",
     );
     reject(
+        &check("          fastinter: 5ms\n"),
+        &format!("{at}.fastinter"),
+        "between 10ms and the interval",
+    );
+    reject(
+        &check("          fastinter: 3s\n"),
+        &format!("{at}.fastinter"),
+        "between 10ms and the interval",
+    );
+    reject(
+        &check("          downinter: 2h\n"),
+        &format!("{at}.downinter"),
+        "between 10ms and 1h",
+    );
+    let ok = edged_config::parse(&check(
+        "          fastinter: 50ms\n          downinter: 5s\n",
+    ))
+    .unwrap();
+    let c = &ok.vips[0].services[0].check;
+    assert_eq!(
+        (c.fastinter, c.downinter),
+        (
+            std::time::Duration::from_millis(50),
+            Some(std::time::Duration::from_secs(5))
+        )
+    );
+    let default = edged_config::parse(&check("")).unwrap();
+    let c = &default.vips[0].services[0].check;
+    assert_eq!(
+        (c.fastinter, c.downinter),
+        (std::time::Duration::from_millis(10), None)
+    );
+    reject(
         &check("          rise: 0\n"),
         &format!("{at}.rise"),
         "between 1 and 100",

@@ -64,6 +64,8 @@ pub fn checks(cfg: &Config) -> Vec<(CheckKey, CheckSpec)> {
                     fall: c.fall,
                     hold_down: c.hold_down,
                     reuse_connection: c.reuse_connection.unwrap_or(true),
+                    fastinter: c.fastinter,
+                    downinter: c.downinter,
                     source: c.source,
                 };
                 out.push((key, spec));

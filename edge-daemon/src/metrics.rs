@@ -39,6 +39,14 @@ pub struct DriftLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    /// `up` or `down`.
+    pub to: String,
+    /// The class of the attempt that decided it.
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerLabels {
     pub peer: String,
 }
@@ -66,6 +74,7 @@ pub struct Metrics {
     pub vip_serving_proxies: Family<VipLabels, Gauge>,
     pub effect_errors: Family<ComponentLabels, Counter>,
     pub drift_repaired: Family<DriftLabels, Counter>,
+    pub check_transitions: Family<TransitionLabels, Counter>,
     pub check_duration: Histogram,
     pub check_results: Family<OutcomeLabels, Counter>,
     pub check_up: Family<CheckLabels, Gauge>,
@@ -102,6 +111,7 @@ impl Metrics {
             vip_serving_proxies: Family::default(),
             effect_errors: Family::default(),
             drift_repaired: Family::default(),
+            check_transitions: Family::default(),
             check_duration: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
@@ -157,6 +167,11 @@ impl Metrics {
             "drift_repaired",
             "Differences found between what edged applied and what the kernel or BIRD had, and repaired (address, xdp, bgp, sysctl)",
             m.drift_repaired.clone(),
+        );
+        root.register(
+            "check_transitions",
+            "Health checks that changed state, by the state and the class of the attempt that decided it (refused, reset, timeout, status, closed, ok, ...)",
+            m.check_transitions.clone(),
         );
         root.register(
             "check_duration_seconds",
@@ -242,6 +257,17 @@ impl Metrics {
             let n = held.counts.get(&d.name).copied().unwrap_or(0);
             self.vip_connections_held.get_or_create(&l).set(n as i64);
         }
+    }
+
+    /// Counts one check's change of state, by its cause.
+    pub fn transition(&self, e: &edged_health::HealthEvent) {
+        let cause = e.outcome.failure().map_or("ok", |f| f.class());
+        self.check_transitions
+            .get_or_create(&TransitionLabels {
+                to: e.state.to_string(),
+                cause: cause.into(),
+            })
+            .inc();
     }
 
     /// Counts one repair of drift.

@@ -361,6 +361,8 @@ fn spec(target: SocketAddr, interval: Duration) -> CheckSpec {
         // As edged runs them: starts spread by identity, no per-period jitter.
         hold_down: None,
         reuse_connection: true,
+        fastinter: std::time::Duration::from_millis(10),
+        downinter: None,
         source: None,
     }
 }

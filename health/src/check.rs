@@ -102,6 +102,11 @@ impl Check {
         }
     }
 
+    /// How often it runs now.
+    pub(crate) fn phase(&self) -> crate::hysteresis::Phase {
+        self.hyst.phase()
+    }
+
     /// Whether a reload or the checker's end stopped it.
     pub(crate) fn stopped(&self) -> bool {
         self.cell.stopped()
@@ -111,14 +116,22 @@ impl Check {
         &self.cell
     }
 
-    /// Takes one attempt's outcome at `now`: hysteresis, status, and the
-    /// event of a flip.
+    /// Takes one attempt's outcome at `now`: hysteresis, status, the
+    /// schedule of the phase it leaves the check in, and the event of a
+    /// flip.
     pub(crate) fn record(&mut self, outcome: Outcome, now: Instant) -> Recorded {
         if self.cell.stopped() {
             return Recorded::Stopped;
         }
         let mut guard = self.cell.status.lock().expect("check status lock");
+        let before = self.hyst.phase();
         let flip = self.hyst.record(outcome.ok(), now);
+        self.schedule.ended(outcome.ok(), now);
+        let phase = self.hyst.phase();
+        if phase != before {
+            self.schedule.every(self.spec.period(phase), now);
+            guard.0.phase = phase;
+        }
         guard.1.clone_from(&self.hyst);
         let s = &mut guard.0;
         let wall = SystemTime::now();
@@ -131,6 +144,7 @@ impl Check {
         s.state = self.hyst.state();
         if flip.is_some() {
             s.since = Some(wall);
+            s.cause = Some(outcome.failure().map_or("ok", |f| f.class()));
         }
         match &mut s.last {
             // Another pass: only the latency changes (the rest, cold in the

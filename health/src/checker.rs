@@ -100,7 +100,8 @@ impl HealthChecker {
             });
             let cell = StatusCell::new(status, hyst.clone());
             let first = now() + start_offset(&key, spec.interval);
-            let schedule = Schedule::new(self.epoch, first, spec.interval);
+            // A check carried over a reload keeps its phase's period.
+            let schedule = Schedule::new(self.epoch, first, spec.period(hyst.phase()));
             let check = Check::new(key.clone(), spec.clone(), schedule, hyst, cell.clone());
             task::spawn(Box::new(check), self.ctx.clone());
             table.insert(key, Entry { spec, cell });

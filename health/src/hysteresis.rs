@@ -24,6 +24,30 @@ impl std::fmt::Display for State {
     }
 }
 
+/// How often a check runs now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Decided (up, or not yet tried): every `interval`.
+    Steady,
+    /// Changing (an up check failing, a new one passing): every
+    /// `fastinter`, until it is decided.
+    Fast,
+    /// Down: every `downinter`, recovering or not (fast probing never
+    /// raises a down proxy's attempt rate).
+    Down,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Steady => "steady",
+            Phase::Fast => "fast",
+            Phase::Down => "down",
+        })
+    }
+}
+
 /// Consecutive-result counters and thresholds.
 #[derive(Clone, Debug)]
 pub struct Hysteresis {
@@ -63,6 +87,16 @@ impl Hysteresis {
     /// The current state.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// The schedule the state and the current run of results call for.
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Down => Phase::Down,
+            State::Up if self.failures > 0 => Phase::Fast,
+            State::Unknown if self.passes > 0 => Phase::Fast,
+            _ => Phase::Steady,
+        }
     }
 
     /// Records one result at `now`; returns the new state if it changed.
@@ -130,6 +164,33 @@ mod tests {
         assert_eq!(
             feed(&mut h, t0, &[true, false, true, true]),
             [None, None, None, Some(Up)]
+        );
+    }
+
+    #[test]
+    fn a_changing_check_is_fast_and_a_down_one_never_is() {
+        let t0 = Instant::now();
+        let mut h = Hysteresis::new(2, 3, None);
+        let mut phases = vec![h.phase()];
+        for ok in [
+            true, true, false, false, true, false, false, false, true, true,
+        ] {
+            h.record(ok, t0);
+            phases.push(h.phase());
+        }
+        use Phase::*;
+        assert_eq!(
+            phases,
+            [
+                Steady, // not tried yet
+                Fast,   // one pass of two
+                Steady, // up
+                Fast,   // failing
+                Fast, Steady, // a pass: up, decided
+                Fast, Fast, Down, // the third failure
+                Down, // passing again, still down: downinter
+                Steady,
+            ]
         );
     }
 

@@ -34,7 +34,7 @@ pub use checker::HealthChecker;
 pub use http::h2::Pool as Http2Pool;
 #[doc(hidden)]
 pub use http::parse::{Parsed as ParsedHttpResponse, parse_response as parse_http_response};
-pub use hysteresis::{Hysteresis, State};
+pub use hysteresis::{Hysteresis, Phase, State};
 pub use outcome::{Failure, Outcome};
 pub use probe::{Prober, probe};
 pub use schedule::{Schedule, TICK, first_at_or_after, start_offset};

@@ -32,7 +32,16 @@ pub struct Schedule {
     due: Instant,
     /// The next attempt's start, once known.
     planned: Option<Instant>,
+    /// Whether the next attempt to end was brought forward by
+    /// [`Schedule::reprobe`], and until when no attempt is brought forward
+    /// (one found the target well: it closes idle connections).
+    reprobing: bool,
+    quiet_until: Option<Instant>,
 }
+
+/// After an early attempt finds the target well, this many periods pass
+/// before another is brought forward.
+const QUIET_PERIODS: u32 = 10;
 
 impl Schedule {
     /// Slots every `interval` from `first`, on the grid from `epoch`.
@@ -42,6 +51,8 @@ impl Schedule {
             interval,
             due: first,
             planned: None,
+            reprobing: false,
+            quiet_until: None,
         }
     }
 
@@ -74,6 +85,44 @@ impl Schedule {
     /// The planned attempt has begun.
     pub fn started(&mut self) {
         self.planned = None;
+    }
+
+    /// From now on, a slot every `period` from `now + period` (the check
+    /// changed [phase](crate::hysteresis::Phase)). An attempt already
+    /// planned is dropped: the next one is the new period's. The same
+    /// period as now changes nothing (its slots stay where they are).
+    pub fn every(&mut self, period: Duration, now: Instant) {
+        if period == self.interval {
+            return;
+        }
+        self.interval = period;
+        self.due = now + period;
+        self.planned = None;
+    }
+
+    /// Something suggests the target just failed (its kept connection
+    /// closed between attempts): the next attempt comes at the next tick,
+    /// unless an early attempt found the target well within the last
+    /// [`QUIET_PERIODS`] periods (a server that closes idle connections
+    /// gets one early attempt in that many, never a stream of them). The
+    /// caller brings none forward for a check that is down (its rate is
+    /// `downinter`'s). Whether it was brought forward.
+    pub fn reprobe(&mut self, now: Instant) -> bool {
+        if self.quiet_until.is_some_and(|t| now < t) {
+            return false;
+        }
+        self.reprobing = true;
+        self.retry(now);
+        true
+    }
+
+    /// An attempt ended: if it was brought forward and passed, the close
+    /// that brought it was the target's habit, not a failure, and no
+    /// attempt is brought forward for [`QUIET_PERIODS`] periods.
+    pub fn ended(&mut self, ok: bool, now: Instant) {
+        if std::mem::take(&mut self.reprobing) && ok {
+            self.quiet_until = Some(now + self.interval * QUIET_PERIODS);
+        }
     }
 
     /// The next attempt comes at the next tick after `now`, outside the
@@ -155,6 +204,52 @@ mod tests {
         s.started();
         s.retry(t0 + ms(281));
         assert_eq!(s.next_start(t0 + ms(281)), t0 + ms(290));
+    }
+
+    #[test]
+    fn an_early_attempt_unless_one_found_the_target_well() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = Schedule::new(t0, t0 + ms(500), ms(1000));
+        assert!(s.reprobe(t0 + ms(101)));
+        assert_eq!(s.next_start(t0 + ms(101)), t0 + ms(110));
+        s.started();
+        assert!(s.reprobe(t0 + ms(1101)));
+        assert_eq!(s.next_start(t0 + ms(1101)), t0 + ms(1110));
+        s.started();
+        // It failed: the target is changing; the next close brings one
+        // forward again.
+        s.ended(false, t0 + ms(1111));
+        assert!(s.reprobe(t0 + ms(1200)));
+        s.started();
+        // This one passed: the target closes idle connections; none is
+        // brought forward for 10 periods.
+        s.ended(true, t0 + ms(2211));
+        assert!(!s.reprobe(t0 + ms(5000)));
+        assert!(!s.reprobe(t0 + ms(12_000)));
+        assert!(s.reprobe(t0 + ms(12_300)));
+    }
+
+    #[test]
+    fn a_new_period_starts_from_now() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = Schedule::new(t0, t0 + ms(500), ms(1000));
+        assert_eq!(s.next_start(t0), t0 + ms(500));
+        s.started();
+        // A failure at 503 ms: the next ones every 10 ms.
+        s.every(ms(10), t0 + ms(503));
+        assert_eq!(s.next_start(t0 + ms(503)), t0 + ms(520));
+        s.started();
+        assert_eq!(s.next_start(t0 + ms(521)), t0 + ms(530));
+        s.started();
+        // Decided: back to the interval, from then.
+        s.every(ms(1000), t0 + ms(531));
+        assert_eq!(s.next_start(t0 + ms(531)), t0 + ms(1540));
+        s.started();
+        // The same period: the slots stay.
+        s.every(ms(1000), t0 + ms(1600));
+        assert_eq!(s.next_start(t0 + ms(1600)), t0 + ms(2540));
     }
 
     #[test]

@@ -51,6 +51,12 @@ pub struct CheckSpec {
     /// `false`: a new connection per attempt, so a proxy that stops
     /// accepting is noticed at once, at a higher cost.
     pub reuse_connection: bool,
+    /// While the check is changing (failing while up, passing while not
+    /// yet decided), attempts come this often instead of every `interval`.
+    pub fastinter: Duration,
+    /// While the check is down, attempts come this often (`None`: every
+    /// `interval`); never faster, however it fares.
+    pub downinter: Option<Duration>,
 }
 
 impl CheckSpec {
@@ -66,6 +72,18 @@ impl CheckSpec {
             hold_down: None,
             source: None,
             reuse_connection: true,
+            fastinter: Duration::from_millis(10),
+            downinter: None,
+        }
+    }
+
+    /// The period a check in `phase` runs at.
+    pub fn period(&self, phase: crate::hysteresis::Phase) -> Duration {
+        use crate::hysteresis::Phase;
+        match phase {
+            Phase::Steady => self.interval,
+            Phase::Fast => self.fastinter.min(self.interval),
+            Phase::Down => self.downinter.unwrap_or(self.interval),
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::hysteresis::State;
+use crate::hysteresis::{Phase, State};
 use crate::outcome::Outcome;
 use crate::spec::CheckKey;
 
@@ -16,8 +16,13 @@ pub struct CheckStatus {
     pub state: State,
     /// The last attempt.
     pub last: Option<Outcome>,
-    /// When the state last changed.
+    /// When the state last changed, and the class of the attempt that
+    /// changed it (`ok`, `refused`, `reset`, `timeout`, `status`, ...).
     pub since: Option<SystemTime>,
+    pub cause: Option<&'static str>,
+    /// How often it runs now: every interval, every fastinter while it
+    /// changes, every downinter while down.
+    pub phase: Phase,
     /// Attempts that passed / failed since the check was added.
     pub passes: u64,
     pub failures: u64,
@@ -29,6 +34,8 @@ impl Default for CheckStatus {
             state: State::Unknown,
             last: None,
             since: None,
+            cause: None,
+            phase: Phase::Steady,
             passes: 0,
             failures: 0,
         }

@@ -155,6 +155,8 @@ fn spec(target: SocketAddr, vip: &str, body_contains: Option<&str>) -> CheckSpec
         fall: 3,
         hold_down: None,
         reuse_connection: true,
+        fastinter: std::time::Duration::from_millis(10),
+        downinter: None,
         source: None,
     }
 }

@@ -27,6 +27,8 @@ fn spec(target: SocketAddr, interval_ms: u64, timeout_ms: u64) -> CheckSpec {
         fall: 1,
         hold_down: None,
         reuse_connection: true,
+        fastinter: std::time::Duration::from_millis(10),
+        downinter: None,
         source: None,
     }
 }

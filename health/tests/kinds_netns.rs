@@ -29,6 +29,8 @@ fn spec(kind: CheckKind) -> CheckSpec {
         fall: 3,
         hold_down: None,
         reuse_connection: true,
+        fastinter: std::time::Duration::from_millis(10),
+        downinter: None,
         source: Some("198.51.100.1".parse().unwrap()),
     }
 }

@@ -46,6 +46,8 @@ fn http_spec(http2: bool) -> CheckSpec {
         fall: 3,
         hold_down: None,
         reuse_connection: true,
+        fastinter: std::time::Duration::from_millis(10),
+        downinter: None,
         source: Some("198.51.100.1".parse().unwrap()),
     }
 }

@@ -20,6 +20,9 @@ fn spec(target: std::net::SocketAddr) -> CheckSpec {
         fall: 3,
         hold_down: None,
         reuse_connection: true,
+        // No fast phase: these tests count intervals (fast.rs tests it).
+        fastinter: Duration::from_millis(50),
+        downinter: None,
         source: None,
     }
 }
@@ -173,6 +176,7 @@ async fn stall_skips_missed_slots(kept: bool) {
     });
     let mut s = spec(srv.addr);
     s.interval = PERIOD;
+    s.fastinter = PERIOD;
     s.timeout = PERIOD * 4 / 5;
     s.reuse_connection = kept;
     let (_hc, _rx) = HealthChecker::spawn(vec![(key("a"), s)], Some(obs));
@@ -214,6 +218,8 @@ async fn dropping_the_checker_kills_running_exec_groups() {
         fall: 1,
         hold_down: None,
         reuse_connection: true,
+        fastinter: std::time::Duration::from_millis(10),
+        downinter: None,
         source: None,
     };
     let running = || {

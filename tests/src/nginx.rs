@@ -50,20 +50,59 @@ impl Nginx {
             ns_path: ns.path(),
         };
         n.write_conf(Health::Ok);
-        let mut cmd = ns.command("nginx");
-        cmd.arg("-c")
-            .arg(n.dir.path().join("nginx.conf"))
+        n.spawn();
+        n
+    }
+
+    /// Runs nginx on the config written; waits for its pid file.
+    fn spawn(&mut self) {
+        let pid_file = self.dir.path().join("nginx.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.ns_path.display()))
+            .arg("--")
+            .arg("nginx")
+            .arg("-c")
+            .arg(self.dir.path().join("nginx.conf"))
             .arg("-p")
-            .arg(n.dir.path())
+            .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        n.proc = Some(Proc::spawn(cmd));
-        let pid_file = n.dir.path().join("nginx.pid");
+        self.proc = Some(Proc::spawn(cmd));
         assert!(
             poll_until(Duration::from_secs(10), || pid_file.exists()),
-            "nginx {name} did not start"
+            "nginx {} did not start",
+            self.name
         );
-        n
+    }
+
+    /// SIGKILL to master and workers, as a crash: the kernel closes every
+    /// connection and the listener.
+    pub fn kill(&mut self) {
+        self.signal_all(Signal::SIGKILL);
+        if let Some(p) = self.proc.as_mut() {
+            p.wait_timeout(Duration::from_secs(5));
+        }
+        self.proc = None;
+    }
+
+    /// SIGQUIT: nginx's graceful stop (idle keep-alive connections closed,
+    /// the listener closed, requests in flight finished).
+    pub fn quit(&mut self) {
+        self.signal(Signal::SIGQUIT);
+        if let Some(p) = self.proc.as_mut()
+            && p.wait_timeout(Duration::from_secs(5)).is_none()
+        {
+            self.signal_all(Signal::SIGKILL);
+        }
+        self.proc = None;
+    }
+
+    /// Starts it again after a kill, a quit or a stop.
+    pub fn restart(&mut self) {
+        if self.proc.is_none() {
+            self.spawn();
+        }
     }
 
     fn write_conf(&self, health: Health) {

@@ -272,11 +272,22 @@ mod render {
                     .checks
                     .iter()
                     .map(|c| {
+                        let changed = c
+                            .transition
+                            .as_ref()
+                            .map_or(String::new(), |(to, why, at)| {
+                                format!(", {to} {} ({why})", ago(*at))
+                            });
                         format!(
-                            "{} {} {:.1}ms",
+                            "{} {} {:.1}ms [{}{changed}]",
                             c.service,
                             c.last,
-                            c.latency_us as f64 / 1000.0
+                            c.latency_us as f64 / 1000.0,
+                            if c.phase.is_empty() {
+                                "steady"
+                            } else {
+                                &c.phase
+                            },
                         )
                     })
                     .collect();

@@ -199,6 +199,15 @@ pub struct ServiceCheck {
     pub last: String,
     /// The last attempt's latency.
     pub latency_us: u64,
+    /// `steady` (every interval), `fast` (changing: every fastinter),
+    /// `down` (every downinter).
+    #[serde(default)]
+    pub phase: String,
+    /// The last change of state: to what, the class of the attempt that
+    /// decided it (`refused`, `reset`, `timeout`, `status`, `ok`, ...),
+    /// when (unix seconds).
+    #[serde(default)]
+    pub transition: Option<(String, String, u64)>,
 }
 
 /// `edgectl peers`.

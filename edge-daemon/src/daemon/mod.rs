@@ -212,9 +212,12 @@ pub async fn run(
                 let _ = st.reload().await;
                 None
             }
-            Some(_flip) = health_rx.recv() => {
+            Some(flip) = health_rx.recv() => {
                 // Take every flip that is already queued, then one snapshot.
-                while health_rx.try_recv().is_ok() {}
+                st.metrics.transition(&flip);
+                while let Ok(flip) = health_rx.try_recv() {
+                    st.metrics.transition(&flip);
+                }
                 st.refresh_health();
                 None
             }

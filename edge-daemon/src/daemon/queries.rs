@@ -244,6 +244,15 @@ impl State {
                                     .last
                                     .as_ref()
                                     .map_or(0, |o| o.latency.as_micros() as u64),
+                                phase: s.phase.to_string(),
+                                transition: s.since.map(|t| {
+                                    (
+                                        s.state.to_string(),
+                                        s.cause.unwrap_or("ok").to_string(),
+                                        t.duration_since(SystemTime::UNIX_EPOCH)
+                                            .map_or(0, |d| d.as_secs()),
+                                    )
+                                }),
                             })
                             .collect();
                         ProxyVip {

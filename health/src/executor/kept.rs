@@ -15,7 +15,11 @@
 //! answer that does not leave the connection reusable hands the check back
 //! through the checker's returns channel (the loop never spawns: the
 //! checker gives the check a task again); its next kept connection brings
-//! it back.
+//! it back. A kept connection the server closes or resets between
+//! attempts (a proxy that crashed or stops) sends the check back with an
+//! attempt at once, and a failed attempt puts the check on `fastinter`
+//! until it is decided: a crash is noticed in a few ticks, not at the
+//! next interval.
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -75,6 +75,10 @@ enum After {
     /// Back to a task, with an attempt at once: the kept connection was
     /// found closed, and nothing was decided in this slot.
     Retry,
+    /// Back to a task, with an attempt brought forward (at most once a
+    /// period): the idle kept connection was closed or reset, as a proxy
+    /// that crashed or stops does.
+    Reprobe,
 }
 
 pub(super) struct Loop {
@@ -255,9 +259,15 @@ impl Loop {
         let buf = if first { &mut *fresh } else { &mut s.buf };
         let (read, eof) = read_all(&s.socket, buf);
         let step = match (&s.attempt, read) {
-            // Between attempts: the server closed the idle connection or
-            // sent what nobody asked for. The next attempt is the task's.
-            (None, _) => (None, After::Task),
+            // Between attempts, the server closed or reset the idle
+            // connection: a proxy that died or stops does that, so the
+            // next attempt comes at once, in the task (a new connection:
+            // one that succeeds counts no failure).
+            (None, Err(_)) => (None, After::Reprobe),
+            (None, Ok(())) if eof => (None, After::Reprobe),
+            // Sent what nobody asked for: the next attempt is the task's,
+            // on its schedule.
+            (None, Ok(())) => (None, After::Task),
             // Nothing of the answer: the server had closed the connection.
             (Some(_), Err(_)) if buf.is_empty() => (None, After::Retry),
             (Some(_), Err(e)) => (Some(Err(e)), After::Task),
@@ -323,8 +333,14 @@ impl Loop {
     /// The check goes back to a task of its own; its connection closes.
     fn hand_back(&mut self, idx: usize, after: After) {
         if let Some(mut s) = self.remove(idx) {
-            if matches!(after, After::Retry) {
-                s.check.schedule.retry(Instant::now());
+            match after {
+                After::Retry => s.check.schedule.retry(Instant::now()),
+                // A down check keeps to downinter.
+                After::Reprobe if s.check.phase() != crate::hysteresis::Phase::Down => {
+                    s.check.schedule.reprobe(Instant::now());
+                }
+                After::Reprobe => {}
+                After::Keep | After::Task => {}
             }
             self.give_back(s.check);
         }

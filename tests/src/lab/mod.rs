@@ -6,6 +6,7 @@
 
 pub mod conns;
 pub mod demo;
+pub mod detect;
 mod ops;
 pub mod planned;
 pub mod spec;
@@ -228,13 +229,14 @@ impl Lab {
         y += "vips:\n";
         for v in &self.spec.vips {
             y += &format!(
-                "  - name: {}\n    address: '{}'\n    ports: [{{port: {}}}{}]\n    services: [{{name: http, check: {{kind: http, port: {}, path: /healthz, interval: 250ms, timeout: 200ms, rise: 2, fall: 3}}}}]\n",
+                "  - name: {}\n    address: '{}'\n    ports: [{{port: {}}}{}]\n    services: [{{name: http, check: {{kind: http, port: {}, path: /healthz, {}}}}}]\n",
                 v.name,
                 v.address,
                 v.port,
                 v.udp_port
                     .map_or(String::new(), |u| format!(", {{port: {u}, protocol: udp}}")),
-                v.port
+                v.port,
+                self.spec.check
             );
         }
         y += &format!(

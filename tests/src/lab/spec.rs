@@ -31,6 +31,13 @@ pub struct Spec {
     /// no forwarder (the kernel-routing baseline).
     #[serde(default)]
     pub xdp: Option<String>,
+    /// Every check's timing, as `check:` fields.
+    #[serde(default = "default_check")]
+    pub check: String,
+}
+
+fn default_check() -> String {
+    "interval: 250ms, timeout: 200ms, rise: 2, fall: 3".into()
 }
 
 /// `tor:`.
