@@ -9,7 +9,11 @@
 //!     ToR (sampled every 5 ms: errs up to 5 ms long);
 //! with <fault> crash (SIGKILL), stop (nginx's graceful stop), freeze
 //! (SIGSTOP: waits for the next slot, then times out) and linkdown.
-//! The maxima are `..._max_ms`.
+//! The maxima are `..._max_ms`. And for the crash, the median of each
+//! hop: `health_crash_hop_verdict_ms` (fault → the check down),
+//! `health_crash_hop_table_ms` (→ out of the table), `..._hop_bird_ms`
+//! (→ BIRD confirmed the withdrawal), `..._hop_tor_ms` (→ gone at the
+//! ToR).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,17 +24,37 @@ fn main() {
     let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0");
     let rounds = if smoke { 2 } else { 10 };
     let mut by: BTreeMap<&'static str, (Vec<Duration>, Vec<Duration>)> = BTreeMap::new();
+    let mut hops: [Vec<Duration>; 4] = Default::default();
     detect::run(
         rounds,
         "interval: 1s, timeout: 200ms, rise: 2, fall: 3, fastinter: 10ms, downinter: 250ms",
         |t: &Timing| {
             eprintln!("{t:?}");
+            if t.fault == edged_testlab::lab::detect::Fault::Kill {
+                let (v, tb, b) = (t.to_verdict, t.to_table, t.to_bird);
+                let steps = [
+                    v,
+                    tb.saturating_sub(v),
+                    b.saturating_sub(tb),
+                    t.to_tor.saturating_sub(b),
+                ];
+                for (h, d) in hops.iter_mut().zip(steps) {
+                    h.push(d);
+                }
+            }
             let e = by.entry(t.fault.name()).or_default();
             e.0.push(t.to_table);
             e.1.push(t.to_tor);
         },
     );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (name, mut v) in ["verdict", "table", "bird", "tor"].into_iter().zip(hops) {
+        v.sort();
+        println!(
+            "BENCH health_crash_hop_{name}_ms {:.1} ms",
+            ms(v[v.len() / 2])
+        );
+    }
     for (name, (mut table, mut tor)) in by {
         for (what, v) in [("table", &mut table), ("tor", &mut tor)] {
             v.sort();

@@ -44,11 +44,15 @@ impl Fault {
     }
 }
 
-/// One fault's timings.
+/// One fault's timings, each from the fault, hop by hop: the check's
+/// verdict (down), the proxy out of the table, BIRD's confirmation of
+/// the withdrawal, the route gone at the ToR.
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
     pub fault: Fault,
+    pub to_verdict: Duration,
     pub to_table: Duration,
+    pub to_bird: Duration,
     pub to_tor: Duration,
 }
 
@@ -88,19 +92,22 @@ fn plain(line: &str) -> String {
     out
 }
 
-/// When node `i`'s edged logged, after byte `from` of its log, that the
-/// VIP web's table lost every proxy.
-fn table_emptied(lab: &Lab, i: usize, from: usize) -> Option<SystemTime> {
-    const EMPTIED: &str = "applied action=SetTable { vip: \"web\", proxies: [] }";
+/// What edged logs at each hop, for the VIP web on proxy px1.
+const VERDICT: &str = "check changed state vip=web service=http proxy=px1 state=Down";
+const EMPTIED: &str = "applied action=SetTable { vip: \"web\", proxies: [] }";
+const WITHDRAWN: &str = "route applied vip=web state=Withdrawn";
+
+/// When node `i`'s edged logged `what`, after byte `from` of its log.
+fn logged_at(lab: &Lab, i: usize, from: usize, what: &str) -> Option<SystemTime> {
     let log = lab.node_log(i);
     let line = log
         .get(from..)?
         .lines()
         .map(plain)
-        .find(|l| l.contains(EMPTIED))?;
+        .find(|l| l.contains(what))?;
     // The time just before it (BIRD's lines share the file and may run
     // into edged's).
-    let head = &line[..line.find(EMPTIED)?];
+    let head = &line[..line.find(what)?];
     let z = head.rfind("Z ")?;
     log_time(head.get((z + 1).checked_sub(27)?..)?)
 }
@@ -137,22 +144,26 @@ pub fn run(rounds: usize, check: &str, mut each: impl FnMut(&Timing)) {
             });
             assert!(gone, "{fault:?}: edge1 still in the ToR's route");
             let tor = watch.stop().first_below(2, t0).expect("seen below");
-            let mut table = None;
+            let mut at = [None; 3];
             assert!(
                 poll_until(Duration::from_secs(5), || {
-                    table = table_emptied(&lab, 0, from);
-                    table.is_some()
+                    for (t, what) in at.iter_mut().zip([VERDICT, EMPTIED, WITHDRAWN]) {
+                        *t = logged_at(&lab, 0, from, what);
+                    }
+                    at.iter().all(Option::is_some)
                 }),
-                "{fault:?}: no table change logged:\n{}",
+                "{fault:?}: not every hop logged ({at:?}):\n{}",
                 lab.node_log(0).get(from..).unwrap_or_default()
             );
-            let to_table = table
-                .unwrap()
-                .duration_since(wall)
-                .unwrap_or(Duration::ZERO);
+            let since = |t: Option<SystemTime>| {
+                t.and_then(|t| t.duration_since(wall).ok())
+                    .unwrap_or(Duration::ZERO)
+            };
             each(&Timing {
                 fault,
-                to_table,
+                to_verdict: since(at[0]),
+                to_table: since(at[1]),
+                to_bird: since(at[2]),
                 to_tor: tor - t0,
             });
             let px = &mut lab.nodes[0].proxies[0];
