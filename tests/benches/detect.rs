@@ -9,7 +9,7 @@
 //!     ToR (sampled every 5 ms: errs up to 5 ms long);
 //! with <fault> crash (SIGKILL), stop (nginx's graceful stop), freeze
 //! (SIGSTOP: waits for the next slot, then times out) and linkdown.
-//! The maxima are `..._max_ms`. And for the crash, the median of each
+//! The maxima are `..._max_ms`, the minima `..._min_ms`. And for the crash, the median of each
 //! hop: `health_crash_hop_verdict_ms` (fault → the check down),
 //! `health_crash_hop_table_ms` (→ out of the table), `..._hop_bird_ms`
 //! (→ BIRD confirmed the withdrawal), `..._hop_tor_ms` (→ gone at the
@@ -62,6 +62,7 @@ fn main() {
             let max = ms(*v.last().unwrap());
             println!("BENCH health_{name}_to_{what}_ms {median:.1} ms");
             println!("BENCH health_{name}_to_{what}_max_ms {max:.1} ms");
+            println!("BENCH health_{name}_to_{what}_min_ms {:.1} ms", ms(v[0]));
         }
     }
 }
