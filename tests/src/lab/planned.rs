@@ -188,9 +188,36 @@ fn tor_hashes_on_headers(lab: &Lab, sources: &[std::net::IpAddr], dst: SocketAdd
     assert_eq!(nodes.len(), 2, "flows over both nodes: {nodes:?}");
 }
 
+/// One operation under `conns` fresh connections: they answer twice,
+/// `change` runs (it may wait on them), they answer three times more and
+/// stop; `each` gets what they saw, which is returned.
+fn under(
+    lab: &mut Lab,
+    conns: usize,
+    (name, what): (&'static str, &'static str),
+    lost: Option<&'static str>,
+    each: &mut dyn FnMut(&Operation<'_>),
+    change: impl FnOnce(&mut Lab, &Conns),
+) -> ConnTally {
+    let c = open(lab, conns);
+    settle(&c, conns, 2);
+    change(lab, &c);
+    settle(&c, conns, 3);
+    let tally = c.stop();
+    each(&Operation {
+        name,
+        what,
+        tally: &tally,
+        conns,
+        lost,
+    });
+    tally
+}
+
 /// Runs the scenario with `conns` connections, handing each operation's
 /// counts to `each` as it ends.
 pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
+    let each = &mut each;
     // A third node, edge3, joins at the end.
     let mut spec = Spec::parse(super::spec::DEFAULT).unwrap();
     spec.nodes = 3;
@@ -207,27 +234,20 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
 
     // Maintenance on edge2: its connections reach it through edge1 while
     // its route is gone, and the drain is complete only once they end.
-    let c = open(&lab, conns);
-    settle(&c, conns, 2);
-    super::edgectl(&sock2, &["maintenance", "on"]);
-    lab.until_hops(V4, 1, Duration::from_secs(15));
-    // After the graceful shutdown (2 s) the route is withdrawn; the drain
-    // waits for the connections edge2 still serves.
-    assert!(
-        poll_until(Duration::from_secs(10), || web_held(&lab, 1).1),
-        "edge2's drain does not wait for its connections: {}",
-        super::edgectl(&sock2, &["vips"])
-    );
-    settle(&c, conns, 3);
-    let (held, holding) = web_held(&lab, 1);
-    assert!(holding && held > 0, "edge2 holds {held} connections");
-    let t = c.stop();
-    each(&Operation {
-        name: "maintenance_on",
-        what: "maintenance on (edge2)",
-        tally: &t,
-        conns,
-        lost: None,
+    let op = ("maintenance_on", "maintenance on (edge2)");
+    let t = under(&mut lab, conns, op, None, each, |lab, c| {
+        super::edgectl(&sock2, &["maintenance", "on"]);
+        lab.until_hops(V4, 1, Duration::from_secs(15));
+        // After the graceful shutdown (2 s) the route is withdrawn; the
+        // drain waits for the connections edge2 still serves.
+        assert!(
+            poll_until(Duration::from_secs(10), || web_held(lab, 1).1),
+            "edge2's drain does not wait for its connections: {}",
+            super::edgectl(&sock2, &["vips"])
+        );
+        settle(c, conns, 3);
+        let (held, holding) = web_held(lab, 1);
+        assert!(holding && held > 0, "edge2 holds {held} connections");
     });
     assert!(
         t.by_proxy.keys().any(|p| p.starts_with("edge1"))
@@ -242,18 +262,10 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
     );
     // And back: the connections opened meanwhile (all on edge1) that the
     // ToR now sends to edge2 go back to edge1.
-    let c = open(&lab, conns);
-    settle(&c, conns, 2);
-    super::edgectl(&sock2, &["maintenance", "off"]);
-    lab.until_hops(V4, 2, Duration::from_secs(15));
-    settle(&c, conns, 3);
-    let t = c.stop();
-    each(&Operation {
-        name: "maintenance_off",
-        what: "maintenance off (edge2)",
-        tally: &t,
-        conns,
-        lost: None,
+    let op = ("maintenance_off", "maintenance off (edge2)");
+    under(&mut lab, conns, op, None, each, |lab, _| {
+        super::edgectl(&sock2, &["maintenance", "off"]);
+        lab.until_hops(V4, 2, Duration::from_secs(15));
     });
     // edge1 sent edge2's packets back to it (counted per VIP), and both
     // count the flows they exchanged.
@@ -288,102 +300,76 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
     assert!(from_edge2 > 0, "edge1 learned edge2's flows: {s1}");
 
     // A planned restart of edge2's edged: routes and data plane stay.
-    let c = open(&lab, conns);
-    settle(&c, conns, 2);
-    super::edgectl(&sock2, &["stop", "--restart"]);
-    let exited = lab.nodes[1]
-        .edged
-        .as_mut()
-        .unwrap()
-        .wait_timeout(Duration::from_secs(20));
-    assert!(exited.is_some(), "edged did not stop for the restart");
-    lab.start_node(1);
-    settle(&c, conns, 3);
-    let t = c.stop();
-    each(&Operation {
-        name: "restart",
-        what: "planned restart (edge2)",
-        tally: &t,
-        conns,
-        lost: None,
+    let op = ("restart", "planned restart (edge2)");
+    under(&mut lab, conns, op, None, each, |lab, _| {
+        super::edgectl(&sock2, &["stop", "--restart"]);
+        let exited = lab.nodes[1]
+            .edged
+            .as_mut()
+            .unwrap()
+            .wait_timeout(Duration::from_secs(20));
+        assert!(exited.is_some(), "edged did not stop for the restart");
+        lab.start_node(1);
     });
 
     // A graceful stop of edge2 (`systemctl stop`): it drains, and edged
     // runs on, serving its connections through edge1, until they end.
-    let c = open(&lab, conns);
-    settle(&c, conns, 2);
-    // What `systemctl stop` sends (`edgectl stop` would wait for the exit).
-    lab.nodes[1]
-        .edged
-        .as_ref()
-        .unwrap()
-        .signal(nix::sys::signal::Signal::SIGTERM);
-    assert!(
-        poll_until(Duration::from_secs(10), || web_held(&lab, 1).1),
-        "edge2's stop does not wait for its connections:\n{}",
-        lab.node_log(1)
-    );
-    settle(&c, conns, 3);
-    let log = lab.node_log(1);
-    let edged2 = lab.nodes[1].edged.as_mut().unwrap();
-    assert!(
-        edged2.wait_timeout(Duration::ZERO).is_none(),
-        "edged stopped while it held connections:\n{log}"
-    );
-    let t = c.stop();
-    each(&Operation {
-        name: "graceful_stop",
-        what: "graceful stop (edge2)",
-        tally: &t,
-        conns,
-        lost: None,
+    let op = ("graceful_stop", "graceful stop (edge2)");
+    under(&mut lab, conns, op, None, each, |lab, c| {
+        // What `systemctl stop` sends (`edgectl stop` would wait for the
+        // exit).
+        lab.nodes[1]
+            .edged
+            .as_ref()
+            .unwrap()
+            .signal(nix::sys::signal::Signal::SIGTERM);
+        assert!(
+            poll_until(Duration::from_secs(10), || web_held(lab, 1).1),
+            "edge2's stop does not wait for its connections:\n{}",
+            lab.node_log(1)
+        );
+        settle(c, conns, 3);
+        let log = lab.node_log(1);
+        let running = lab.nodes[1].edged.as_mut().unwrap();
+        assert!(
+            running.wait_timeout(Duration::ZERO).is_none(),
+            "edged stopped while it held connections:\n{log}"
+        );
     });
-    let exited = edged2.wait_timeout(Duration::from_secs(15));
+    let exited = lab.nodes[1]
+        .edged
+        .as_mut()
+        .unwrap()
+        .wait_timeout(Duration::from_secs(15));
     assert!(
         exited.is_some(),
         "edged did not stop once its connections ended"
     );
     // Started again: the connections opened meanwhile (all on edge1) that
     // the ToR sends to edge2 once it announces go back to edge1.
-    let c = open(&lab, conns);
-    settle(&c, conns, 2);
-    lab.nodes[1].edged = None;
-    lab.start_node(1);
-    lab.until_hops(V4, 2, Duration::from_secs(20));
-    settle(&c, conns, 3);
-    let t = c.stop();
-    each(&Operation {
-        name: "start_after_stop",
-        what: "started again after a stop (edge2)",
-        tally: &t,
-        conns,
-        lost: None,
+    let op = ("start_after_stop", "started again after a stop (edge2)");
+    under(&mut lab, conns, op, None, each, |lab, _| {
+        lab.nodes[1].edged = None;
+        lab.start_node(1);
+        lab.until_hops(V4, 2, Duration::from_secs(20));
     });
 
     // kill -9 of edge2's edged: BIRD goes with it and the ToR moves every
     // flow to edge1, which sends edge2's back (edge2's XDP program, with
     // its connection table, outlives edged). Started again, edge2 asks
     // edge1 for its flows before the ToR sends it any.
-    let c = open(&lab, conns);
-    settle(&c, conns, 2);
-    lab.nodes[1]
-        .edged
-        .as_ref()
-        .unwrap()
-        .signal(nix::sys::signal::Signal::SIGKILL);
-    lab.until_hops(V4, 1, Duration::from_secs(10));
-    settle(&c, conns, 3);
-    lab.nodes[1].edged = None;
-    lab.start_node(1);
-    lab.until_hops(V4, 2, Duration::from_secs(20));
-    settle(&c, conns, 3);
-    let t = c.stop();
-    each(&Operation {
-        name: "kill9_and_start",
-        what: "kill -9 and start again (edge2)",
-        tally: &t,
-        conns,
-        lost: None,
+    let op = ("kill9_and_start", "kill -9 and start again (edge2)");
+    under(&mut lab, conns, op, None, each, |lab, c| {
+        lab.nodes[1]
+            .edged
+            .as_ref()
+            .unwrap()
+            .signal(nix::sys::signal::Signal::SIGKILL);
+        lab.until_hops(V4, 1, Duration::from_secs(10));
+        settle(c, conns, 3);
+        lab.nodes[1].edged = None;
+        lab.start_node(1);
+        lab.until_hops(V4, 2, Duration::from_secs(20));
     });
     let s2 = sharing(&lab, 1);
     assert_eq!(
@@ -393,18 +379,10 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
     // edge3 starts for the first time (nothing pinned): it learns both
     // peers' flows before it announces, so the third of the flows the ToR
     // now sends it go back to their nodes.
-    let c = open(&lab, conns);
-    settle(&c, conns, 2);
-    lab.start_node(2);
-    lab.until_hops(V4, 3, Duration::from_secs(20));
-    settle(&c, conns, 3);
-    let t = c.stop();
-    each(&Operation {
-        name: "first_join",
-        what: "a node joining for the first time (edge3)",
-        tally: &t,
-        conns,
-        lost: None,
+    let op = ("first_join", "a node joining for the first time (edge3)");
+    under(&mut lab, conns, op, None, each, |lab, _| {
+        lab.start_node(2);
+        lab.until_hops(V4, 3, Duration::from_secs(20));
     });
     let s3 = sharing(&lab, 2);
     for peer in ["192.0.2.2", "192.0.2.6"] {
@@ -422,20 +400,12 @@ pub fn run(conns: usize, mut each: impl FnMut(&Operation<'_>)) {
     // loss): its own connections go with it; the ToR spreads every flow
     // over the two others once its session times out, and the flows it
     // moves between them go back to their owners.
-    let c = open(&lab, conns);
-    settle(&c, conns, 2);
-    lab.nodes[2]
-        .ns
-        .exec_ok(&["ip", "link", "set", "uplink", "down"]);
-    lab.until_hops(V4, 2, Duration::from_secs(30));
-    lab.until_hops(V6, 2, Duration::from_secs(30));
-    settle(&c, conns, 3);
-    let t = c.stop();
-    each(&Operation {
-        name: "node_crash",
-        what: "edge3 off the network",
-        tally: &t,
-        conns,
-        lost: Some("edge3"),
+    let op = ("node_crash", "edge3 off the network");
+    under(&mut lab, conns, op, Some("edge3"), each, |lab, _| {
+        lab.nodes[2]
+            .ns
+            .exec_ok(&["ip", "link", "set", "uplink", "down"]);
+        lab.until_hops(V4, 2, Duration::from_secs(30));
+        lab.until_hops(V6, 2, Duration::from_secs(30));
     });
 }
