@@ -103,7 +103,7 @@ impl Schedule {
     /// Something suggests the target just failed (its kept connection
     /// closed between attempts): the next attempt comes at the next tick,
     /// unless an early attempt found the target well within the last
-    /// [`QUIET_PERIODS`] periods (a server that closes idle connections
+    /// 10 periods (a server that closes idle connections
     /// gets one early attempt in that many, never a stream of them). The
     /// caller brings none forward for a check that is down (its rate is
     /// `downinter`'s). Whether it was brought forward.
@@ -118,7 +118,7 @@ impl Schedule {
 
     /// An attempt ended: if it was brought forward and passed, the close
     /// that brought it was the target's habit, not a failure, and no
-    /// attempt is brought forward for [`QUIET_PERIODS`] periods.
+    /// attempt is brought forward for 10 periods.
     pub fn ended(&mut self, ok: bool, now: Instant) {
         if std::mem::take(&mut self.reprobing) && ok {
             self.quiet_until = Some(now + self.interval * QUIET_PERIODS);
