@@ -26,6 +26,45 @@ use crate::error::map_err;
 use crate::keys::{addr_words, word_addr};
 use crate::maps::typed;
 
+/// The connections held-back VIPs still serve, counted from a handle of
+/// its own on the pinned maps (a walk of `ed_held`: off the daemon's loop).
+pub struct HeldCounter {
+    held: HashMap<MapData, u64, Held>,
+    vipinfo: Array<MapData, VipInfo>,
+}
+
+impl HeldCounter {
+    /// Opens the maps pinned in `pin_dir` (after [`crate::Forwarder::open`]).
+    pub fn open(pin_dir: &Path) -> Result<HeldCounter, ForwarderError> {
+        Ok(HeldCounter {
+            held: typed(pin_dir, "ed_held")?,
+            vipinfo: typed(pin_dir, "ed_vipinfo")?,
+        })
+    }
+
+    /// The connections each held-back VIP (its handoff flag set) still
+    /// serves here, by VIP address: seen within `idle` and not ended by
+    /// the client's FIN or RST. Prunes what it no longer counts. VIPs with
+    /// none are absent.
+    pub fn count(
+        &mut self,
+        idle: std::time::Duration,
+    ) -> Result<std::collections::BTreeMap<IpAddr, u64>, ForwarderError> {
+        let by_id = crate::handoff::held(&mut self.held, idle)?;
+        let mut out = std::collections::BTreeMap::new();
+        for (id, n) in by_id {
+            let info = self
+                .vipinfo
+                .get(&id, 0)
+                .map_err(map_err("ed_vipinfo", "get"))?;
+            if info.family != 0 {
+                out.insert(word_addr(&info.addr, info.family as u8), n);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The flow-sharing maps of a loaded data plane.
 pub struct Flows {
     newflow: RingBuf<MapData>,

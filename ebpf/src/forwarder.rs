@@ -189,21 +189,6 @@ impl Forwarder {
         }
     }
 
-    /// The connections each held-back VIP (its handoff flag set) still
-    /// serves here: seen within `idle` and not ended by the client's FIN
-    /// or RST. Prunes what it no longer counts. VIPs with none are absent.
-    pub fn held_connections(
-        &mut self,
-        idle: std::time::Duration,
-    ) -> Result<BTreeMap<IpAddr, u64>, ForwarderError> {
-        let by_id = handoff::held(&mut self.maps, idle)?;
-        Ok(self
-            .vips
-            .ids()
-            .filter_map(|(addr, id)| by_id.get(&id).map(|n| (addr, *n)))
-            .collect())
-    }
-
     /// Everything the data plane counted since it was loaded.
     pub fn counters(&self) -> Result<Counters, ForwarderError> {
         counters::read(&self.maps, &self.vips, &self.proxies)

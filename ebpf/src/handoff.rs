@@ -124,7 +124,7 @@ fn coarse_now() -> u32 {
 /// whose client has not ended them. Entries older than that (and ended
 /// ones after a second) are removed as they are read.
 pub(crate) fn held(
-    maps: &mut Maps,
+    map: &mut aya::maps::HashMap<aya::maps::MapData, u64, Held>,
     idle: std::time::Duration,
 ) -> Result<std::collections::BTreeMap<u32, u64>, ForwarderError> {
     let now = coarse_now();
@@ -132,7 +132,7 @@ pub(crate) fn held(
     let ended_gone = (1_000_000_000u32 >> 20).min(idle);
     let mut counts = std::collections::BTreeMap::new();
     let mut stale = Vec::new();
-    for item in maps.held.iter() {
+    for item in map.iter() {
         let Ok((fp, h)) = item else { continue };
         let age = now.wrapping_sub(h.last);
         let ended = h.vip & HELD_ENDED != 0;
@@ -143,7 +143,7 @@ pub(crate) fn held(
         }
     }
     for fp in stale {
-        match maps.held.remove(&fp) {
+        match map.remove(&fp) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
             Err(e) => return Err(map_err("ed_held", "remove")(e)),
         }

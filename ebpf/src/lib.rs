@@ -30,7 +30,7 @@ mod vips;
 
 pub use counters::{Counters, GlobalCounters, ProxyCounters, VipCounters};
 pub use error::ForwarderError;
-pub use flows::Flows;
+pub use flows::{Flows, HeldCounter};
 pub use forwarder::Forwarder;
 #[doc(hidden)]
 pub use forwarder::bench;

@@ -26,7 +26,6 @@ pub(crate) struct Maps {
     pub handoff: Array<MapData, Handoff>,
     pub vipho: Array<MapData, u32>,
     pub owner: HashMap<MapData, u64, u32>,
-    pub held: HashMap<MapData, u64, Held>,
 }
 
 // === impl Maps ===
@@ -51,7 +50,6 @@ impl Maps {
             handoff: typed(dir, "ed_handoff")?,
             vipho: typed(dir, "ed_vipho")?,
             owner: typed(dir, "ed_owner")?,
-            held: typed(dir, "ed_held")?,
         })
     }
 

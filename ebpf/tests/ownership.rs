@@ -27,7 +27,7 @@ const C: &str = "192.0.2.203";
 struct Node {
     fwd: Forwarder,
     flows: Flows,
-    _pins: PinDir,
+    pins: PinDir,
     _other: Netns,
     ns: Netns,
 }
@@ -70,7 +70,7 @@ fn node(local: &str, peers: &[&str]) -> Node {
     Node {
         ns,
         _other: other,
-        _pins: pins,
+        pins,
         fwd,
         flows,
     }
@@ -261,9 +261,9 @@ fn without_peers_nothing_is_queued_and_nothing_is_unwrapped() {
 /// The connections a held-back VIP still serves here, as the daemon reads
 /// them every second.
 fn held(n: &mut Node) -> u64 {
-    let h = n
-        .fwd
-        .held_connections(std::time::Duration::from_secs(30))
+    let h = edged_ebpf::HeldCounter::open(&n.pins.path)
+        .unwrap()
+        .count(std::time::Duration::from_secs(30))
         .unwrap();
     h.get(&addr("192.0.2.10")).copied().unwrap_or(0)
 }
@@ -310,7 +310,8 @@ fn a_drained_vip_counts_the_connections_it_still_serves_until_they_end() {
     assert_eq!(a.sent_to(&tcp(45002, ACK)), None);
     let idle = std::time::Duration::ZERO;
     std::thread::sleep(std::time::Duration::from_millis(30));
-    assert_eq!(a.fwd.held_connections(idle).unwrap().get(&vip), None);
+    let mut counter = edged_ebpf::HeldCounter::open(&a.pins.path).unwrap();
+    assert_eq!(counter.count(idle).unwrap().get(&vip), None);
 
     // Undrained: nothing new is tracked.
     a.fwd.set_vip_handoff(vip, false).unwrap();

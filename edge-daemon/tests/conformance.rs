@@ -75,6 +75,7 @@ struct Fwd {
     log: Log,
     tables: BTreeMap<String, Vec<(String, u32)>>,
     held: Held,
+    now: Arc<Mutex<SystemTime>>,
 }
 
 type Held = Arc<Mutex<std::collections::HashMap<String, u64>>>;
@@ -111,8 +112,10 @@ impl Forwarder for Fwd {
     fn held_connections(
         &mut self,
         _idle: Duration,
-    ) -> Result<std::collections::HashMap<String, u64>, EffectError> {
-        Ok(self.held.lock().unwrap().clone())
+    ) -> Result<Option<edge_daemon::effects::HeldCount>, EffectError> {
+        // Counted at once, at the harness's now.
+        let now = *self.now.lock().unwrap();
+        Ok(Some((now, self.held.lock().unwrap().clone())))
     }
     fn describe(&self) -> String {
         "recording forwarder".into()
@@ -239,6 +242,9 @@ impl Harness {
         }
         let queue: Arc<Mutex<Vec<(String, RouteState)>>> = Arc::default();
         let held: Held = Arc::default();
+        let now = Arc::new(Mutex::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        ));
         let drivers = Drivers {
             addresses: config.node.vip_interface.as_ref().map(|_| {
                 Box::new(Addrs {
@@ -251,6 +257,7 @@ impl Harness {
                     log: log.clone(),
                     tables: tables.clone(),
                     held: held.clone(),
+                    now: now.clone(),
                 }) as Box<dyn Forwarder>
             }),
             announcer: Some(Box::new(Bgp {
@@ -275,9 +282,6 @@ impl Harness {
             drivers,
             metrics,
         );
-        let now = Arc::new(Mutex::new(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-        ));
         let n = now.clone();
         st.clock = Arc::new(move || *n.lock().unwrap());
         st.host_checks = edge_daemon::specs::HostChecks::No;

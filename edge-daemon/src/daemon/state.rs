@@ -281,9 +281,10 @@ impl State {
         (all_down && !holding) || (self.clock)() >= s.until
     }
 
-    /// Reads the connections held-back VIPs still serve (on the 1 s
-    /// observation tick, and only while a VIP is held back: the read walks
-    /// the data plane's table of them).
+    /// Takes the latest count of the connections held-back VIPs still
+    /// serve and asks for the next (on the 1 s observation tick, and only
+    /// while a VIP is held back; the count walks the data plane's table of
+    /// them, off the loop).
     pub fn refresh_held(&mut self) {
         let idle = self
             .config
@@ -296,22 +297,23 @@ impl State {
             self.held = HeldConnections::default();
             return;
         };
-        let now = (self.clock)();
         let Some(f) = self.drivers.forwarder.as_mut() else {
             // No data plane: nothing is served here to wait for.
             self.held = HeldConnections {
                 counts: Default::default(),
-                read_at: Some(now),
+                read_at: Some((self.clock)()),
             };
             return;
         };
         match f.held_connections(idle) {
-            Ok(counts) => {
+            Ok(Some((began, counts))) => {
                 self.held = HeldConnections {
                     counts,
-                    read_at: Some(now),
+                    read_at: Some(began),
                 };
             }
+            // The first count is not done yet.
+            Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "cannot read the held connections"),
         }
     }

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod bgp;
+mod held;
 mod host;
 mod netlink;
 pub mod xdp;
@@ -132,6 +133,12 @@ pub trait Addresses: Send {
 }
 
 /// The data plane: which proxies serve a VIP, with what weights.
+/// A count of held connections: when it began, and the counts by VIP name.
+pub type HeldCount = (
+    std::time::SystemTime,
+    std::collections::HashMap<String, u64>,
+);
+
 pub trait Forwarder: Send {
     /// After a (re)load: proxies, VIP addresses and ports, handoff peers.
     /// Returns the VIPs whose tables were dropped and must be written again.
@@ -150,13 +157,15 @@ pub trait Forwarder: Send {
     fn repair(&mut self) -> EffectFuture<'_, Vec<String>>;
     /// Counters summed over CPUs.
     fn counters(&self) -> Result<edged_ebpf::Counters, EffectError>;
-    /// The established connections each held-back VIP still serves here
-    /// (seen within `idle`, not ended), by VIP name; VIPs with none are
-    /// absent.
+    /// Asks for a count of the established connections each held-back
+    /// VIP still serves here (seen within `idle`, not ended) and returns
+    /// the latest one done: when it began, and the counts by VIP name
+    /// (VIPs with none absent); `None` until the first is done. The count
+    /// runs off the loop.
     fn held_connections(
         &mut self,
         idle: std::time::Duration,
-    ) -> Result<std::collections::HashMap<String, u64>, EffectError>;
+    ) -> Result<Option<HeldCount>, EffectError>;
     /// A line for `edgectl status`.
     fn describe(&self) -> String;
 }

@@ -22,6 +22,9 @@ pub struct XdpForwarder {
     links: Links,
     uplinks: Vec<String>,
     mode: &'static str,
+    pin_dir: std::path::PathBuf,
+    /// Counts held connections on a thread of its own, once asked.
+    held: Option<super::held::HeldCounts>,
 }
 
 fn err(op: impl Into<String>, e: impl std::fmt::Display) -> EffectError {
@@ -114,6 +117,8 @@ impl XdpForwarder {
                 XdpMode::Native => "native",
                 XdpMode::Generic => "generic",
             },
+            pin_dir: spec.pin_dir.clone(),
+            held: None,
         };
         Forwarder::reconfigure(&mut f, cfg)?;
         Ok(Some(f))
@@ -237,16 +242,25 @@ impl Forwarder for XdpForwarder {
     fn held_connections(
         &mut self,
         idle: std::time::Duration,
-    ) -> Result<HashMap<String, u64>, EffectError> {
-        let by_addr = self
-            .inner
-            .held_connections(idle)
-            .map_err(|e| err("read the held connections", e))?;
-        Ok(self
+    ) -> Result<Option<super::HeldCount>, EffectError> {
+        if self.held.is_none() {
+            let counts = super::held::HeldCounts::start(self.pin_dir.clone())
+                .map_err(|e| err("start counting held connections", e))?;
+            self.held = Some(counts);
+        }
+        let counts = self.held.as_ref().expect("started above");
+        let Some((began, by_addr)) = counts
+            .ask(idle)
+            .map_err(|e| err("count the held connections", e))?
+        else {
+            return Ok(None);
+        };
+        let by_name = self
             .vips
             .iter()
             .filter_map(|(name, svc)| Some((name.clone(), *by_addr.get(&svc.addr)?)))
-            .collect())
+            .collect();
+        Ok(Some((began, by_name)))
     }
 
     fn describe(&self) -> String {
