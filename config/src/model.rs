@@ -268,6 +268,20 @@ pub struct Proxy {
     /// Relative share of new flows (0 takes no new flows; at most 10000).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// A proxy on this host whose process edged may watch: when it exits,
+    /// every check of the proxy attempts at once (then at `fastinter`),
+    /// whatever its interval. Off by default.
+    #[serde(default)]
+    pub liveness: Option<Liveness>,
+}
+
+/// `proxies[].liveness`: how edged knows the proxy's process.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Liveness {
+    /// The proxy's pid file (its main process: HAProxy's, nginx's master,
+    /// Envoy's), read again when the process it names is gone.
+    pub pidfile: PathBuf,
 }
 
 /// How a proxy instance is reached.

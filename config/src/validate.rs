@@ -258,6 +258,11 @@ fn proxies(v: &mut Errors, ps: &[Proxy], has_forwarder: bool) {
                 }
             }
         }
+        if let Some(l) = &p.liveness
+            && !l.pidfile.is_absolute()
+        {
+            v.push(at("liveness.pidfile"), "must be an absolute path");
+        }
         if p.weight > MAX_WEIGHT {
             v.push(
                 at("weight"),

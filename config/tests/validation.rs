@@ -291,6 +291,27 @@ fn handoff_rules() {
 }
 
 #[test]
+fn liveness_rules() {
+    let y = |file: &str| {
+        with(
+            "    delivery: host\n  - name: px2",
+            &format!("    delivery: host\n    liveness: {{pidfile: {file}}}\n  - name: px2"),
+        )
+    };
+    let cfg = edged_config::parse(&y("/run/haproxy.pid")).unwrap();
+    assert_eq!(
+        cfg.proxies[0].liveness.as_ref().unwrap().pidfile,
+        std::path::PathBuf::from("/run/haproxy.pid")
+    );
+    assert!(cfg.proxies[1].liveness.is_none(), "off by default");
+    reject(
+        &y("run/haproxy.pid"),
+        "proxies[0].liveness.pidfile",
+        "absolute path",
+    );
+}
+
+#[test]
 fn proxy_rules() {
     reject(
         &with("name: px2", "name: px1"),

@@ -9,6 +9,7 @@ pub mod effects;
 pub mod flowshare;
 pub mod health;
 pub mod intents;
+pub mod liveness;
 pub mod metrics;
 pub mod metrics_xdp;
 pub mod reconcile;

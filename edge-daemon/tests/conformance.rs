@@ -172,6 +172,10 @@ impl Checker for Checks {
         }
         record(&self.log, json!({"checker.update": keys.len()}));
     }
+    fn reprobe(&self, proxy: &str) -> usize {
+        record(&self.log, json!({"checker.reprobe": proxy}));
+        0
+    }
     fn snapshot(&self) -> Vec<(CheckKey, CheckStatus)> {
         self.statuses
             .lock()

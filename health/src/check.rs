@@ -26,6 +26,9 @@ pub(crate) struct StatusCell {
     stopped: AtomicBool,
     status: Mutex<(CheckStatus, Hysteresis)>,
     task: Mutex<Option<AbortHandle>>,
+    /// Something outside the check says its target may have failed (its
+    /// process is gone): the check's task brings its next attempt forward.
+    wake: tokio::sync::Notify,
 }
 
 impl StatusCell {
@@ -34,6 +37,7 @@ impl StatusCell {
             stopped: AtomicBool::new(false),
             status: Mutex::new((status, hyst)),
             task: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -47,6 +51,16 @@ impl StatusCell {
 
     pub(crate) fn stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Asks the check's task to bring its next attempt forward.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Until [`StatusCell::wake`] is called (at once if it was meanwhile).
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
     }
 
     /// The status, and the hysteresis of the last attempt.

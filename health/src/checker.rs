@@ -108,6 +108,30 @@ impl HealthChecker {
         }
     }
 
+    /// Something outside the checks says `proxy` may have failed (its
+    /// process is gone or stopped): every check of it brings its next
+    /// attempt forward, in its task or on the kept-connection loop (one
+    /// with an attempt in flight is deciding already). A check that is down
+    /// keeps to its downinter; one whose early attempt passed recently
+    /// is not brought forward again for 10 intervals. Returns how many
+    /// checks were told.
+    pub fn reprobe(&self, proxy: &str) -> usize {
+        let table = self.checks.lock().expect("checks lock");
+        let mut n = 0;
+        for (k, e) in table.iter() {
+            if k.proxy == proxy {
+                e.cell.wake();
+                n += 1;
+            }
+        }
+        if n > 0
+            && let Some(k) = &self.ctx.kept
+        {
+            k.reprobe(proxy);
+        }
+        n
+    }
+
     /// Every check's status, by key.
     pub fn snapshot(&self) -> Vec<(CheckKey, CheckStatus)> {
         let table = self.checks.lock().expect("checks lock");

@@ -43,6 +43,8 @@ struct Server {
     die: Arc<AtomicBool>,
     notify: Arc<tokio::sync::Notify>,
     close_idle: Arc<AtomicBool>,
+    /// Answers nothing (a stopped process: connections stay, no answers).
+    hang: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -54,7 +56,8 @@ impl Server {
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
         );
-        let (d, c) = (die.clone(), close_idle.clone());
+        let hang = Arc::new(AtomicBool::new(false));
+        let (d, c, hg) = (die.clone(), close_idle.clone(), hang.clone());
         let notify = Arc::new(tokio::sync::Notify::new());
         let n = notify.clone();
         let task = tokio::spawn(async move {
@@ -63,12 +66,15 @@ impl Server {
                 tokio::select! {
                     a = l.accept() => {
                         let Ok((mut s, _)) = a else { return };
-                        let (d, c) = (d.clone(), c.clone());
+                        let (d, c, hg) = (d.clone(), c.clone(), hg.clone());
                         conns.spawn(async move {
                             let mut buf = [0u8; 1024];
                             while let Ok(n) = s.read(&mut buf).await {
                                 if n == 0 || d.load(Ordering::SeqCst) {
                                     return;
+                                }
+                                if hg.load(Ordering::SeqCst) {
+                                    continue;
                                 }
                                 if s.write_all(OK).await.is_err() || c.load(Ordering::SeqCst) {
                                     return;
@@ -89,6 +95,7 @@ impl Server {
             die,
             notify,
             close_idle,
+            hang,
             task,
         }
     }
@@ -216,4 +223,85 @@ async fn a_server_closing_idle_connections_gets_one_early_attempt_and_no_failure
         ends.len()
     );
     assert_eq!(hc.snapshot()[0].1.state, State::Up);
+}
+
+/// A check that runs in its own task (here TCP: a new connection per
+/// attempt, nothing to watch between attempts) is brought forward when
+/// the daemon says its proxy's process is gone: down well before its
+/// next slot (interval 5 s, fall 3: a check on its slots would need 10 s
+/// more). A down check is not brought forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_reported_gone_is_probed_at_once() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accept = tokio::spawn(async move {
+        loop {
+            let _ = l.accept().await;
+        }
+    });
+    let mut s = CheckSpec::new(
+        edged_health::TcpCheck::new(addr),
+        Duration::from_secs(5),
+        Duration::from_millis(500),
+    )
+    .rise_fall(1, 3);
+    s.fastinter = Duration::from_millis(10);
+    let (obs, ends) = recorder();
+    let (hc, mut rx) = HealthChecker::spawn(vec![(key(), s)], Some(obs));
+    assert_eq!(flip(&mut rx).await.state, State::Up);
+    assert_eq!(hc.reprobe("other"), 0, "another proxy's checks only");
+    // The listener goes (its process died).
+    accept.abort();
+    let _ = accept.await;
+    let gone = Instant::now();
+    assert_eq!(hc.reprobe("p"), 1);
+    let down = flip(&mut rx).await;
+    let took = gone.elapsed();
+    println!("reported gone to down, interval 5 s, fall 3: {took:?}");
+    assert_eq!(down.state, State::Down);
+    assert!(took < Duration::from_secs(4), "down after {took:?}");
+    // Down: told again, it keeps to its schedule (no attempt at once).
+    let before = ends.lock().unwrap().len();
+    hc.reprobe("p");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        ends.lock().unwrap().len(),
+        before,
+        "a down check was brought forward"
+    );
+}
+
+/// A check on the kept-connection loop (plain HTTP/1.1, kept) is brought
+/// forward too: a proxy whose process is reported stopped (connections
+/// open, nothing answers) is down after `fall` timeouts at fastinter,
+/// not at its next slot (interval 5 s: a check on its slots would take
+/// 10 s more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_check_of_a_proxy_reported_stopped_is_probed_at_once() {
+    let srv = Server::start("127.0.0.1:0".parse().unwrap()).await;
+    let mut s = spec(srv.addr);
+    s.interval = Duration::from_secs(5);
+    s.timeout = Duration::from_millis(200);
+    let (obs, ends) = recorder();
+    let (hc, mut rx) = HealthChecker::spawn(vec![(key(), s)], Some(obs));
+    assert_eq!(flip(&mut rx).await.state, State::Up);
+    // Up after two passes; on the loop after the first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ends.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "no second attempt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    srv.hang.store(true, Ordering::SeqCst);
+    let stopped = Instant::now();
+    assert_eq!(hc.reprobe("p"), 1);
+    let down = flip(&mut rx).await;
+    let took = stopped.elapsed();
+    println!("reported stopped to down, interval 5 s, timeout 200 ms, fall 3: {took:?}");
+    assert_eq!(down.state, State::Down);
+    assert!(
+        down.outcome.reason().starts_with("timeout"),
+        "{}",
+        down.outcome.reason()
+    );
+    assert!(took < Duration::from_secs(3), "down after {took:?}");
 }

@@ -1,14 +1,16 @@
 //! How fast a failed proxy is out, on the real lab (`edged_testlab::lab::
 //! detect`: two nodes with one nginx each, a BIRD ToR), at interval 1 s,
 //! timeout 200 ms, fall 3, fastinter 10 ms (downinter 250 ms, so that
-//! each round recovers quickly). For each fault, 10 rounds (2 under
+//! each round recovers quickly), each node watching its nginx's process
+//! through its pid file (`proxies[].liveness`). For each fault, 10 rounds (2 under
 //! BENCH_SMOKE=1), the median and the maximum of:
 //!   BENCH health_<fault>_to_table_ms: fault → the proxy out of the
 //!     node's table (edged's log of the change);
 //!   BENCH health_<fault>_to_tor_ms: fault → the node's route gone at the
 //!     ToR (sampled every 5 ms: errs up to 5 ms long);
 //! with <fault> crash (SIGKILL), stop (nginx's graceful stop), freeze
-//! (SIGSTOP: waits for the next slot, then times out) and linkdown.
+//! (SIGSTOP: seen by the liveness watch, then fall timeouts) and
+//! linkdown (no signal: the next slot, then fall timeouts).
 //! The maxima are `..._max_ms`, the minima `..._min_ms`. And for the crash, the median of each
 //! hop: `health_crash_hop_verdict_ms` (fault → the check down),
 //! `health_crash_hop_table_ms` (→ out of the table), `..._hop_bird_ms`
@@ -28,6 +30,7 @@ fn main() {
     detect::run(
         rounds,
         "interval: 1s, timeout: 200ms, rise: 2, fall: 3, fastinter: 10ms, downinter: 250ms",
+        true,
         |t: &Timing| {
             eprintln!("{t:?}");
             if t.fault == edged_testlab::lab::detect::Fault::Kill {

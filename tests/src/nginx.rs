@@ -160,6 +160,11 @@ impl Nginx {
         self.proc = None;
     }
 
+    /// Its pid file (the master's pid).
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("nginx.pid")
+    }
+
     /// The identity it answers with.
     pub fn name(&self) -> &str {
         &self.name

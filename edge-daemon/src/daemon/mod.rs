@@ -171,6 +171,8 @@ pub async fn run(
     st.refresh_health();
 
     let (tx, mut rx) = mpsc::channel(64);
+    let (gone_tx, mut gone_rx) = mpsc::unbounded_channel::<String>();
+    let mut liveness = crate::liveness::Liveness::start(&st.config, &gone_tx);
     let answering = control::bounded::Answering::default();
     let control_task = tokio::spawn(control::serve(listener, tx, answering.clone()));
     let metrics_task = metrics_listener.map(|l| tokio::spawn(crate::metrics::serve(l, metrics)));
@@ -221,6 +223,11 @@ pub async fn run(
                 st.refresh_health();
                 None
             }
+            Some(proxy) = gone_rx.recv() => {
+                let n = st.drivers.checker.reprobe(&proxy);
+                tracing::info!(%proxy, checks = n, "checking a proxy whose process is gone");
+                None
+            }
             Some(ev) = bgp_rx.recv() => {
                 st.on_bgp(ev);
                 while let Ok(ev) = bgp_rx.try_recv() {
@@ -244,6 +251,7 @@ pub async fn run(
         if st.generation != sharing_generation {
             sharing_generation = st.generation;
             crate::flowshare::Sharing::follow(&mut sharing, &st.config, &sharing_stats).await;
+            liveness.follow(&st.config, &gone_tx);
         }
         if let Some(w) = watchdog
             && Instant::now() >= watchdog_at + w

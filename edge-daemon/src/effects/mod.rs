@@ -198,6 +198,9 @@ pub trait Checker: Send {
     fn update(&mut self, checks: Vec<(edged_health::CheckKey, edged_health::CheckSpec)>);
     /// Every check's status.
     fn snapshot(&self) -> Vec<(edged_health::CheckKey, edged_health::CheckStatus)>;
+    /// The proxy's process is gone: its checks attempt at once (see
+    /// [`edged_health::HealthChecker::reprobe`]); how many were told.
+    fn reprobe(&self, proxy: &str) -> usize;
 }
 
 impl Checker for edged_health::HealthChecker {
@@ -206,5 +209,8 @@ impl Checker for edged_health::HealthChecker {
     }
     fn snapshot(&self) -> Vec<(edged_health::CheckKey, edged_health::CheckStatus)> {
         edged_health::HealthChecker::snapshot(self)
+    }
+    fn reprobe(&self, proxy: &str) -> usize {
+        edged_health::HealthChecker::reprobe(self, proxy)
     }
 }

@@ -46,6 +46,8 @@ pub(crate) struct Kept(Arc<Inbox>);
 struct Inbox {
     /// Checks on their way in.
     queue: Mutex<Vec<Adopted>>,
+    /// Proxies whose checks are to attempt at once.
+    wakes: Mutex<Vec<String>>,
     /// Wakes the thread: a check queued, or stop.
     wake: EventFd,
     stop: AtomicBool,
@@ -63,6 +65,7 @@ impl Kept {
             .ok()?;
         let inbox = Arc::new(Inbox {
             queue: Mutex::new(Vec::new()),
+            wakes: Mutex::new(Vec::new()),
             wake,
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -130,6 +133,16 @@ impl Kept {
         Ok(())
     }
 
+    /// The checks of `proxy` on the loop bring their next attempt forward.
+    pub(crate) fn reprobe(&self, proxy: &str) {
+        self.0
+            .wakes
+            .lock()
+            .expect("kept lock")
+            .push(proxy.to_string());
+        let _ = self.0.wake.write(1);
+    }
+
     /// Stops the loop and waits for its thread: its checks and connections
     /// are dropped.
     pub(crate) fn stop(&self) {
@@ -171,6 +184,10 @@ fn run(shared: &Inbox, l: &mut Loop) -> nix::Result<()> {
                 let adopted = std::mem::take(&mut *shared.queue.lock().expect("kept lock"));
                 for a in adopted {
                     l.adopt(a, &epoll);
+                }
+                let wakes = std::mem::take(&mut *shared.wakes.lock().expect("kept lock"));
+                for proxy in wakes {
+                    l.reprobe(&proxy);
                 }
             } else {
                 l.on_ready(e.data());

@@ -42,6 +42,8 @@ struct Slot {
     /// occupant's.
     era: u32,
     attempt: Option<Attempt>,
+    /// Tells the slot's pending start from one an early attempt replaced.
+    start_gen: u64,
 }
 
 /// The attempt in flight.
@@ -54,7 +56,8 @@ struct Attempt {
 /// What a calendar entry is for.
 #[derive(Clone, Copy)]
 enum Due {
-    Start,
+    /// The start planned as the slot's `start_gen` was this.
+    Start(u64),
     /// The deadline of attempt `seq`.
     Deadline(u64),
 }
@@ -144,7 +147,7 @@ impl Loop {
         }
         let mut check = a.check;
         let start = check.schedule.next_start(Instant::now());
-        self.at(start, idx, era, Due::Start);
+        self.at(start, idx, era, Due::Start(0));
         self.slots[idx] = Some(Slot {
             timeout: check.spec.timeout,
             judge,
@@ -154,6 +157,7 @@ impl Loop {
             buf: Vec::new(),
             era,
             attempt: None,
+            start_gen: 0,
         });
     }
 
@@ -182,18 +186,45 @@ impl Loop {
         {
             for e in entry.remove() {
                 match e.due {
-                    Due::Start => self.start(e.idx, e.era),
+                    Due::Start(g) => self.start(e.idx, e.era, g),
                     Due::Deadline(seq) => self.deadline(e.idx, e.era, seq),
                 }
             }
         }
     }
 
+    /// Every idle check of `proxy` brings its next attempt forward (its
+    /// process is gone or stopped), unless it is down or an early attempt
+    /// found it well recently.
+    pub(super) fn reprobe(&mut self, proxy: &str) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (idx, slot) in self.slots.iter_mut().enumerate() {
+            let Some(s) = slot else { continue };
+            if s.check.key.proxy != proxy
+                || s.attempt.is_some()
+                || s.check.phase() == crate::hysteresis::Phase::Down
+                || !s.check.schedule.reprobe(now)
+            {
+                continue;
+            }
+            s.start_gen += 1;
+            due.push((s.check.schedule.next_start(now), idx, s.era, s.start_gen));
+        }
+        for (t, idx, era, g) in due {
+            self.at(t, idx, era, Due::Start(g));
+        }
+    }
+
     /// An attempt starts: the request goes out.
-    fn start(&mut self, idx: usize, era: u32) {
+    fn start(&mut self, idx: usize, era: u32, planned: u64) {
         self.seq += 1;
         let seq = self.seq;
         let Some(s) = self.slot(idx, era) else { return };
+        if s.start_gen != planned {
+            // Replaced by an early attempt.
+            return;
+        }
         s.check.schedule.started();
         s.buf.clear();
         // A few bytes into an idle connection's empty send buffer: all at
@@ -320,11 +351,12 @@ impl Loop {
         match after {
             After::Keep => {
                 let (era, start) = (s.era, s.check.schedule.next_start(Instant::now()));
+                let g = s.start_gen;
                 s.buf.clear();
                 if s.buf.capacity() > 4096 {
                     s.buf = Vec::new();
                 }
-                self.at(start, idx, era, Due::Start);
+                self.at(start, idx, era, Due::Start(g));
             }
             after => self.hand_back(idx, after),
         }

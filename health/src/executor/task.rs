@@ -21,9 +21,20 @@ pub(crate) fn spawn(check: Box<Check>, ctx: Arc<Ctx>) {
 async fn run(mut c: Check, ctx: Arc<Ctx>) {
     let mut prober = Prober::new(c.spec.reuse_connection, ctx.pool.clone());
     let mut adopt = c.spec.reuse_connection && ctx.kept.is_some();
+    let cell = c.cell().clone();
     loop {
         let start = c.schedule.next_start(now());
-        tokio::time::sleep_until(start.into()).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(start.into()) => {}
+            // Its target's process is gone: the next attempt at the next
+            // tick (not for a check that is down: downinter holds).
+            _ = cell.woken() => {
+                if c.phase() != crate::hysteresis::Phase::Down {
+                    c.schedule.reprobe(now());
+                }
+                continue;
+            }
+        }
         c.schedule.started();
         let outcome = {
             let _permit = ctx.limit.acquire().await.expect("semaphore never closes");

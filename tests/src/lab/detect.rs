@@ -113,11 +113,13 @@ fn logged_at(lab: &Lab, i: usize, from: usize, what: &str) -> Option<SystemTime>
 }
 
 /// Runs the faults, `rounds` times each in turn, with `check` as every
-/// check's timing; hands each fault's timings to `each`.
-pub fn run(rounds: usize, check: &str, mut each: impl FnMut(&Timing)) {
+/// check's timing and, with `liveness`, each node watching its nginx's
+/// process; hands each fault's timings to `each`.
+pub fn run(rounds: usize, check: &str, liveness: bool, mut each: impl FnMut(&Timing)) {
     let mut spec = Spec::parse(super::spec::DEFAULT).unwrap();
     spec.proxies_per_node = 1;
     spec.check = check.into();
+    spec.liveness = liveness;
     let mut lab = Lab::up(spec, &super::workspace_bin("edged"));
     for i in 0..2 {
         lab.start_node(i);

@@ -219,8 +219,13 @@ impl Lab {
         y += "proxies:\n";
         for (j, p) in n.proxies.iter().enumerate() {
             let mac = net::mac(&p.ns, "eth0");
+            let liveness = if self.spec.liveness {
+                format!(", liveness: {{pidfile: {}}}", p.nginx.pid_file().display())
+            } else {
+                String::new()
+            };
             y += &format!(
-                "  - {{name: px{}, address: {}, interface: p{}, mac: '{mac}'}}\n",
+                "  - {{name: px{}, address: {}, interface: p{}, mac: '{mac}'{liveness}}}\n",
                 j + 1,
                 p.address_v4,
                 j + 1

@@ -34,6 +34,10 @@ pub struct Spec {
     /// Every check's timing, as `check:` fields.
     #[serde(default = "default_check")]
     pub check: String,
+    /// Each node watches its proxies' nginx master through its pid file
+    /// (`proxies[].liveness`).
+    #[serde(default)]
+    pub liveness: bool,
 }
 
 fn default_check() -> String {
