@@ -1,5 +1,5 @@
 //! Proxy liveness without probing: for a proxy whose config names its pid
-//! file, a thread looks at the process the file names every 10 ms (its
+//! file, a thread looks at the process the file names every 5 ms (its
 //! state in `/proc`, a read of a few bytes) and, when the process is gone
 //! or stopped (SIGSTOP), tells the loop, which asks the checker to bring
 //! every check of that proxy forward (then `fastinter` decides it: a
@@ -16,7 +16,7 @@ use edged_config::Config;
 use tokio::sync::mpsc;
 
 /// How often the process is looked at.
-const LOOK: Duration = Duration::from_millis(10);
+const LOOK: Duration = Duration::from_millis(5);
 /// How often the pid file is read again while it names no running process.
 const REREAD: Duration = Duration::from_secs(1);
 

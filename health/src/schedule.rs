@@ -87,8 +87,10 @@ impl Schedule {
         self.planned = None;
     }
 
-    /// From now on, a slot every `period` from `now + period` (the check
-    /// changed [phase](crate::hysteresis::Phase)). An attempt already
+    /// From now on, a slot every `period` from about `now + period` (the
+    /// check changed [phase](crate::hysteresis::Phase)): the grid point
+    /// nearest to it, so that a period as short as the grid (fastinter)
+    /// averages its length instead of one and a half. An attempt already
     /// planned is dropped: the next one is the new period's. The same
     /// period as now changes nothing (its slots stay where they are).
     pub fn every(&mut self, period: Duration, now: Instant) {
@@ -96,7 +98,7 @@ impl Schedule {
             return;
         }
         self.interval = period;
-        self.due = now + period;
+        self.due = now + period.saturating_sub(TICK / 2);
         self.planned = None;
     }
 
@@ -112,7 +114,8 @@ impl Schedule {
             return false;
         }
         self.reprobing = true;
-        self.retry(now);
+        // At once, not at the next tick: the signal is rare and urgent.
+        self.planned = Some(now);
         true
     }
 
@@ -212,10 +215,10 @@ mod tests {
         let ms = Duration::from_millis;
         let mut s = Schedule::new(t0, t0 + ms(500), ms(1000));
         assert!(s.reprobe(t0 + ms(101)));
-        assert_eq!(s.next_start(t0 + ms(101)), t0 + ms(110));
+        assert_eq!(s.next_start(t0 + ms(101)), t0 + ms(101));
         s.started();
         assert!(s.reprobe(t0 + ms(1101)));
-        assert_eq!(s.next_start(t0 + ms(1101)), t0 + ms(1110));
+        assert_eq!(s.next_start(t0 + ms(1101)), t0 + ms(1101));
         s.started();
         // It failed: the target is changing; the next close brings one
         // forward again.
@@ -237,19 +240,20 @@ mod tests {
         let mut s = Schedule::new(t0, t0 + ms(500), ms(1000));
         assert_eq!(s.next_start(t0), t0 + ms(500));
         s.started();
-        // A failure at 503 ms: the next ones every 10 ms.
+        // A failure at 503 ms: the next ones every 10 ms, from the grid
+        // point nearest 513 ms.
         s.every(ms(10), t0 + ms(503));
-        assert_eq!(s.next_start(t0 + ms(503)), t0 + ms(520));
+        assert_eq!(s.next_start(t0 + ms(503)), t0 + ms(510));
         s.started();
-        assert_eq!(s.next_start(t0 + ms(521)), t0 + ms(530));
+        assert_eq!(s.next_start(t0 + ms(511)), t0 + ms(520));
         s.started();
         // Decided: back to the interval, from then.
         s.every(ms(1000), t0 + ms(531));
-        assert_eq!(s.next_start(t0 + ms(531)), t0 + ms(1540));
+        assert_eq!(s.next_start(t0 + ms(531)), t0 + ms(1530));
         s.started();
         // The same period: the slots stay.
         s.every(ms(1000), t0 + ms(1600));
-        assert_eq!(s.next_start(t0 + ms(1600)), t0 + ms(2540));
+        assert_eq!(s.next_start(t0 + ms(1600)), t0 + ms(2530));
     }
 
     #[test]
