@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use edged_config::Config;
@@ -24,6 +24,9 @@ const REREAD: Duration = Duration::from_secs(1);
 pub struct Liveness {
     watched: Vec<(String, PathBuf)>,
     stop: Arc<AtomicBool>,
+    /// The pid of each watched process that runs now (0: none), in the
+    /// order of `watched`.
+    running: Arc<Vec<AtomicU32>>,
 }
 
 impl Drop for Liveness {
@@ -45,16 +48,28 @@ impl Liveness {
     pub fn start(cfg: &Config, gone: &mpsc::UnboundedSender<String>) -> Liveness {
         let watched = wanted(cfg);
         let stop = Arc::new(AtomicBool::new(false));
+        let running: Arc<Vec<AtomicU32>> =
+            Arc::new(watched.iter().map(|_| AtomicU32::new(0)).collect());
         if !watched.is_empty() {
-            let (w, s, g) = (watched.clone(), stop.clone(), gone.clone());
+            let (w, s, r, g) = (watched.clone(), stop.clone(), running.clone(), gone.clone());
             let spawned = std::thread::Builder::new()
                 .name("edged-liveness".into())
-                .spawn(move || watch(&w, &s, &g));
+                .spawn(move || watch(&w, &s, &r, &g));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot watch the proxies' processes");
             }
         }
-        Liveness { watched, stop }
+        Liveness {
+            watched,
+            stop,
+            running,
+        }
+    }
+
+    /// The pid of the process watched for `proxy` now, if one runs.
+    pub fn watching(&self, proxy: &str) -> Option<u32> {
+        let i = self.watched.iter().position(|(p, _)| p == proxy)?;
+        Some(self.running[i].load(Ordering::Relaxed)).filter(|p| *p != 0)
     }
 
     /// After a reload: starts over if what is watched changed.
@@ -92,7 +107,12 @@ struct Watched<'a> {
     reread_at: std::time::Instant,
 }
 
-fn watch(what: &[(String, PathBuf)], stop: &AtomicBool, gone: &mpsc::UnboundedSender<String>) {
+fn watch(
+    what: &[(String, PathBuf)],
+    stop: &AtomicBool,
+    running: &[AtomicU32],
+    gone: &mpsc::UnboundedSender<String>,
+) {
     let now = std::time::Instant::now();
     let mut ws: Vec<Watched<'_>> = what
         .iter()
@@ -105,11 +125,12 @@ fn watch(what: &[(String, PathBuf)], stop: &AtomicBool, gone: &mpsc::UnboundedSe
         .collect();
     while !stop.load(Ordering::Relaxed) {
         let now = std::time::Instant::now();
-        for w in &mut ws {
+        for (w, shown) in ws.iter_mut().zip(running) {
             match w.running {
                 Some((pid, start)) if look(pid) != Some((true, start)) => {
                     tracing::warn!(proxy = %w.proxy, pid, "the proxy's process is gone or stopped; checking it at once");
                     w.running = None;
+                    shown.store(0, Ordering::Relaxed);
                     w.reread_at = now + REREAD;
                     if gone.send(w.proxy.to_string()).is_err() {
                         return;
@@ -123,6 +144,7 @@ fn watch(what: &[(String, PathBuf)], stop: &AtomicBool, gone: &mpsc::UnboundedSe
                     {
                         tracing::debug!(proxy = %w.proxy, pid, "watching the proxy's process");
                         w.running = Some((pid, start));
+                        shown.store(pid, Ordering::Relaxed);
                     }
                 }
                 None => {}
@@ -151,15 +173,15 @@ mod tests {
         ))
         .unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let _l = Liveness::start(&cfg, &tx);
+        let l = Liveness::start(&cfg, &tx);
         // Once it is watched (a process already gone when it is first
         // looked at is no news).
         let pid = child.id();
-        assert!(edged_testlab::poll_until(Duration::from_secs(5), || look(
-            pid
-        )
-        .is_some_and(|(up, _)| up)));
-        std::thread::sleep(Duration::from_millis(50));
+        let watched = |pid| {
+            edged_testlab::poll_until(Duration::from_secs(5), || l.watching("px1") == Some(pid))
+        };
+        assert!(watched(pid), "px1's process not watched");
+        assert_eq!(l.watching("px2"), None, "px2 names no pid file");
         child.kill().unwrap();
         let t = std::time::Instant::now();
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
@@ -177,7 +199,7 @@ mod tests {
             .unwrap();
         std::fs::write(&file, format!("{}\n", child.id())).unwrap();
         // Read again within a second.
-        std::thread::sleep(Duration::from_millis(1200));
+        assert!(watched(child.id()), "the new process not watched");
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;

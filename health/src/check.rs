@@ -116,9 +116,13 @@ impl Check {
         }
     }
 
-    /// How often it runs now.
-    pub(crate) fn phase(&self) -> crate::hysteresis::Phase {
-        self.hyst.phase()
+    /// Something suggests its target just failed (its kept connection
+    /// closed, its process is gone or stopped): the next attempt comes at
+    /// once, unless the check is down (its rate is `downinter`'s) or an
+    /// early attempt found the target well recently
+    /// ([`crate::Schedule::reprobe`]). Whether it was brought forward.
+    pub(crate) fn reprobe(&mut self, now: Instant) -> bool {
+        self.hyst.phase() != crate::hysteresis::Phase::Down && self.schedule.reprobe(now)
     }
 
     /// Whether a reload or the checker's end stopped it.

@@ -78,9 +78,9 @@ enum After {
     /// Back to a task, with an attempt at once: the kept connection was
     /// found closed, and nothing was decided in this slot.
     Retry,
-    /// Back to a task, with an attempt brought forward (at most once a
-    /// period): the idle kept connection was closed or reset, as a proxy
-    /// that crashed or stops does.
+    /// Back to a task, with an attempt brought forward
+    /// ([`Check::reprobe`]): the idle kept connection was closed or reset,
+    /// as a proxy that crashed or stops does.
     Reprobe,
 }
 
@@ -201,11 +201,7 @@ impl Loop {
         let mut due = Vec::new();
         for (idx, slot) in self.slots.iter_mut().enumerate() {
             let Some(s) = slot else { continue };
-            if s.check.key.proxy != proxy
-                || s.attempt.is_some()
-                || s.check.phase() == crate::hysteresis::Phase::Down
-                || !s.check.schedule.reprobe(now)
-            {
+            if s.check.key.proxy != proxy || s.attempt.is_some() || !s.check.reprobe(now) {
                 continue;
             }
             s.start_gen += 1;
@@ -367,11 +363,9 @@ impl Loop {
         if let Some(mut s) = self.remove(idx) {
             match after {
                 After::Retry => s.check.schedule.retry(Instant::now()),
-                // A down check keeps to downinter.
-                After::Reprobe if s.check.phase() != crate::hysteresis::Phase::Down => {
-                    s.check.schedule.reprobe(Instant::now());
+                After::Reprobe => {
+                    s.check.reprobe(Instant::now());
                 }
-                After::Reprobe => {}
                 After::Keep | After::Task => {}
             }
             self.give_back(s.check);

@@ -26,12 +26,9 @@ async fn run(mut c: Check, ctx: Arc<Ctx>) {
         let start = c.schedule.next_start(now());
         tokio::select! {
             _ = tokio::time::sleep_until(start.into()) => {}
-            // Its target's process is gone: the next attempt at the next
-            // tick (not for a check that is down: downinter holds).
+            // Its target's process is gone or stopped.
             _ = cell.woken() => {
-                if c.phase() != crate::hysteresis::Phase::Down {
-                    c.schedule.reprobe(now());
-                }
+                c.reprobe(now());
                 continue;
             }
         }
