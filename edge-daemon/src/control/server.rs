@@ -79,7 +79,7 @@ pub async fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListen
 #[derive(Clone)]
 struct Ctx {
     tx: mpsc::Sender<Request>,
-    /// One config text at a time is diffed (each may be 16 MiB).
+    /// One config text at a time is diffed (each may be 64 MiB).
     diffs: Arc<Semaphore>,
 }
 

@@ -223,7 +223,11 @@ impl RouteWatch {
             super::traffic::in_netns(&ns, move || {
                 let family = if prefix.contains(':') { "-6" } else { "-4" };
                 let mut last = None;
-                while !s.load(Ordering::Relaxed) {
+                loop {
+                    // Read before the sample: the round that sees the
+                    // stop began after it was asked for, so whatever the
+                    // test saw before stopping this watch is in a sample.
+                    let last_round = s.load(Ordering::Relaxed);
                     let out = std::process::Command::new("ip")
                         .args([family, "route", "show", &prefix])
                         .output()
@@ -240,6 +244,9 @@ impl RouteWatch {
                         last = Some(n);
                     }
                     drop(g);
+                    if last_round {
+                        break;
+                    }
                     std::thread::sleep(Duration::from_millis(5));
                 }
             })
