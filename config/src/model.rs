@@ -320,6 +320,11 @@ pub struct Vip {
     /// Host header and TLS SNI for checks that go through the proxy.
     #[serde(default)]
     pub host: Option<String>,
+    /// What this VIP's packets meet while no proxy serves it (in flight
+    /// while its route is withdrawn): `drop` or `pass`; absent: the
+    /// forwarder's `no_healthy_proxy`.
+    #[serde(default)]
+    pub no_healthy_proxy: Option<NoHealthy>,
     /// BGP communities attached to the route, `ASN:VALUE`.
     #[serde(default)]
     pub communities: Vec<Community>,

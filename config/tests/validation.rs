@@ -729,3 +729,25 @@ fn http2_is_for_http_only_and_keeps_its_connection() {
         "http2 checks share one kept connection per proxy",
     );
 }
+
+#[test]
+fn a_vip_has_its_own_no_healthy_policy() {
+    let pass = with(
+        "    address: 203.0.113.10\n",
+        "    address: 203.0.113.10\n    no_healthy_proxy: pass\n",
+    );
+    let cfg = edged_config::parse(&pass).unwrap();
+    assert_eq!(
+        cfg.vips[0].no_healthy_proxy,
+        Some(edged_config::NoHealthy::Pass)
+    );
+    assert_eq!(
+        edged_config::parse(BASE).unwrap().vips[0].no_healthy_proxy,
+        None
+    );
+    let bad = with(
+        "    address: 203.0.113.10\n",
+        "    address: 203.0.113.10\n    no_healthy_proxy: maybe\n",
+    );
+    reject(&bad, "vips[0].no_healthy_proxy", "maybe");
+}

@@ -18,6 +18,9 @@
 //!   the `ed_ring` words written and the time of `set_vip` (Maglev build
 //!   included), and the same change with the halves forgotten, so written
 //!   whole (every change before the rings were diffed).
+//! - shared table change: every VIP the data plane holds on one table
+//!   (pool) of 100 proxies; one proxy leaves them all in one batch: one
+//!   build and one swap (checked), the batch timed.
 //! - second chance: a TCP ACK that misses this node's connection table and
 //!   whose flow a peer node owns (told through `Flows::set_owner`, with the
 //!   fingerprints the peer's own program queued): encapsulated to the
@@ -66,6 +69,7 @@ fn setup(edge: &Netns, fwd: &mut Forwarder) {
     let vip = VipService {
         addr: "192.0.2.10".parse().unwrap(),
         ports: vec![(80, Proto::Tcp)],
+        no_healthy: None,
     };
     fwd.set_vip(&vip, &serving).expect("vip");
 }
@@ -98,6 +102,7 @@ fn table_change(fwd: &mut Forwarder) {
     let vip = VipService {
         addr: "192.0.2.10".parse().unwrap(),
         ports: vec![(80, Proto::Tcp)],
+        no_healthy: None,
     };
     let all: Vec<(String, u32)> = (0..100).map(|i| (format!("proxy-{i:03}"), 1)).collect();
     let (mut words, mut us, mut full_us) = (vec![], vec![], vec![]);
@@ -108,9 +113,12 @@ fn table_change(fwd: &mut Forwarder) {
             .filter(|(i, _)| *i != r * 11)
             .map(|(_, p)| p.clone())
             .collect();
+        // Weight 2 for all gives the same table as weight 1 (a turn each
+        // round), so both halves end up holding the full table.
+        let all2: Vec<(String, u32)> = all.iter().map(|(n, _)| (n.clone(), 2)).collect();
         for forget in [false, true] {
             fwd.set_vip(&vip, &all).expect("full table");
-            fwd.set_vip(&vip, &all).expect("full table, other half");
+            fwd.set_vip(&vip, &all2).expect("full table, other half");
             if forget {
                 forget_rings(fwd);
             }
@@ -137,6 +145,53 @@ fn table_change(fwd: &mut Forwarder) {
     println!(
         "BENCH xdp_table_change_full_rewrite_us {:.0} us",
         median(full_us)
+    );
+}
+
+/// Every VIP the data plane holds shares one table over 100 proxies; one
+/// proxy leaves all of them in one batch (a health flip): one table build
+/// and one swap for all (checked), timed.
+fn shared_table_change(fwd: &mut Forwarder) {
+    let n = edged_ebpf::abi::MAX_VIPS as usize;
+    // The bench's VIP and as many more as the data plane takes.
+    let vips: Vec<VipService> = std::iter::once("192.0.2.10".to_string())
+        .chain((1..n).map(|i| format!("198.18.0.{i}")))
+        .map(|a| VipService {
+            addr: a.parse().unwrap(),
+            ports: vec![(80, Proto::Tcp)],
+            no_healthy: None,
+        })
+        .collect();
+    let all: Vec<(String, u32)> = (0..100).map(|i| (format!("proxy-{i:03}"), 1)).collect();
+    let mut us = vec![];
+    for r in 0..9 {
+        let less: Vec<(String, u32)> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != r * 11)
+            .map(|(_, p)| p.clone())
+            .collect();
+        let set = |fwd: &mut Forwarder, serving: &[(String, u32)]| {
+            let batch: Vec<(&VipService, &[(String, u32)])> =
+                vips.iter().map(|v| (v, serving)).collect();
+            for r in fwd.set_vips(&batch) {
+                r.expect("set_vips");
+            }
+        };
+        set(fwd, &all);
+        assert_eq!(fwd.pools().0, 1, "one shared table");
+        let swaps = fwd.table_swaps();
+        let start = Instant::now();
+        set(fwd, &less);
+        us.push(start.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(fwd.table_swaps() - swaps, 1, "one swap for {n} VIPs");
+    }
+    for v in &vips[1..] {
+        fwd.remove_vip(v.addr).expect("remove");
+    }
+    println!(
+        "BENCH xdp_shared_table_change_{n}_vips_us {:.0} us",
+        median(us)
     );
 }
 
@@ -317,6 +372,7 @@ fn main() {
     }
 
     table_change(&mut fwd);
+    shared_table_change(&mut fwd);
 
     let ids: Vec<String> = (0..100).map(|i| format!("proxy-{i:03}")).collect();
     let backends: Vec<(&str, u32)> = ids.iter().map(|s| (s.as_str(), 1)).collect();

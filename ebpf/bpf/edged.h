@@ -9,9 +9,10 @@
 
 #include <linux/types.h>
 
-#define EDGED_LAYOUT_VERSION 10
+#define EDGED_LAYOUT_VERSION 11
 
 #define MAX_VIPS 64
+#define MAX_POOLS MAX_VIPS /* a VIP moves only to a pool that exists or frees */
 #define MAX_PROXIES 256 /* slots; the last MAX_PEERS are handoff peers */
 #define MAX_PEERS 8
 #define PEER_SLOT_BASE (MAX_PROXIES - MAX_PEERS)
@@ -75,11 +76,22 @@ struct vip_info {
 	__u32 family; /* 0 = slot unused */
 };
 
-/* ed_vipst[vip_id]: which half of the VIP's ring is live. */
+/* ed_vipst[vip_id]: the VIP's pool and what its packets meet when the
+ * pool has no healthy proxy. */
 struct vip_state {
+	__u32 pool;
+	__u32 no_healthy; /* NO_HEALTHY_* */
+};
+
+/*
+ * ed_poolst[pool]: a pool is one Maglev table over a set of (proxy,
+ * weight), shared by every VIP with that serving set; which half of its
+ * ring is live.
+ */
+struct pool_state {
 	__u32 active;	/* 0 or 1 */
 	__u32 count[2]; /* proxies in each half; 0 = no healthy proxy */
-	__u32 no_healthy;
+	__u32 pad;
 };
 
 /*
@@ -181,7 +193,8 @@ _Static_assert(sizeof(struct vip_key) == 20, "vip_key");
 _Static_assert(__builtin_offsetof(struct vip_key, port) == 16, "vip_key");
 _Static_assert(sizeof(struct vip_val) == 8, "vip_val");
 _Static_assert(sizeof(struct vip_info) == 20, "vip_info");
-_Static_assert(sizeof(struct vip_state) == 16, "vip_state");
+_Static_assert(sizeof(struct vip_state) == 8, "vip_state");
+_Static_assert(sizeof(struct pool_state) == 16, "pool_state");
 _Static_assert(sizeof(struct proxy) == 20, "proxy");
 _Static_assert(__builtin_offsetof(struct proxy, ifindex) == 12, "proxy");
 _Static_assert(sizeof(struct flow) == 40, "flow");

@@ -307,17 +307,22 @@ static __always_inline int forward(struct xdp_md *ctx, struct ethhdr *eth,
 	}
 	if (!px) {
 		struct vip_state *st = bpf_map_lookup_elem(&ed_vipst, &vip_id);
-		__u32 half, idx, ring_slot;
+		struct pool_state *ps;
+		__u32 half, idx, ring_slot, pool;
 		__u64 *word;
 
 		if (!st)
 			return no_healthy(vc, NO_HEALTHY_DROP);
-		half = st->active & 1;
-		if (st->count[half] == 0)
+		pool = st->pool;
+		ps = bpf_map_lookup_elem(&ed_poolst, &pool);
+		if (!ps)
+			return no_healthy(vc, st->no_healthy);
+		half = ps->active & 1;
+		if (ps->count[half] == 0)
 			return no_healthy(vc, st->no_healthy);
 		/* hash * M >> 32: uniform over [0, M) without a division. */
 		ring_slot = ((__u64)hash * cfg->table_size) >> 32;
-		idx = (vip_id * 2 + half) * ((cfg->table_size + 7) / 8) +
+		idx = (pool * 2 + half) * ((cfg->table_size + 7) / 8) +
 		      ring_slot / 8;
 		word = bpf_map_lookup_elem(&ed_ring, &idx);
 		if (!word)

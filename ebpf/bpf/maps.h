@@ -59,14 +59,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ed_vipst SEC(".maps");
 
-/* Maglev rings, 8 proxy slots (one byte each) per word, two halves per
- * VIP (ed_vipst says which is live): word (vip_id * 2 + half) *
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_POOLS);
+	__type(key, __u32);
+	__type(value, struct pool_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ed_poolst SEC(".maps");
+
+/* Maglev rings, one per pool, 8 proxy slots (one byte each) per word, two
+ * halves (ed_poolst says which is live): word (pool * 2 + half) *
  * ring_words + slot / 8, byte slot % 8, ring_words = (M + 7) / 8.
  * Resized by the loader.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_VIPS * 2 * 8193);
+	__uint(max_entries, MAX_POOLS * 2 * 8193);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

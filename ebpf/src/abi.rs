@@ -5,13 +5,16 @@
 use std::mem::{offset_of, size_of};
 
 /// Bumped with `EDGED_LAYOUT_VERSION` in `bpf/edged.h` on any layout change.
-pub const LAYOUT_VERSION: u32 = 10;
+pub const LAYOUT_VERSION: u32 = 11;
 pub const CT_WAYS: usize = 4;
 /// Bits of a connection-table entry: 9..63 the flow's fingerprint (63
 /// always set), 1..8 the proxy slot, 0 the second-chance bit.
 pub const CT_FP_MASK: u64 = !0x1ff;
 pub const CT_PROXY_SHIFT: u32 = 1;
 pub const MAX_VIPS: u32 = 64;
+/// Pools (shared Maglev tables): as many as VIPs, since a VIP moves only
+/// to a pool that exists or that it frees.
+pub const MAX_POOLS: u32 = MAX_VIPS;
 /// Slots of `ed_proxy`; the last [`MAX_PEERS`] are handoff peers.
 pub const MAX_PROXIES: u32 = 256;
 /// Peer nodes a drained VIP's new connections can be handed to.
@@ -78,9 +81,16 @@ pub struct VipInfo {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipState {
+    pub pool: u32,
+    pub no_healthy: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolState {
     pub active: u32,
     pub count: [u32; 2],
-    pub no_healthy: u32,
+    pub pad: u32,
 }
 
 #[repr(C)]
@@ -164,6 +174,7 @@ unsafe impl aya::Pod for EdgedCfg {}
 unsafe impl aya::Pod for VipKey {}
 unsafe impl aya::Pod for VipVal {}
 unsafe impl aya::Pod for VipState {}
+unsafe impl aya::Pod for PoolState {}
 unsafe impl aya::Pod for VipInfo {}
 unsafe impl aya::Pod for Proxy {}
 unsafe impl aya::Pod for CtBucket {}
@@ -181,7 +192,8 @@ const _: () = {
     assert!(size_of::<VipKey>() == 20);
     assert!(offset_of!(VipKey, port) == 16);
     assert!(size_of::<VipVal>() == 8);
-    assert!(size_of::<VipState>() == 16);
+    assert!(size_of::<VipState>() == 8);
+    assert!(size_of::<PoolState>() == 16);
     assert!(size_of::<VipInfo>() == 20);
     assert!(size_of::<Proxy>() == 20);
     assert!(offset_of!(Proxy, ifindex) == 12);

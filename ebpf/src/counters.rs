@@ -15,6 +15,23 @@ pub struct Counters {
     pub vips: Vec<VipCounters>,
     pub proxies: Vec<ProxyCounters>,
     pub global: GlobalCounters,
+    /// What the maps hold against what they can hold.
+    pub usage: Usage,
+    /// Shared tables built and swapped in by this edged (not counted by
+    /// the program: since this process opened the data plane).
+    pub table_swaps: u64,
+}
+
+/// Used and capacity of each table of the data plane.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub vips: (u64, u64),
+    /// Address and port entries (ports + 1 per VIP).
+    pub vip_ports: (u64, u64),
+    /// Shared Maglev tables.
+    pub pools: (u64, u64),
+    /// Local proxy slots.
+    pub proxies: (u64, u64),
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -76,13 +93,28 @@ pub struct GlobalCounters {
     pub share_lost: u64,
 }
 
+/// What each table holds against its capacity.
+pub(crate) fn usage(vips: &VipTables, proxies: &ProxySlots) -> Usage {
+    use crate::abi::{MAX_POOLS, MAX_VIP_KEYS, MAX_VIPS, PEER_SLOT_BASE};
+    Usage {
+        vips: (vips.len() as u64, MAX_VIPS as u64),
+        vip_ports: (vips.keys() as u64, MAX_VIP_KEYS as u64),
+        pools: (vips.pools() as u64, MAX_POOLS as u64),
+        proxies: (proxies.len() as u64, PEER_SLOT_BASE as u64),
+    }
+}
+
 /// Sums each VIP's, each proxy's and the global counters over the CPUs.
 pub(crate) fn read(
     maps: &Maps,
     vips: &VipTables,
     proxies: &ProxySlots,
 ) -> Result<Counters, ForwarderError> {
-    let mut out = Counters::default();
+    let mut out = Counters {
+        usage: usage(vips, proxies),
+        table_swaps: vips.swaps(),
+        ..Default::default()
+    };
     for (addr, id) in vips.ids() {
         let per_cpu = maps
             .vipcnt

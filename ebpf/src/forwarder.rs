@@ -15,8 +15,8 @@ use crate::program::Program;
 use crate::proxies::ProxySlots;
 use crate::vips::VipTables;
 use crate::{
-    Counters, ForwarderError, ForwarderSpec, HandoffSpec, ProxyTarget, VipService, counters,
-    handoff, sys,
+    Counters, ForwarderError, ForwarderSpec, HandoffSpec, NoHealthy, ProxyTarget, VipService,
+    counters, handoff, sys,
 };
 
 #[doc(hidden)]
@@ -146,7 +146,72 @@ impl Forwarder {
         vip: &VipService,
         serving: &[(String, u32)],
     ) -> Result<(), ForwarderError> {
-        self.vips.set(&mut self.maps, &self.proxies, vip, serving)
+        let no_healthy = self.no_healthy(vip);
+        self.vips
+            .set(&mut self.maps, &self.proxies, no_healthy, vip, serving)
+    }
+
+    /// [`Forwarder::set_vip`] for each entry, with one result each, in
+    /// order; VIPs that share a pool and all change the same way (a health
+    /// flip of a proxy they all use) cost one table build and one swap
+    /// together.
+    pub fn set_vips(
+        &mut self,
+        batch: &[(&VipService, &[(String, u32)])],
+    ) -> Vec<Result<(), ForwarderError>> {
+        // The policy is per VIP; a batch of VIPs with different policies
+        // is set in groups of one policy each, keeping the order of results.
+        let mut results: Vec<Option<Result<(), ForwarderError>>> =
+            batch.iter().map(|_| None).collect();
+        let mut policies: Vec<u32> = batch.iter().map(|(v, _)| self.no_healthy(v)).collect();
+        policies.sort();
+        policies.dedup();
+        for policy in policies {
+            let idx: Vec<usize> = (0..batch.len())
+                .filter(|&i| self.no_healthy(batch[i].0) == policy)
+                .collect();
+            let group: Vec<_> = idx.iter().map(|&i| batch[i]).collect();
+            let out = self
+                .vips
+                .set_many(&mut self.maps, &self.proxies, policy, &group);
+            for (i, r) in idx.into_iter().zip(out) {
+                results[i] = Some(r);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every entry has a policy"))
+            .collect()
+    }
+
+    /// Applies `vip.no_healthy` (what its packets meet while no proxy
+    /// serves it) to a VIP already set; its table stays.
+    pub fn set_vip_no_healthy(&mut self, vip: &VipService) -> Result<(), ForwarderError> {
+        let policy = self.no_healthy(vip);
+        self.vips.set_no_healthy(&mut self.maps, vip.addr, policy)
+    }
+
+    /// What the VIP's packets meet when its pool has no healthy proxy.
+    fn no_healthy(&self, vip: &VipService) -> u32 {
+        match vip.no_healthy.unwrap_or(self.spec.no_healthy) {
+            NoHealthy::Drop => crate::abi::NO_HEALTHY_DROP,
+            NoHealthy::Pass => crate::abi::NO_HEALTHY_PASS,
+        }
+    }
+
+    /// Shared tables (pools) in use, and how many the data plane holds.
+    pub fn pools(&self) -> (usize, u32) {
+        (self.vips.pools(), crate::abi::MAX_POOLS)
+    }
+
+    /// What each table holds against its capacity.
+    pub fn usage(&self) -> crate::Usage {
+        counters::usage(&self.vips, &self.proxies)
+    }
+
+    /// Shared tables built and swapped in since this value was opened.
+    pub fn table_swaps(&self) -> u64 {
+        self.vips.swaps()
     }
 
     /// Removes the VIP: its packets are passed untouched from then on.

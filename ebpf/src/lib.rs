@@ -21,6 +21,7 @@ mod keys;
 mod load;
 pub mod maglev;
 mod maps;
+mod pools;
 mod program;
 mod proxies;
 mod ring;
@@ -28,7 +29,7 @@ mod spec;
 mod sys;
 mod vips;
 
-pub use counters::{Counters, GlobalCounters, ProxyCounters, VipCounters};
+pub use counters::{Counters, GlobalCounters, ProxyCounters, Usage, VipCounters};
 pub use error::ForwarderError;
 pub use flows::{Flows, HeldCounter};
 pub use forwarder::Forwarder;

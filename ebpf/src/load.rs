@@ -96,7 +96,7 @@ pub(crate) fn load_fresh(spec: &ForwarderSpec, obj: &[u8]) -> Result<(), Forward
     };
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(dir)
-        .map_max_entries("ed_ring", MAX_VIPS * 2 * ring_words(spec.table_size))
+        .map_max_entries("ed_ring", MAX_POOLS * 2 * ring_words(spec.table_size))
         .map_max_entries("ed_ct", ct_buckets(spec.conntrack_entries))
         .map_max_entries("ed_owner", spec.peer_flows)
         .map_max_entries("ed_held", spec.peer_flows)

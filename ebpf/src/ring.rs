@@ -1,11 +1,11 @@
-//! One VIP's Maglev ring in `ed_ring`: two halves of `ring_words(M)` words,
+//! One pool's Maglev ring in `ed_ring`: two halves of `ring_words(M)` words,
 //! 8 one-byte proxy slots per word (position `i` in byte `i % 8` of word
-//! `i / 8`). The VIP's `ed_vipst` entry says which half packets read.
+//! `i / 8`). The pool's `ed_poolst` entry says which half packets read.
 //!
 //! The idle half still holds the table before the current one. [`Halves`]
 //! keeps a copy of what each half holds, so a change writes only the words
 //! in which the new table differs (a proxy joining or leaving moves about
-//! 1/N of the positions); a half not known (a new VIP id, after a restart,
+//! 1/N of the positions); a half not known (a new pool, after a restart,
 //! after a failed write) is written whole.
 
 use crate::ForwarderError;
@@ -13,7 +13,7 @@ use crate::error::map_err;
 use crate::load::ring_words;
 use crate::maps::Maps;
 
-/// What each half of one VIP's ring holds, where known.
+/// What each half of one pool's ring holds, where known.
 #[derive(Default)]
 pub(crate) struct Halves([Option<Vec<u64>>; 2]);
 
@@ -29,7 +29,7 @@ impl Halves {
         self.0 = [None, None];
     }
 
-    /// Writes `words` into half `half` of VIP `id`'s ring, skipping the
+    /// Writes `words` into half `half` of pool `id`'s ring, skipping the
     /// words that half already holds. Returns the number written.
     pub fn write(
         &mut self,
@@ -57,7 +57,7 @@ impl Halves {
     }
 }
 
-/// The words of half `half` of VIP `id`'s ring, read from `ed_ring`.
+/// The words of half `half` of pool `id`'s ring, read from `ed_ring`.
 pub(crate) fn read(
     maps: &Maps,
     table_size: u32,

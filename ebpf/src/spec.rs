@@ -112,4 +112,7 @@ pub struct ProxyTarget {
 pub struct VipService {
     pub addr: IpAddr,
     pub ports: Vec<(u16, Proto)>,
+    /// What its packets meet while no proxy serves it; `None`: the
+    /// forwarder's [`ForwarderSpec::no_healthy`].
+    pub no_healthy: Option<NoHealthy>,
 }

@@ -1,11 +1,11 @@
-//! Writing VIPs and their Maglev rings into the maps.
+//! Writing VIPs into the maps: each VIP's keys, ports and index, and the
+//! pool (shared Maglev table, [`crate::pools`]) it points at.
 //!
-//! A VIP's ring is double-buffered: the new table is written into the half
-//! packets do not read, its proxy count set, then `active` flips in one map
-//! write. Packets see the old table or the new one, never a mix. The VIP is
-//! then indexed: ports bitmap, address, and last the fold index entry.
-//!
-//! What each half of a ring holds is tracked in [`crate::ring`].
+//! A VIP's table change is a move to the pool of its new serving set (one
+//! write of its `ed_vipst` entry), or, when it is the only user of its pool
+//! or every user moves the same way, a rebuild of that pool in place (one
+//! swap). Packets see the old table or the new one, never a mix. A new VIP
+//! is indexed last: ports bitmap, address, then the fold index entry.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -16,26 +16,26 @@ use crate::abi::*;
 use crate::error::map_err;
 use crate::keys::{addr_words, fold16, key_addr, vip_key, write_ports};
 use crate::maps::Maps;
+use crate::pools::{self, Pools};
 use crate::proxies::{ProxySlots, ncpus};
-use crate::ring::{self, Halves};
-use crate::{ForwarderError, VipService, maglev};
+use crate::{ForwarderError, VipService};
 
-/// Every configured VIP, by address, and what its ring halves hold.
+/// Every configured VIP, by address, and the pools they use.
 pub(crate) struct VipTables {
     by_addr: BTreeMap<IpAddr, VipEntry>,
-    table_size: u32,
-    /// `ed_ring` words written since open (what a table change costs).
-    words_written: u64,
+    pools: Pools,
 }
 
-/// A configured VIP: its id (counters, ring) and the keys in `ed_vips`.
+/// A configured VIP: its id (counters, state) and the keys in `ed_vips`.
 struct VipEntry {
     id: u32,
     keys: BTreeSet<VipKey>,
     /// Last (proxy, weight) set given, to rebuild when a proxy disappears.
     serving: Vec<(String, u32)>,
-    /// What each half of the VIP's ring holds.
-    halves: Halves,
+    /// The pool its `ed_vipst` entry points at (`None` until first set).
+    pool: Option<u32>,
+    /// The policy its `ed_vipst` entry holds (with `pool`).
+    no_healthy: u32,
 }
 
 impl VipEntry {
@@ -44,17 +44,18 @@ impl VipEntry {
             id,
             keys: BTreeSet::new(),
             serving: Vec::new(),
-            halves: Halves::default(),
+            pool: None,
+            no_healthy: NO_HEALTHY_DROP,
         }
     }
 }
 
 impl VipTables {
     /// The VIPs an adopted program's maps hold (none after a fresh load),
-    /// each with the serving set its active table shows.
+    /// each with the serving set its pool's live table shows.
     ///
-    /// After a restart the pinned rings still hold every VIP's table; the
-    /// proxies in each VIP's active half are read back (with their share
+    /// After a restart the pinned rings still hold every pool's table; the
+    /// proxies in each pool's live half are read back (with their share
     /// of the ring as weight), so the daemon knows which proxies were
     /// serving and keeps them until its checks decide, instead of emptying
     /// the tables.
@@ -65,8 +66,7 @@ impl VipTables {
     ) -> Result<VipTables, ForwarderError> {
         let mut tables = VipTables {
             by_addr: BTreeMap::new(),
-            table_size,
-            words_written: 0,
+            pools: Pools::new(table_size),
         };
         let keys: Vec<VipKey> = maps.vips.keys().filter_map(Result::ok).collect();
         for k in keys {
@@ -78,32 +78,34 @@ impl VipTables {
             e.keys.insert(k);
         }
         let names: BTreeMap<u32, &str> = proxies.iter().map(|(n, s)| (s, n)).collect();
-        let m = table_size;
         for entry in tables.by_addr.values_mut() {
             let st = maps
                 .vipst
                 .get(&entry.id, 0)
                 .map_err(map_err("ed_vipst", "get"))?;
-            let half = st.active & 1;
-            if st.count[half as usize] == 0 {
+            if st.pool >= MAX_POOLS {
                 continue;
             }
-            let held = ring::read(maps, m, entry.id, half)?;
-            let mut share: BTreeMap<u32, u32> = BTreeMap::new();
-            for slot in ring::unpack(&held, m) {
-                *share.entry(slot).or_default() += 1;
-            }
-            entry.serving = share
-                .into_iter()
-                .filter_map(|(slot, n)| Some((names.get(&slot)?.to_string(), n)))
-                .collect();
-            entry.halves = Halves::known(half, held);
+            entry.serving = tables.pools.recover(maps, st.pool, &names)?;
+            tables.pools.add_user(st.pool);
+            entry.pool = Some(st.pool);
+            entry.no_healthy = st.no_healthy;
         }
         Ok(tables)
     }
 
     pub fn len(&self) -> usize {
         self.by_addr.len()
+    }
+
+    /// Entries in `ed_vips` (ports + 1 per VIP).
+    pub fn keys(&self) -> usize {
+        self.by_addr.values().map(|v| v.keys.len()).sum()
+    }
+
+    /// Pools in use.
+    pub fn pools(&self) -> usize {
+        self.pools.len()
     }
 
     pub fn id(&self, addr: IpAddr) -> Option<u32> {
@@ -124,41 +126,139 @@ impl VipTables {
     }
 
     pub fn words_written(&self) -> u64 {
-        self.words_written
+        self.pools.words_written()
     }
 
-    /// Forgets what the ring halves hold: the next change of each VIP's
+    pub fn swaps(&self) -> u64 {
+        self.pools.swaps()
+    }
+
+    /// The pool the VIP points at.
+    pub fn pool_of(&self, addr: IpAddr) -> Option<u32> {
+        self.by_addr.get(&addr).and_then(|v| v.pool)
+    }
+
+    /// Forgets what the ring halves hold: the next change of each pool's
     /// table writes its idle half whole (as after a restart).
     pub fn forget_halves(&mut self) {
-        for v in self.by_addr.values_mut() {
-            v.halves.forget();
-        }
+        self.pools.forget_halves();
     }
 
-    /// The proxy slot of each position of the VIP's active table, read back
-    /// from `ed_ring`; `None` for an unknown VIP.
+    /// The proxy slot of each position of the VIP's live table, read back
+    /// from `ed_ring`; `None` for an unknown VIP or one not yet set.
     pub fn active_ring(
         &self,
         maps: &Maps,
         addr: IpAddr,
     ) -> Result<Option<Vec<u32>>, ForwarderError> {
-        let Some(v) = self.by_addr.get(&addr) else {
-            return Ok(None);
-        };
-        let st = maps
-            .vipst
-            .get(&v.id, 0)
-            .map_err(map_err("ed_vipst", "get"))?;
-        let words = ring::read(maps, self.table_size, v.id, st.active & 1)?;
-        Ok(Some(ring::unpack(&words, self.table_size).collect()))
+        match self.pool_of(addr) {
+            Some(pool) => self.pools.active_ring(maps, pool).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets each VIP's table over its `serving` (proxy name, weight) and
+    /// its ports, as [`VipTables::set`] one by one, except that a pool
+    /// whose every user is in `batch` with the same new serving set is
+    /// rebuilt in place: one build and one swap for all of them. One
+    /// result per entry, in order.
+    pub fn set_many(
+        &mut self,
+        maps: &mut Maps,
+        proxies: &ProxySlots,
+        no_healthy: u32,
+        batch: &[(&VipService, &[(String, u32)])],
+    ) -> Vec<Result<(), ForwarderError>> {
+        // Old pool -> (new content, entries moving from it), for the VIPs
+        // that exist and whose content changes.
+        let mut moving: BTreeMap<u32, (Option<pools::Content>, Vec<usize>)> = BTreeMap::new();
+        for (i, (vip, serving)) in batch.iter().enumerate() {
+            let Some(pool) = self.pool_of(vip.addr) else {
+                continue;
+            };
+            let c = pools::content(serving);
+            if self.pools.content_of(pool) == Some(&c) {
+                continue;
+            }
+            let e = moving
+                .entry(pool)
+                .or_insert_with(|| (Some(c.clone()), Vec::new()));
+            if e.0.as_ref() != Some(&c) {
+                e.0 = None; // its users go different ways
+            }
+            e.1.push(i);
+        }
+        for (pool, (c, who)) in moving {
+            let Some(c) = c else { continue };
+            if who.len() as u32 != self.pools.users(pool) || self.pools.find(&c).is_some() {
+                continue;
+            }
+            if batch_checks(self, proxies, batch, &who).is_err() {
+                continue; // each reports its own error below
+            }
+            if let Err(e) = self.pools.rebuild(maps, proxies, pool, &c) {
+                tracing::warn!(pool, error = %e, "pool rebuild failed; its VIPs are set one by one");
+            }
+        }
+        batch
+            .iter()
+            .map(|(vip, serving)| self.set(maps, proxies, no_healthy, vip, serving))
+            .collect()
     }
 
     /// Builds the VIP's weighted Maglev table over `serving` (proxy name,
-    /// weight) and swaps it in atomically, then makes the VIP's ports match
-    /// `vip.ports`. An empty or all-zero `serving` means no healthy proxy.
+    /// weight), or points it at the pool that has it, then makes the VIP's
+    /// ports match `vip.ports`. An empty or all-zero `serving` means no
+    /// healthy proxy; its packets then meet `no_healthy`.
     pub fn set(
         &mut self,
         maps: &mut Maps,
+        proxies: &ProxySlots,
+        no_healthy: u32,
+        vip: &VipService,
+        serving: &[(String, u32)],
+    ) -> Result<(), ForwarderError> {
+        self.check(proxies, vip, serving)?;
+        let new = !self.by_addr.contains_key(&vip.addr);
+        if new {
+            let id = self.alloc_id(maps)?;
+            self.by_addr.insert(vip.addr, VipEntry::new(id));
+        }
+        let r = self.point(maps, proxies, no_healthy, vip.addr, serving);
+        if r.is_err() && new {
+            self.by_addr.remove(&vip.addr);
+        }
+        r?;
+        self.write_keys(maps, vip)?;
+        let entry = &self.by_addr[&vip.addr];
+        tracing::debug!(vip = %vip.addr, id = entry.id, pool = ?entry.pool, proxies = serving.len(), "VIP table set");
+        Ok(())
+    }
+
+    /// Sets what the VIP's packets meet while its pool has no healthy
+    /// proxy; a VIP not set yet gets it with its first table.
+    pub fn set_no_healthy(
+        &mut self,
+        maps: &mut Maps,
+        addr: IpAddr,
+        no_healthy: u32,
+    ) -> Result<(), ForwarderError> {
+        let Some(entry) = self.by_addr.get(&addr) else {
+            return Ok(());
+        };
+        let Some(pool) = entry.pool else {
+            return Ok(());
+        };
+        maps.vipst
+            .set(entry.id, VipState { pool, no_healthy }, 0)
+            .map_err(map_err("ed_vipst", "set"))?;
+        self.by_addr.get_mut(&addr).expect("known").no_healthy = no_healthy;
+        Ok(())
+    }
+
+    /// Refuses what the maps cannot take, before anything is written.
+    fn check(
+        &self,
         proxies: &ProxySlots,
         vip: &VipService,
         serving: &[(String, u32)],
@@ -180,19 +280,65 @@ impl VipTables {
                 proxy: name.clone(),
             });
         }
-        if !self.by_addr.contains_key(&vip.addr) {
-            let id = self.alloc_id(maps)?;
-            self.by_addr.insert(vip.addr, VipEntry::new(id));
+        Ok(())
+    }
+
+    /// Points the VIP at the pool of `serving`: the one it has (nothing to
+    /// do), its own pool rebuilt in place (it is the only user and no other
+    /// pool has that set), or the pool that has it (made if none does).
+    fn point(
+        &mut self,
+        maps: &mut Maps,
+        proxies: &ProxySlots,
+        no_healthy: u32,
+        addr: IpAddr,
+        serving: &[(String, u32)],
+    ) -> Result<(), ForwarderError> {
+        let c = pools::content(serving);
+        let entry = &self.by_addr[&addr];
+        let (id, old, policy) = (entry.id, entry.pool, entry.no_healthy);
+        let pool = match old {
+            Some(p) if self.pools.content_of(p) == Some(&c) => p,
+            Some(p) if self.pools.users(p) == 1 && self.pools.find(&c).is_none() => {
+                self.pools.rebuild(maps, proxies, p, &c)?;
+                p
+            }
+            _ => self.pools.acquire(maps, proxies, &c)?,
+        };
+        if Some(pool) != old || policy != no_healthy {
+            let st = VipState { pool, no_healthy };
+            if let Err(e) = maps.vipst.set(id, st, 0) {
+                if Some(pool) != old {
+                    self.pools.release(pool);
+                }
+                return Err(map_err("ed_vipst", "set")(e));
+            }
+            if let Some(p) = old.filter(|p| *p != pool) {
+                self.pools.release(p);
+            }
+            let entry = self.by_addr.get_mut(&addr).expect("known");
+            entry.pool = Some(pool);
+            entry.no_healthy = no_healthy;
         }
-        self.write_ring(maps, proxies, vip.addr, serving)?;
-        let id = self.by_addr[&vip.addr].id;
+        self.by_addr.get_mut(&addr).expect("known").serving = serving.to_vec();
+        Ok(())
+    }
+
+    /// Makes the VIP's keys, address and ports in the maps match `vip`;
+    /// writes nothing when they already do.
+    fn write_keys(&mut self, maps: &mut Maps, vip: &VipService) -> Result<(), ForwarderError> {
+        let entry = &self.by_addr[&vip.addr];
+        let id = entry.id;
         let mut want: BTreeSet<VipKey> = vip
             .ports
             .iter()
             .map(|(port, proto)| vip_key(vip.addr, *port, proto.number()))
             .collect();
         want.insert(vip_key(vip.addr, 0, 0));
-        for k in &want {
+        if entry.keys == want {
+            return Ok(());
+        }
+        for k in want.difference(&entry.keys) {
             maps.vips
                 .insert(
                     k,
@@ -207,7 +353,7 @@ impl VipTables {
                     format!("insert {} port {}", vip.addr, u16::from_be(k.port)),
                 ))?;
         }
-        let entry = self.by_addr.get_mut(&vip.addr).expect("inserted above");
+        let entry = self.by_addr.get_mut(&vip.addr).expect("known");
         let old = std::mem::take(&mut entry.keys);
         for k in old.difference(&want) {
             maps.vips
@@ -223,13 +369,8 @@ impl VipTables {
             .set(id, info, 0)
             .map_err(map_err("ed_vipinfo", "set"))?;
         write_ports(maps, id, &old, &want)?;
-        self.by_addr
-            .get_mut(&vip.addr)
-            .expect("inserted above")
-            .keys = want;
-        self.write_index(maps, vip.addr)?;
-        tracing::info!(vip = %vip.addr, id, proxies = serving.len(), "VIP table set");
-        Ok(())
+        self.by_addr.get_mut(&vip.addr).expect("known").keys = want;
+        self.write_index(maps, vip.addr)
     }
 
     /// Removes the VIP: its packets are passed untouched from then on.
@@ -248,17 +389,22 @@ impl VipTables {
             .set(entry.id, VipInfo::default(), 0)
             .map_err(map_err("ed_vipinfo", "clear"))?;
         maps.vipst
-            .set(entry.id, VipState::default(), 0)
+            .set(entry.id, unset(), 0)
             .map_err(map_err("ed_vipst", "reset"))?;
         maps.vipho
             .set(entry.id, 0, 0)
             .map_err(map_err("ed_vipho", "reset"))?;
+        if let Some(p) = entry.pool {
+            self.pools.release(p);
+        }
         tracing::info!(vip = %addr, "VIP removed");
         Ok(())
     }
 
-    /// Rebuilds, without the proxies in `gone`, the table of every VIP that
-    /// one of them serves (before their slots are cleared).
+    /// Takes the proxies in `gone` out of every pool that has one of them
+    /// (before their slots are cleared): a pool whose rest no other pool
+    /// has is rebuilt in place; the VIPs of one whose rest another has move
+    /// to that one.
     pub fn without_proxies(
         &mut self,
         maps: &mut Maps,
@@ -268,65 +414,29 @@ impl VipTables {
         if gone.is_empty() {
             return Ok(());
         }
-        let changed: Vec<(IpAddr, Vec<(String, u32)>)> = self
-            .by_addr
-            .iter()
-            .filter(|(_, v)| v.serving.iter().any(|(n, _)| gone.contains(n)))
-            .map(|(a, v)| {
-                let rest = v.serving.iter().filter(|(n, _)| !gone.contains(n));
-                (*a, rest.cloned().collect())
-            })
-            .collect();
-        for (addr, serving) in changed {
-            self.write_ring(maps, proxies, addr, &serving)?;
+        for (pool, rest) in self.pools.without(gone) {
+            if self.pools.find(&rest).is_none() {
+                self.pools.rebuild(maps, proxies, pool, &rest)?;
+            } else {
+                let users: Vec<IpAddr> = self
+                    .by_addr
+                    .iter()
+                    .filter(|(_, v)| v.pool == Some(pool))
+                    .map(|(a, _)| *a)
+                    .collect();
+                for addr in users {
+                    let no_healthy = self.by_addr[&addr].no_healthy;
+                    self.point(maps, proxies, no_healthy, addr, &rest)?;
+                }
+            }
+        }
+        for v in self.by_addr.values_mut() {
+            v.serving.retain(|(n, _)| !gone.contains(n));
         }
         Ok(())
     }
 
-    /// Writes the idle half of the VIP's ring (the words that differ from
-    /// what it holds) and flips to it.
-    fn write_ring(
-        &mut self,
-        maps: &mut Maps,
-        proxies: &ProxySlots,
-        addr: IpAddr,
-        serving: &[(String, u32)],
-    ) -> Result<(), ForwarderError> {
-        let m = self.table_size;
-        let entry = self.by_addr.get_mut(&addr).expect("known VIP");
-        let id = entry.id;
-        let backends: Vec<(&str, u32)> = serving.iter().map(|(n, w)| (n.as_str(), *w)).collect();
-        let table = maglev::build(m, &backends);
-        // Each backend's slot once, not a name lookup per ring position.
-        let slots: Vec<u32> = backends
-            .iter()
-            .map(|(n, _)| proxies.slot(n).expect("checked by the caller"))
-            .collect();
-        let words = ring::pack(&table, |b| slots[b as usize]);
-        let mut st = maps.vipst.get(&id, 0).map_err(map_err("ed_vipst", "get"))?;
-        let half = 1 - (st.active & 1);
-        // An empty table (no healthy proxy) leaves the words as they are.
-        if !words.is_empty() {
-            self.words_written += entry.halves.write(maps, m, id, half, words)?;
-        }
-        st.count[half as usize] = backends.iter().filter(|(_, w)| *w > 0).count() as u32;
-        st.no_healthy = maps
-            .cfg
-            .get(&0, 0)
-            .map_err(map_err("ed_cfg", "get"))?
-            .no_healthy;
-        maps.vipst
-            .set(id, st, 0)
-            .map_err(map_err("ed_vipst", "prepare"))?;
-        st.active = half;
-        maps.vipst
-            .set(id, st, 0)
-            .map_err(map_err("ed_vipst", "flip"))?;
-        entry.serving = serving.to_vec();
-        Ok(())
-    }
-
-    /// A free VIP id, its counters and ring state reset.
+    /// A free VIP id, its counters and state reset.
     fn alloc_id(&self, maps: &mut Maps) -> Result<u32, ForwarderError> {
         let used: BTreeSet<u32> = self.by_addr.values().map(|v| v.id).collect();
         let id = (0..MAX_VIPS)
@@ -341,7 +451,7 @@ impl VipTables {
             .set(id, zero, 0)
             .map_err(map_err("ed_vipcnt", "zero"))?;
         maps.vipst
-            .set(id, VipState::default(), 0)
+            .set(id, unset(), 0)
             .map_err(map_err("ed_vipst", "reset"))?;
         Ok(id)
     }
@@ -365,4 +475,24 @@ impl VipTables {
             .set(fold, value, 0)
             .map_err(map_err("ed_vipidx", "set"))
     }
+}
+
+/// The state of a VIP id with no pool (its packets, if any reached it,
+/// would be dropped as having no healthy proxy).
+fn unset() -> VipState {
+    VipState {
+        pool: u32::MAX,
+        no_healthy: NO_HEALTHY_DROP,
+    }
+}
+
+/// Whether every entry `who` of `batch` would be accepted.
+fn batch_checks(
+    tables: &VipTables,
+    proxies: &ProxySlots,
+    batch: &[(&VipService, &[(String, u32)])],
+    who: &[usize],
+) -> Result<(), ForwarderError> {
+    who.iter()
+        .try_for_each(|&i| tables.check(proxies, batch[i].0, batch[i].1))
 }

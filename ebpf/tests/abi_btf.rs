@@ -78,7 +78,8 @@ fn rust_structs_match_the_c_layout() {
     check!(btf, "vip_key", VipKey, [addr, port, proto, family]);
     check!(btf, "vip_val", VipVal, [vip_id, flags]);
     check!(btf, "vip_info", VipInfo, [addr, family]);
-    check!(btf, "vip_state", VipState, [active, count, no_healthy]);
+    check!(btf, "vip_state", VipState, [pool, no_healthy]);
+    check!(btf, "pool_state", PoolState, [active, count]);
     check!(btf, "proxy", Proxy, [mac, src_mac, ifindex, kind]);
     check!(btf, "proxy_name", ProxyName, [name]);
     check!(btf, "ct_bucket", CtBucket, [way]);

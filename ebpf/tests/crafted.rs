@@ -78,6 +78,7 @@ fn rig() -> Rig {
         let vip = VipService {
             addr: addr.parse().unwrap(),
             ports,
+            no_healthy: None,
         };
         fwd.set_vip(&vip, &serving).expect("set_vip");
     }
@@ -133,6 +134,7 @@ impl Rig {
         let vip = VipService {
             addr: addr.parse().unwrap(),
             ports,
+            no_healthy: None,
         };
         self.fwd.set_vip(&vip, &[(only.to_string(), 1)]).unwrap();
     }
@@ -343,6 +345,7 @@ fn vips_sharing_an_index_fold_both_match_exactly() {
     let twin = VipService {
         addr: "2001:db8::10:0:0".parse().unwrap(),
         ports: vec![(8443, Proto::Tcp)],
+        no_healthy: None,
     };
     r.fwd.set_vip(&twin, &[("a".to_string(), 1)]).unwrap();
     assert_eq!(
@@ -454,6 +457,7 @@ fn no_healthy_proxy_can_pass_to_the_host() {
     let vip = VipService {
         addr: "192.0.2.50".parse().unwrap(),
         ports: vec![(80, Proto::Tcp)],
+        no_healthy: None,
     };
     fwd.set_vip(&vip, &[]).unwrap();
     let syn = Frame::tcp("198.51.100.7", "192.0.2.50", 1, 80, SYN).bytes();
@@ -472,6 +476,7 @@ fn bad_input_is_rejected_and_changes_nothing() {
     let vip = VipService {
         addr: "192.0.2.10".parse().unwrap(),
         ports: vec![(80, Proto::Tcp), (53, Proto::Udp)],
+        no_healthy: None,
     };
     let err = r
         .fwd
@@ -939,6 +944,7 @@ fn the_bench_build_makes_each_tcp_packet_of_either_family_a_new_flow() {
         let vip = VipService {
             addr: addr.parse().unwrap(),
             ports: vec![(80, Proto::Tcp)],
+            no_healthy: None,
         };
         fwd.set_vip(&vip, &[("h".to_string(), 1)]).unwrap();
     }
@@ -982,6 +988,7 @@ fn handoff_flags_are_not_readopted_after_a_restart() {
     let vip = VipService {
         addr: "192.0.2.60".parse().unwrap(),
         ports: vec![(80, Proto::Tcp)],
+        no_healthy: None,
     };
     let mut fwd = edge.run(|| Forwarder::open(&spec)).expect("open");
     fwd.set_proxies(std::slice::from_ref(&host)).unwrap();

@@ -133,6 +133,7 @@ impl Lab {
         let vip = VipService {
             addr: VIP.parse().unwrap(),
             ports: vec![(80, Proto::Tcp), (5353, Proto::Udp)],
+            no_healthy: None,
         };
         let edge = &self.edge;
         let fwd = self.fwd.as_mut().expect("forwarder open");

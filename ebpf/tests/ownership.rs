@@ -58,6 +58,7 @@ fn node(local: &str, peers: &[&str]) -> Node {
         let vip = VipService {
             addr: addr.parse().unwrap(),
             ports,
+            no_healthy: None,
         };
         fwd.set_vip(&vip, &[("p".to_string(), 1)]).expect("set_vip");
     }

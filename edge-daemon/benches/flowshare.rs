@@ -67,6 +67,7 @@ fn node(pins: &Path, fresh: bool, entries: u32) -> Forwarder {
     let vip = VipService {
         addr: "192.0.2.10".parse().unwrap(),
         ports: vec![(80, Proto::Tcp)],
+        no_healthy: None,
     };
     f.set_vip(&vip, &[("p".to_string(), 1)]).expect("vip");
     f

@@ -50,6 +50,25 @@ struct Direction {
     direction: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Table {
+    table: String,
+}
+
+fn gauges<L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(L, u64)],
+) -> Result<(), std::fmt::Error> {
+    use prometheus_client::metrics::gauge::ConstGauge;
+    let mut m = enc.encode_descriptor(name, help, None, ConstGauge::<i64>::TYPE)?;
+    for (labels, v) in rows {
+        ConstGauge::new(*v as i64).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
 fn family<L: EncodeLabelSet>(
     enc: &mut DescriptorEncoder,
     name: &str,
@@ -195,6 +214,32 @@ impl Collector for XdpCollector {
             "New flows assigned to the proxy",
             &proxy(|p| p.new_flows),
         )?;
+        let u = &c.usage;
+        let tables = [
+            ("vips", u.vips),
+            ("vip_ports", u.vip_ports),
+            ("pools", u.pools),
+            ("proxies", u.proxies),
+        ];
+        gauges(
+            &mut enc,
+            "xdp_table_used",
+            "Entries in use of each data-plane table (pools: shared Maglev tables)",
+            &tables.map(|(t, (used, _))| (Table { table: t.into() }, used)),
+        )?;
+        gauges(
+            &mut enc,
+            "xdp_table_capacity",
+            "Entries each data-plane table holds at most",
+            &tables.map(|(t, (_, cap))| (Table { table: t.into() }, cap)),
+        )?;
+        let swaps = enc.encode_descriptor(
+            "xdp_table_swaps",
+            "Shared tables built and swapped in since edged started (a health flip of a proxy all of a table's VIPs use: one)",
+            None,
+            ConstCounter::<u64>::TYPE,
+        )?;
+        ConstCounter::new(c.table_swaps).encode(swaps)?;
         let global = [
             ("truncated", g.truncated),
             ("vlan_too_deep", g.vlan_too_deep),

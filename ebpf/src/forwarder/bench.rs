@@ -35,6 +35,11 @@ pub fn ring_words_written(fwd: &Forwarder) -> u64 {
     fwd.vips.words_written()
 }
 
+/// The pool (shared table) the VIP points at.
+pub fn pool_of(fwd: &Forwarder, addr: IpAddr) -> Option<u32> {
+    fwd.vips.pool_of(addr)
+}
+
 /// Forgets what the rings hold, so that the next change of each VIP's
 /// table writes its idle half whole (as after a restart).
 pub fn forget_rings(fwd: &mut Forwarder) {

@@ -12,56 +12,105 @@ use crate::reconcile::Action;
 impl State {
     pub(super) async fn apply(&mut self, actions: &[Action]) -> Vec<EffectError> {
         let mut errors = Vec::new();
-        let d = &mut self.drivers;
-        for action in actions {
-            let result = match action {
-                Action::AddAddress(ip) => match d.addresses.as_mut() {
-                    Some(a) => Some(a.add(*ip).await),
-                    None => None,
-                },
-                Action::RemoveAddress(ip) => match d.addresses.as_mut() {
-                    Some(a) => Some(a.remove(*ip).await),
-                    None => None,
-                },
-                Action::SetTable { vip, proxies } => match d.forwarder.as_mut() {
-                    Some(f) => Some(f.set_table(vip, proxies).await),
-                    None => None,
-                },
-                Action::RemoveTable { vip } => match d.forwarder.as_mut() {
-                    Some(f) => Some(f.remove_table(vip).await),
-                    None => None,
-                },
-                Action::Handoff { vip, on } => match d.forwarder.as_mut() {
-                    Some(f) => Some(f.set_handoff(vip, *on).await),
-                    None => None,
-                },
-                Action::Route { vip, state } => {
-                    if let Some(a) = d.announcer.as_mut()
-                        && self.inflight.get(vip) != Some(state)
-                    {
-                        a.set_route(vip, *state);
-                        self.inflight.insert(vip.clone(), *state);
-                    }
-                    None
+        let mut i = 0;
+        while i < actions.len() {
+            // A run of table changes goes to the forwarder as one batch:
+            // VIPs sharing a table that change alike cost one swap.
+            let run = actions[i..]
+                .iter()
+                .take_while(|a| matches!(a, Action::SetTable { .. }))
+                .count();
+            if run > 1
+                && let Some(f) = self.drivers.forwarder.as_mut()
+            {
+                let batch: Vec<(&str, &[(String, u32)])> = actions[i..i + run]
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::SetTable { vip, proxies } => Some((vip.as_str(), &proxies[..])),
+                        _ => None,
+                    })
+                    .collect();
+                let results = match f.set_tables(&batch).await {
+                    Ok(results) => results,
+                    Err(e) => vec![Err(e); run],
+                };
+                for (action, result) in actions[i..i + run].iter().zip(results) {
+                    self.record(action, Some(result), &mut errors);
                 }
-            };
-            match result {
-                None => {} // queued, or no driver for it: nothing is applied yet
-                Some(Ok(())) => {
-                    tracing::info!(?action, "applied");
-                    self.applied.record(action);
-                }
-                Some(Err(e)) if e.kind == ErrorKind::UnknownVip => {
-                    tracing::debug!(?action, "dropped: the driver no longer knows the VIP");
-                    self.applied.record(action);
-                }
-                Some(Err(e)) => {
-                    self.metrics.effect_error(e.component);
-                    errors.push(e);
-                }
+                i += run;
+                continue;
             }
+            let result = self.apply_one(&actions[i]).await;
+            self.record(&actions[i], result, &mut errors);
+            i += 1;
+        }
+        if actions
+            .iter()
+            .any(|a| matches!(a, Action::SetTable { .. } | Action::RemoveTable { .. }))
+        {
+            self.refresh_tables();
         }
         errors.extend(self.route_errors.values().cloned());
         errors
+    }
+
+    /// Carries out one action: `None` when it was queued or has no driver.
+    async fn apply_one(&mut self, action: &Action) -> Option<Result<(), EffectError>> {
+        let d = &mut self.drivers;
+        match action {
+            Action::AddAddress(ip) => match d.addresses.as_mut() {
+                Some(a) => Some(a.add(*ip).await),
+                None => None,
+            },
+            Action::RemoveAddress(ip) => match d.addresses.as_mut() {
+                Some(a) => Some(a.remove(*ip).await),
+                None => None,
+            },
+            Action::SetTable { vip, proxies } => match d.forwarder.as_mut() {
+                Some(f) => Some(f.set_table(vip, proxies).await),
+                None => None,
+            },
+            Action::RemoveTable { vip } => match d.forwarder.as_mut() {
+                Some(f) => Some(f.remove_table(vip).await),
+                None => None,
+            },
+            Action::Handoff { vip, on } => match d.forwarder.as_mut() {
+                Some(f) => Some(f.set_handoff(vip, *on).await),
+                None => None,
+            },
+            Action::Route { vip, state } => {
+                if let Some(a) = d.announcer.as_mut()
+                    && self.inflight.get(vip) != Some(state)
+                {
+                    a.set_route(vip, *state);
+                    self.inflight.insert(vip.clone(), *state);
+                }
+                None
+            }
+        }
+    }
+
+    /// Records what an action's result means for `applied`.
+    fn record(
+        &mut self,
+        action: &Action,
+        result: Option<Result<(), EffectError>>,
+        errors: &mut Vec<EffectError>,
+    ) {
+        match result {
+            None => {} // queued, or no driver for it: nothing is applied yet
+            Some(Ok(())) => {
+                tracing::info!(?action, "applied");
+                self.applied.record(action);
+            }
+            Some(Err(e)) if e.kind == ErrorKind::UnknownVip => {
+                tracing::debug!(?action, "dropped: the driver no longer knows the VIP");
+                self.applied.record(action);
+            }
+            Some(Err(e)) => {
+                self.metrics.effect_error(e.component);
+                errors.push(e);
+            }
+        }
     }
 }

@@ -346,6 +346,24 @@ impl State {
         }
     }
 
+    /// Puts the data plane's table figures (used, capacity, swaps) into
+    /// the metrics snapshot at once, without the counters' map reads: a
+    /// pass that changed tables shows in the metrics now, not at the next
+    /// counters tick.
+    pub fn refresh_tables(&mut self) {
+        let Some(f) = &self.drivers.forwarder else {
+            return;
+        };
+        let Some((usage, swaps)) = f.tables_usage() else {
+            return;
+        };
+        let mut snap = self.counters.lock().expect("xdp snapshot lock");
+        if let Some(s) = snap.as_mut() {
+            s.counters.usage = usage;
+            s.counters.table_swaps = swaps;
+        }
+    }
+
     /// Persists new intents; in memory only once they are on disk.
     pub fn set_intents(&mut self, new: Intents) -> Result<(), String> {
         new.save(&self.state_dir).map_err(|e| e.to_string())?;

@@ -145,6 +145,21 @@ pub trait Forwarder: Send {
     fn reconfigure(&mut self, cfg: &edged_config::Config) -> Result<Vec<String>, EffectError>;
     /// Replaces the VIP's table.
     fn set_table(&mut self, vip: &str, proxies: &[(String, u32)]) -> EffectFuture<'_>;
+    /// Replaces several VIPs' tables, one result each, in order. A driver
+    /// with shared tables makes the VIPs that share one and change alike
+    /// cost one build and one swap; by default, one by one.
+    fn set_tables<'a>(
+        &'a mut self,
+        batch: &'a [(&'a str, &'a [(String, u32)])],
+    ) -> EffectFuture<'a, Vec<Result<(), EffectError>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(batch.len());
+            for (vip, proxies) in batch {
+                out.push(self.set_table(vip, proxies).await);
+            }
+            Ok(out)
+        })
+    }
     /// Removes the VIP.
     fn remove_table(&mut self, vip: &str) -> EffectFuture<'_>;
     /// Hands the VIP's new connections to the peer nodes (`on`), or stops.
@@ -168,6 +183,11 @@ pub trait Forwarder: Send {
     ) -> Result<Option<HeldCount>, EffectError>;
     /// A line for `edgectl status`.
     fn describe(&self) -> String;
+    /// Each table's use against its capacity, and the shared tables
+    /// swapped in so far (no map reads); `None` where not kept.
+    fn tables_usage(&self) -> Option<(edged_ebpf::Usage, u64)> {
+        None
+    }
 }
 
 /// BGP: routes are queued to a task that owns BIRD, and what happened

@@ -44,14 +44,18 @@ pub fn spec(cfg: &Config) -> Option<ForwarderSpec> {
         pin_dir: f.pin_dir.clone(),
         hash_seed: f.hash_seed,
         table_size: f.table_size,
-        no_healthy: match f.no_healthy_proxy {
-            CfgNoHealthy::Drop => NoHealthy::Drop,
-            CfgNoHealthy::Pass => NoHealthy::Pass,
-        },
+        no_healthy: no_healthy(f.no_healthy_proxy),
         conntrack_entries: f.conntrack_entries,
         udp_idle_timeout: f.udp_idle_timeout,
         peer_flows: f.peer_flows,
     })
+}
+
+fn no_healthy(n: CfgNoHealthy) -> NoHealthy {
+    match n {
+        CfgNoHealthy::Drop => NoHealthy::Drop,
+        CfgNoHealthy::Pass => NoHealthy::Pass,
+    }
 }
 
 fn targets(cfg: &Config) -> Vec<ProxyTarget> {
@@ -93,6 +97,7 @@ fn services(cfg: &Config) -> HashMap<String, VipService> {
                 VipService {
                     addr: v.address,
                     ports,
+                    no_healthy: v.no_healthy_proxy.map(no_healthy),
                 },
             )
         })
@@ -147,11 +152,17 @@ impl Forwarder for XdpForwarder {
         let new = services(cfg);
         let mut changed = Vec::new();
         for (name, old) in &self.vips {
-            if new.get(name).is_some_and(|n| n != old) {
+            let Some(n) = new.get(name) else { continue };
+            if (n.addr, &n.ports) != (old.addr, &old.ports) {
                 self.inner
                     .remove_vip(old.addr)
                     .map_err(|e| err(format!("remove old {name}"), e))?;
                 changed.push(name.clone());
+            } else if n.no_healthy != old.no_healthy {
+                // The policy alone: in place, the table stays.
+                self.inner
+                    .set_vip_no_healthy(n)
+                    .map_err(|e| err(format!("set the no-healthy policy of {name}"), e))?;
             }
         }
         // VIPs gone from the config stay known until their table is removed.
@@ -174,6 +185,38 @@ impl Forwarder for XdpForwarder {
             .with_kind(super::ErrorKind::UnknownVip)),
         };
         Box::pin(std::future::ready(r))
+    }
+
+    fn set_tables<'a>(
+        &'a mut self,
+        batch: &'a [(&'a str, &'a [(String, u32)])],
+    ) -> EffectFuture<'a, Vec<Result<(), EffectError>>> {
+        let known: Vec<usize> = (0..batch.len())
+            .filter(|&i| self.vips.contains_key(batch[i].0))
+            .collect();
+        let entries: Vec<(&VipService, &[(String, u32)])> = known
+            .iter()
+            .map(|&i| (&self.vips[batch[i].0], batch[i].1))
+            .collect();
+        let mut set = self.inner.set_vips(&entries).into_iter();
+        let mut known = known.into_iter().peekable();
+        let out = batch
+            .iter()
+            .enumerate()
+            .map(|(i, (vip, _))| {
+                if known.next_if_eq(&i).is_some() {
+                    let r = set.next().expect("one result per entry");
+                    r.map_err(|e| err(format!("set table of {vip}"), e))
+                } else {
+                    Err(err(
+                        format!("set table of {vip}"),
+                        "VIP not in the forwarder's config",
+                    )
+                    .with_kind(super::ErrorKind::UnknownVip))
+                }
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(out)))
     }
 
     fn set_handoff(&mut self, vip: &str, on: bool) -> EffectFuture<'_> {
@@ -263,12 +306,24 @@ impl Forwarder for XdpForwarder {
         Ok(Some((began, by_name)))
     }
 
+    fn tables_usage(&self) -> Option<(edged_ebpf::Usage, u64)> {
+        Some((self.inner.usage(), self.inner.table_swaps()))
+    }
+
     fn describe(&self) -> String {
+        let u = self.inner.usage();
         format!(
-            "XDP ({}) on {}; {} VIP tables",
+            "XDP ({}) on {}; VIPs {}/{}, ports {}/{}, shared tables {}/{}, proxies {}/{}",
             self.mode,
             self.uplinks.join(","),
-            self.inner.tables().len()
+            u.vips.0,
+            u.vips.1,
+            u.vip_ports.0,
+            u.vip_ports.1,
+            u.pools.0,
+            u.pools.1,
+            u.proxies.0,
+            u.proxies.1,
         )
     }
 }
