@@ -119,7 +119,7 @@ pub struct Forwarder {
     /// Seed of the flow hash; identical on every node so all nodes pick alike.
     #[serde(default = "default_hash_seed")]
     pub hash_seed: u32,
-    /// Maglev lookup table size per VIP; must be prime.
+    /// Maglev lookup table size (of each shared table); must be prime.
     #[serde(default = "default_table_size")]
     pub table_size: u32,
     /// What to do with a VIP packet when no proxy is healthy: `drop` or `pass`.
@@ -136,6 +136,19 @@ pub struct Forwarder {
     /// send back to them when the top-of-rack moves them here.
     #[serde(default = "default_peer_flows")]
     pub peer_flows: u32,
+    /// VIPs the data plane holds (1 to 262,144). Capacities are the maps'
+    /// sizes: changing one reloads the data plane at the next start.
+    #[serde(default = "default_max_vips")]
+    pub max_vips: u32,
+    /// Shared Maglev tables (1 to 4,096, at most `max_vips`): VIPs with
+    /// the same serving proxies and weights share one; each takes two
+    /// tables of `table_size` bytes.
+    #[serde(default = "default_max_pools")]
+    pub max_pools: u32,
+    /// VIP port entries: every VIP's ports plus one per VIP (`max_vips`
+    /// to 2,097,152).
+    #[serde(default = "default_max_vip_ports")]
+    pub max_vip_ports: u32,
     /// bpffs directory where maps and the XDP link are pinned.
     #[serde(default = "default_pin_dir")]
     pub pin_dir: PathBuf,
@@ -234,6 +247,15 @@ fn default_table_size() -> u32 {
 }
 fn default_peer_flows() -> u32 {
     1 << 18
+}
+fn default_max_vips() -> u32 {
+    4096
+}
+fn default_max_pools() -> u32 {
+    256
+}
+fn default_max_vip_ports() -> u32 {
+    16384
 }
 fn default_conntrack_entries() -> u32 {
     1 << 20

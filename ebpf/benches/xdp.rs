@@ -18,7 +18,7 @@
 //!   the `ed_ring` words written and the time of `set_vip` (Maglev build
 //!   included), and the same change with the halves forgotten, so written
 //!   whole (every change before the rings were diffed).
-//! - shared table change: every VIP the data plane holds on one table
+//! - shared table change: 64 VIPs on one table
 //!   (pool) of 100 proxies; one proxy leaves them all in one batch: one
 //!   build and one swap (checked), the batch timed.
 //! - second chance: a TCP ACK that misses this node's connection table and
@@ -78,6 +78,9 @@ fn spec(pins: &PinDir) -> ForwarderSpec {
     let mut s = ForwarderSpec::new(vec![], pins.path.clone());
     s.mode = XdpMode::Generic;
     s.conntrack_entries = 1 << 20;
+    // Room for the 100,000-VIP figures (two ports each).
+    s.max_vips = 100_000;
+    s.max_vip_ports = 300_000;
     s
 }
 
@@ -148,12 +151,12 @@ fn table_change(fwd: &mut Forwarder) {
     );
 }
 
-/// Every VIP the data plane holds shares one table over 100 proxies; one
+/// 64 VIPs share one table over 100 proxies; one
 /// proxy leaves all of them in one batch (a health flip): one table build
 /// and one swap for all (checked), timed.
 fn shared_table_change(fwd: &mut Forwarder) {
-    let n = edged_ebpf::abi::MAX_VIPS as usize;
-    // The bench's VIP and as many more as the data plane takes.
+    let n = 64;
+    // The bench's VIP and 63 more.
     let vips: Vec<VipService> = std::iter::once("192.0.2.10".to_string())
         .chain((1..n).map(|i| format!("198.18.0.{i}")))
         .map(|a| VipService {
@@ -292,6 +295,138 @@ fn second_chance(edge: &Netns, base: &Baseline) {
         bytes as f64 / (1u64 << 20) as f64 / ((1u64 << 20) as f64 / 1e6)
     );
     drop(f);
+
+    // Every map's locked memory: at the defaults, and sized for 100,000
+    // VIPs (two ports each) on 4,096 shared tables at M = 65,537.
+    let pins = PinDir::new();
+    let f = edge
+        .run(|| Forwarder::open(&spec_default(&pins)))
+        .expect("open defaults");
+    println!("BENCH xdp_maps_mib_default {:.1} MiB", maps_mib(&pins));
+    drop(f);
+    let pins = PinDir::new();
+    let mut big = spec_default(&pins);
+    big.max_vips = 100_000;
+    big.max_vip_ports = 300_000;
+    big.max_pools = 4096;
+    let f = edge.run(|| Forwarder::open(&big)).expect("open 100k VIPs");
+    println!(
+        "BENCH xdp_maps_mib_100k_vips_4096_pools {:.1} MiB",
+        maps_mib(&pins)
+    );
+    drop(f);
+}
+
+fn spec_default(pins: &PinDir) -> ForwarderSpec {
+    let mut s = ForwarderSpec::new(vec![], pins.path.clone());
+    s.mode = XdpMode::Generic;
+    s
+}
+
+/// The locked memory of every map pinned in `pins` (`bpftool map show`).
+fn maps_mib(pins: &PinDir) -> f64 {
+    let mut bytes = 0u64;
+    for e in std::fs::read_dir(&pins.path).expect("pin dir") {
+        let path = e.expect("entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("ed_") {
+            continue;
+        }
+        let out = std::process::Command::new("bpftool")
+            .args(["-j", "map", "show", "pinned"])
+            .arg(&path)
+            .output()
+            .expect("bpftool");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool json");
+        bytes += v["bytes_memlock"].as_u64().unwrap_or(0);
+    }
+    bytes as f64 / (1u64 << 20) as f64
+}
+
+/// `ROUNDS` rounds of the baseline, pass, hit and miss paths, each
+/// `REPEAT` runs: the ns of each run, by path. `fresh` is the miss path's
+/// next fresh flow.
+fn rounds(
+    base: &Baseline,
+    fwd: &Forwarder,
+    miss: &Forwarder,
+    syn: &[u8],
+    ack: &[u8],
+    other: &[u8],
+    fresh: &mut Vec<u8>,
+) -> [Vec<f64>; 4] {
+    let (mut b, mut p, mut h, mut m) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let (v, out, ns) = base.run(syn, REPEAT).expect("baseline");
+        assert_eq!(v, REDIRECT, "baseline verdict");
+        assert_eq!(out[0..6], [2, 0, 0, 0, 1, 1]);
+        b.push(ns as f64);
+
+        let (v, out, ns) = run(fwd, other, REPEAT).expect("pass");
+        assert_eq!((v, &out[..]), (PASS, other), "pass path untouched");
+        p.push(ns as f64);
+
+        let (v, out, ns) = run(fwd, ack, REPEAT).expect("hit");
+        check_redirect(v, ack, &out, "hit");
+        h.push(ns as f64);
+
+        let before = miss.counters().unwrap().vips[0].new_flows;
+        let (v, out, ns) = run(miss, fresh, REPEAT).expect("miss");
+        assert_eq!(v, REDIRECT, "miss verdict");
+        assert_eq!(out[0..5], [2, 0, 0, 0, 1], "miss: dst MAC of a proxy");
+        let unchanged = |f: &[u8]| [&f[12..26], &f[30..34], &f[36..]].concat();
+        assert_eq!(
+            unchanged(&out),
+            unchanged(fresh),
+            "miss: only MACs and the source rewritten"
+        );
+        assert_eq!(
+            flow_counter(&out),
+            flow_counter(fresh) + REPEAT as u64,
+            "one fresh flow per repeat"
+        );
+        let after = miss.counters().unwrap().vips[0].new_flows;
+        assert_eq!(after - before, REPEAT as u64, "every repeat inserted");
+        *fresh = out;
+        m.push(ns as f64);
+    }
+    [b, p, h, m]
+}
+
+/// Adds VIPs to `fwd` until it holds `n` (IPv4 from 198.18.0.0/15, IPv6
+/// from 2001:db8::/32, alternating), all on the bench's 100 proxies.
+fn grow(fwd: &mut Forwarder, n: usize) {
+    let serving: Vec<(String, u32)> = (0..100).map(|i| (format!("proxy-{i:03}"), 1)).collect();
+    let have = fwd.usage().vips.0 as usize;
+    let vips: Vec<VipService> = (have..n)
+        .map(|i| VipService {
+            addr: if i.is_multiple_of(2) {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000 + i as u32 / 2))
+            } else {
+                let k = i as u32 / 2;
+                std::net::IpAddr::V6(std::net::Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0xbe,
+                    0,
+                    0,
+                    0,
+                    (k >> 16) as u16,
+                    k as u16,
+                ))
+            },
+            ports: vec![(80, Proto::Tcp), (443, Proto::Tcp)],
+            no_healthy: None,
+        })
+        .collect();
+    for chunk in vips.chunks(4096) {
+        let batch: Vec<(&VipService, &[(String, u32)])> =
+            chunk.iter().map(|v| (v, &serving[..])).collect();
+        for r in fwd.set_vips(&batch) {
+            r.expect("grow");
+        }
+    }
+    assert_eq!(fwd.usage().vips.0 as usize, n);
 }
 
 fn main() {
@@ -328,51 +463,30 @@ fn main() {
     eprintln!("connection table: {filled} of {} entries in use", 1 << 20);
     assert!(filled as f64 >= 0.97 * (1 << 20) as f64, "table filled");
 
-    let (mut b, mut p, mut h, mut m) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..ROUNDS {
-        let (v, out, ns) = base.run(&syn, REPEAT).expect("baseline");
-        assert_eq!(v, REDIRECT, "baseline verdict");
-        assert_eq!(out[0..6], [2, 0, 0, 0, 1, 1]);
-        b.push(ns as f64);
-
-        let (v, out, ns) = run(&fwd, &other, REPEAT).expect("pass");
-        assert_eq!((v, &out[..]), (PASS, &other[..]), "pass path untouched");
-        p.push(ns as f64);
-
-        let (v, out, ns) = run(&fwd, &ack, REPEAT).expect("hit");
-        check_redirect(v, &ack, &out, "hit");
-        h.push(ns as f64);
-
-        let before = miss.counters().unwrap().vips[0].new_flows;
-        let (v, out, ns) = run(&miss, &fresh, REPEAT).expect("miss");
-        assert_eq!(v, REDIRECT, "miss verdict");
-        assert_eq!(out[0..5], [2, 0, 0, 0, 1], "miss: dst MAC of a proxy");
-        let unchanged = |f: &[u8]| [&f[12..26], &f[30..34], &f[36..]].concat();
-        assert_eq!(
-            unchanged(&out),
-            unchanged(&fresh),
-            "miss: only MACs and the source rewritten"
-        );
-        assert_eq!(
-            flow_counter(&out),
-            flow_counter(&fresh) + REPEAT as u64,
-            "one fresh flow per repeat"
-        );
-        let after = miss.counters().unwrap().vips[0].new_flows;
-        assert_eq!(after - before, REPEAT as u64, "every repeat inserted");
-        fresh = out;
-        m.push(ns as f64);
-    }
+    let [b, p, h, m] = rounds(&base, &fwd, &miss, &syn, &ack, &other, &mut fresh);
     let base_ns = median(b);
     println!("BENCH xdp_baseline_ns {base_ns:.1} ns");
-    for (name, v) in [("pass", p), ("hit", h), ("miss", m)] {
-        let ns = median(v);
+    let one = [median(p), median(h), median(m)];
+    for (name, ns) in ["pass", "hit", "miss"].iter().zip(one) {
         println!("BENCH xdp_{name}_ns {ns:.1} ns");
         println!("BENCH xdp_{name}_ratio_to_baseline {:.2} x", ns / base_ns);
     }
-
     table_change(&mut fwd);
     shared_table_change(&mut fwd);
+    // The same paths with 1,000 and 100,000 VIPs in the maps (the bench
+    // VIP's lookups: the index slot, its entry, its table), in this run.
+    for (n, tag) in [(1000, "1k"), (100_000, "100k")] {
+        grow(&mut fwd, n);
+        grow(&mut miss, n);
+        let [_, p, h, m] = rounds(&base, &fwd, &miss, &syn, &ack, &other, &mut fresh);
+        for ((name, v), at_one) in ["pass", "hit", "miss"].iter().zip([p, h, m]).zip(one) {
+            let ns = median(v);
+            println!("BENCH xdp_{name}_{tag}_vips_ns {ns:.1} ns");
+            if n == 100_000 {
+                println!("BENCH xdp_{name}_100k_vips_to_1_vip {:.2} x", ns / at_one);
+            }
+        }
+    }
 
     let ids: Vec<String> = (0..100).map(|i| format!("proxy-{i:03}")).collect();
     let backends: Vec<(&str, u32)> = ids.iter().map(|s| (s.as_str(), 1)).collect();

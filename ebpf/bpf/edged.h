@@ -9,17 +9,20 @@
 
 #include <linux/types.h>
 
-#define EDGED_LAYOUT_VERSION 11
+#define EDGED_LAYOUT_VERSION 12
 
+/* Sizes of the VIP maps at build; the loader sets them from the spec
+ * (edged_cfg says which), so these only bound what a map starts with. */
 #define MAX_VIPS 64
-#define MAX_POOLS MAX_VIPS /* a VIP moves only to a pool that exists or frees */
+#define MAX_POOLS MAX_VIPS
 #define MAX_PROXIES 256 /* slots; the last MAX_PEERS are handoff peers */
 #define MAX_PEERS 8
 #define PEER_SLOT_BASE (MAX_PROXIES - MAX_PEERS)
 #define MAX_VIP_KEYS 4096
-#define VIP_INDEX_SIZE 65536 /* ed_vipidx: 16-bit fold of the destination */
-#define VIP_INDEX_COLLIDE 0xffffffff /* two VIPs share a fold: use ed_vips */
-#define PORT_WORDS 1024		     /* 65536 port bits per (VIP, TCP|UDP) */
+#define VIP_INDEX_BITS 16 /* ed_vipidx: 2^bits slots, a hash of the address */
+#define VIP_INDEX_COLLIDE 0xffffffff /* two VIPs share a slot: use ed_vips */
+#define VIP_PORTS 8 /* ports a VIP's ed_vipinfo entry holds inline */
+#define VIP_MANY_PORTS 1 /* vip_info.flags: more ports, in ed_vips only */
 
 #define FAMILY_V4 4
 #define FAMILY_V6 6
@@ -55,6 +58,10 @@ struct edged_cfg {
 	__u32 no_healthy;
 	__u32 ct_buckets; /* power of two */
 	__u32 peer_flows; /* ed_owner's size */
+	__u32 vip_index_bits; /* ed_vipidx has 2^bits slots */
+	__u32 max_pools;
+	__u32 max_vip_keys; /* ed_vips' size */
+	__u32 pad;
 };
 
 /* ed_vips key; port 0 + proto 0 is the address-only entry of a VIP. */
@@ -70,10 +77,13 @@ struct vip_val {
 	__u32 flags;
 };
 
-/* ed_vipinfo[vip_id]: the address, checked after the ed_vipidx hit. */
+/* ed_vipinfo[vip_id]: the address, checked after the ed_vipidx hit, and
+ * up to VIP_PORTS of its ports inline (the rest in ed_vips). */
 struct vip_info {
 	__u32 addr[4];
-	__u32 family; /* 0 = slot unused */
+	__u32 family;		/* 0 = slot unused */
+	__u32 port[VIP_PORTS]; /* proto << 16 | port (network order); 0 none */
+	__u32 flags;		/* VIP_MANY_PORTS */
 };
 
 /* ed_vipst[vip_id]: the VIP's pool and what its packets meet when the
@@ -186,13 +196,13 @@ struct proxy_name {
 };
 
 /* The Rust side (src/abi.rs) asserts the same sizes and offsets. */
-_Static_assert(sizeof(struct edged_cfg) == 40, "edged_cfg");
+_Static_assert(sizeof(struct edged_cfg) == 56, "edged_cfg");
 _Static_assert(__builtin_offsetof(struct edged_cfg, udp_timeout_ns) == 16,
 	       "cfg");
 _Static_assert(sizeof(struct vip_key) == 20, "vip_key");
 _Static_assert(__builtin_offsetof(struct vip_key, port) == 16, "vip_key");
 _Static_assert(sizeof(struct vip_val) == 8, "vip_val");
-_Static_assert(sizeof(struct vip_info) == 20, "vip_info");
+_Static_assert(sizeof(struct vip_info) == 56, "vip_info");
 _Static_assert(sizeof(struct vip_state) == 8, "vip_state");
 _Static_assert(sizeof(struct pool_state) == 16, "pool_state");
 _Static_assert(sizeof(struct proxy) == 20, "proxy");

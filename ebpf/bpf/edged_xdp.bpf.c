@@ -124,16 +124,27 @@ static __always_inline __u64 flow_hash(const struct flow *f, __u32 seed)
 	return ((__u64)fmix(b) << 32) | fmix(a);
 }
 
+/* Set by the loader: ed_vipidx has 2^(32 - shift) slots (edged_cfg's
+ * vip_index_bits). A constant of the loaded program, not a map lookup. */
+volatile const __u32 edged_vip_index_shift = 32 - VIP_INDEX_BITS;
+
 /*
- * The ed_vipidx entry of a destination, indexed by the 16-bit XOR fold of
- * its address: vip_id + 1, 0 for no VIP, VIP_INDEX_COLLIDE when several
- * VIPs share the fold. Looked up once per packet, before the L4 header is
- * parsed, so that traffic to no VIP is passed after one array lookup.
+ * The ed_vipidx entry of a destination, at a hash of its address (the
+ * words in host order, multiplied by odd constants and summed; the top
+ * bits of the sum): vip_id + 1, 0 for no VIP, VIP_INDEX_COLLIDE when
+ * several VIPs share the slot. Looked up once per packet, before the L4
+ * header is parsed, so that traffic to no VIP is passed after one array
+ * lookup. keys.rs computes the same slot.
  */
-static __always_inline __u32 vip_index(const __u32 *addr)
+static __always_inline __u32 vip_index(const __u32 *addr, __u8 family)
 {
-	__u32 x = addr[0] ^ addr[1] ^ addr[2] ^ addr[3];
-	__u32 h = (x ^ (x >> 16)) & 0xffff;
+	__u32 h = bpf_ntohl(addr[0]) * 0x9e3779b1;
+
+	if (family == FAMILY_V6)
+		h += bpf_ntohl(addr[1]) * 0x85ebca77 +
+		     bpf_ntohl(addr[2]) * 0xc2b2ae3d +
+		     bpf_ntohl(addr[3]) * 0x27d4eb2f;
+	h >>= edged_vip_index_shift & 31;
 	__u32 *idx = bpf_map_lookup_elem(&ed_vipidx, &h);
 
 	return idx ? *idx : 0;
@@ -142,25 +153,18 @@ static __always_inline __u32 vip_index(const __u32 *addr)
 /*
  * The VIP id of (addr, port, proto), or -1; `idx` is vip_index(addr).
  * proto 0 matches the address alone (fragments, extension headers). Two
- * inlined array lookups; the hash map only when two VIPs share the fold.
+ * inlined array lookups and up to VIP_PORTS compares; the hash map only
+ * when two VIPs share the index slot or the VIP has more ports.
  */
 static __always_inline int vip_match(__u32 idx, const __u32 *addr, __u8 family,
 				     __u16 port, __u8 proto)
 {
-	__u32 id, word;
+	__u32 id, want;
 
 	if (idx == 0)
 		return -1;
-	if (idx == VIP_INDEX_COLLIDE) {
-		struct vip_key k = {.port = proto ? port : 0,
-				    .proto = proto,
-				    .family = family};
-		struct vip_val *vv;
-
-		__builtin_memcpy(k.addr, addr, 16);
-		vv = bpf_map_lookup_elem(&ed_vips, &k);
-		return vv ? (int)vv->vip_id : -1;
-	}
+	if (idx == VIP_INDEX_COLLIDE)
+		goto slow;
 	id = idx - 1;
 	struct vip_info *vi = bpf_map_lookup_elem(&ed_vipinfo, &id);
 
@@ -170,13 +174,21 @@ static __always_inline int vip_match(__u32 idx, const __u32 *addr, __u8 family,
 		return -1;
 	if (proto == 0)
 		return id;
-	port = bpf_ntohs(port);
-	word = (id * 2 + (proto == IPPROTO_UDP)) * PORT_WORDS + (port >> 6);
-	__u64 *bits = bpf_map_lookup_elem(&ed_ports, &word);
-
-	if (!bits || !(*bits & (1ULL << (port & 63))))
+	want = ((__u32)proto << 16) | port;
+#pragma unroll
+	for (int i = 0; i < VIP_PORTS; i++)
+		if (vi->port[i] == want)
+			return id;
+	if (!(vi->flags & VIP_MANY_PORTS))
 		return -1;
-	return id;
+slow:;
+	struct vip_key k = {
+		.port = proto ? port : 0, .proto = proto, .family = family};
+	struct vip_val *vv;
+
+	__builtin_memcpy(k.addr, addr, 16);
+	vv = bpf_map_lookup_elem(&ed_vips, &k);
+	return vv ? (int)vv->vip_id : -1;
 }
 
 static __always_inline void count_vip(int vip, int frag)
@@ -417,7 +429,7 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct ethhdr *eth,
 static __always_inline int handle_icmp(struct xdp_md *ctx, struct ethhdr *eth,
 				       struct flow *f, __u32 from)
 {
-	int vip = vip_match(vip_index(f->dst), f->dst, f->family, f->dport,
+	int vip = vip_match(vip_index(f->dst, f->family), f->dst, f->family, f->dport,
 			    f->proto);
 	if (vip < 0)
 		return glob(G_ICMP_OTHER, XDP_PASS);
@@ -435,7 +447,7 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth,
 	if ((void *)(iph + 1) > end)
 		return glob(G_TRUNCATED, XDP_PASS);
 	f.dst[0] = iph->daddr;
-	idx = vip_index(f.dst);
+	idx = vip_index(f.dst, FAMILY_V4);
 	if (idx == 0)
 		return XDP_PASS; /* not a VIP: the pass path stops here */
 	if (iph->version != 4 || iph->ihl < 5)
@@ -470,7 +482,7 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth,
 	if (l4 > end)
 		return glob(G_TRUNCATED, XDP_PASS);
 	__builtin_memcpy(f.dst, &ip6->daddr, 16);
-	idx = vip_index(f.dst);
+	idx = vip_index(f.dst, FAMILY_V6);
 	if (idx == 0)
 		return XDP_PASS;
 	if (ip6->version != 6) /* as IPv4: only VIP frames pay for it */

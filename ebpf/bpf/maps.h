@@ -15,7 +15,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ed_cfg SEC(".maps");
 
-/* Authoritative VIP keys; the fast path only asks it on a fold collision. */
+/* Authoritative VIP keys; the fast path asks it only on an index collision
+ * or for a port beyond a VIP's inline ones. Maps of VIPs and pools are
+ * resized by the loader (edged_cfg). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_VIP_KEYS);
@@ -24,11 +26,12 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ed_vips SEC(".maps");
 
-/* Fold of the destination -> vip_id + 1 (0: no VIP; COLLIDE: ask ed_vips).
- * Array lookups are inlined by the verifier: the VIP match makes no call. */
+/* Hash of the destination -> vip_id + 1 (0: no VIP; COLLIDE: ask ed_vips);
+ * 2^vip_index_bits slots (resized by the loader). Array lookups are
+ * inlined by the verifier: the VIP match makes no call. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, VIP_INDEX_SIZE);
+	__uint(max_entries, 1 << VIP_INDEX_BITS);
 	__type(key, __u32);
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -41,15 +44,6 @@ struct {
 	__type(value, struct vip_info);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ed_vipinfo SEC(".maps");
-
-/* (vip_id * 2 + is_udp) * PORT_WORDS + port / 64 -> bit port % 64 */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_VIPS * 2 * PORT_WORDS);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ed_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

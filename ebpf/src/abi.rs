@@ -5,26 +5,23 @@
 use std::mem::{offset_of, size_of};
 
 /// Bumped with `EDGED_LAYOUT_VERSION` in `bpf/edged.h` on any layout change.
-pub const LAYOUT_VERSION: u32 = 11;
+pub const LAYOUT_VERSION: u32 = 12;
 pub const CT_WAYS: usize = 4;
 /// Bits of a connection-table entry: 9..63 the flow's fingerprint (63
 /// always set), 1..8 the proxy slot, 0 the second-chance bit.
 pub const CT_FP_MASK: u64 = !0x1ff;
 pub const CT_PROXY_SHIFT: u32 = 1;
-pub const MAX_VIPS: u32 = 64;
-/// Pools (shared Maglev tables): as many as VIPs, since a VIP moves only
-/// to a pool that exists or that it frees.
-pub const MAX_POOLS: u32 = MAX_VIPS;
 /// Slots of `ed_proxy`; the last [`MAX_PEERS`] are handoff peers.
 pub const MAX_PROXIES: u32 = 256;
 /// Peer nodes a drained VIP's new connections can be handed to.
 pub const MAX_PEERS: u32 = 8;
 /// First peer slot; local proxies use the slots below it.
 pub const PEER_SLOT_BASE: u32 = MAX_PROXIES - MAX_PEERS;
-pub const MAX_VIP_KEYS: u32 = 4096;
-pub const VIP_INDEX_SIZE: u32 = 65536;
 pub const VIP_INDEX_COLLIDE: u32 = u32::MAX;
-pub const PORT_WORDS: u32 = 1024;
+/// Ports a VIP's `ed_vipinfo` entry holds inline.
+pub const VIP_PORTS: usize = 8;
+/// `VipInfo::flags`: the VIP has more ports than `VIP_PORTS` (in `ed_vips`).
+pub const VIP_MANY_PORTS: u32 = 1;
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 pub const PROXY_NONE: u32 = 0;
@@ -50,6 +47,12 @@ pub struct EdgedCfg {
     pub ct_buckets: u32,
     /// Entries of `ed_owner` (flows owned by peer nodes).
     pub peer_flows: u32,
+    /// `ed_vipidx` has 2^bits slots.
+    pub vip_index_bits: u32,
+    pub max_pools: u32,
+    /// Entries of `ed_vips`.
+    pub max_vip_keys: u32,
+    pub pad: u32,
 }
 
 #[repr(C)]
@@ -76,6 +79,11 @@ pub struct VipInfo {
     pub addr: [u32; 4],
     /// 0 = slot unused.
     pub family: u32,
+    /// `proto << 16 | port` (network order) of up to `VIP_PORTS` ports; 0
+    /// unused.
+    pub port: [u32; VIP_PORTS],
+    /// `VIP_MANY_PORTS`.
+    pub flags: u32,
 }
 
 #[repr(C)]
@@ -187,14 +195,14 @@ unsafe impl aya::Pod for Held {}
 // === layout assertions (same numbers as the C `_Static_assert`s) ===
 
 const _: () = {
-    assert!(size_of::<EdgedCfg>() == 40);
+    assert!(size_of::<EdgedCfg>() == 56);
     assert!(offset_of!(EdgedCfg, udp_timeout_ns) == 16);
     assert!(size_of::<VipKey>() == 20);
     assert!(offset_of!(VipKey, port) == 16);
     assert!(size_of::<VipVal>() == 8);
     assert!(size_of::<VipState>() == 8);
     assert!(size_of::<PoolState>() == 16);
-    assert!(size_of::<VipInfo>() == 20);
+    assert!(size_of::<VipInfo>() == 56);
     assert!(size_of::<Proxy>() == 20);
     assert!(offset_of!(Proxy, ifindex) == 12);
     assert!(size_of::<CtBucket>() == 32);

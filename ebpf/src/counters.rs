@@ -95,11 +95,12 @@ pub struct GlobalCounters {
 
 /// What each table holds against its capacity.
 pub(crate) fn usage(vips: &VipTables, proxies: &ProxySlots) -> Usage {
-    use crate::abi::{MAX_POOLS, MAX_VIP_KEYS, MAX_VIPS, PEER_SLOT_BASE};
+    use crate::abi::PEER_SLOT_BASE;
+    let (max_vips, max_pools, max_keys) = vips.capacity();
     Usage {
-        vips: (vips.len() as u64, MAX_VIPS as u64),
-        vip_ports: (vips.keys() as u64, MAX_VIP_KEYS as u64),
-        pools: (vips.pools() as u64, MAX_POOLS as u64),
+        vips: (vips.len() as u64, max_vips as u64),
+        vip_ports: (vips.keys() as u64, max_keys as u64),
+        pools: (vips.pools() as u64, max_pools as u64),
         proxies: (proxies.len() as u64, PEER_SLOT_BASE as u64),
     }
 }

@@ -73,7 +73,14 @@ impl Forwarder {
         let mut program = Program::open(dir, spec.mode, &spec.uplinks)?;
         program.attach()?;
         let proxies = ProxySlots::recover(&maps)?;
-        let vips = VipTables::recover(&maps, spec.table_size, &proxies)?;
+        let limits = crate::vips::Limits {
+            table_size: spec.table_size,
+            max_vips: spec.max_vips,
+            max_pools: spec.max_pools,
+            max_keys: spec.max_vip_ports,
+            index_bits: crate::load::vip_index_bits(spec.max_vips),
+        };
+        let vips = VipTables::recover(&maps, limits, &proxies)?;
         // Handoff flags are not re-adopted: edged decides them again on its
         // first pass (a VIP undrained while edged was down must not keep
         // handing off).
@@ -201,7 +208,7 @@ impl Forwarder {
 
     /// Shared tables (pools) in use, and how many the data plane holds.
     pub fn pools(&self) -> (usize, u32) {
-        (self.vips.pools(), crate::abi::MAX_POOLS)
+        (self.vips.pools(), self.spec.max_pools)
     }
 
     /// What each table holds against its capacity.

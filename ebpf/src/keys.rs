@@ -1,42 +1,30 @@
 //! A VIP's keys as the program looks them up: the address words, the
-//! `ed_vips` key, the 16-bit fold of `ed_vipidx`, and the port bitmaps.
+//! `ed_vips` key, the `ed_vipidx` slot, and the inline ports.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::ForwarderError;
 use crate::abi::*;
-use crate::error::map_err;
-use crate::maps::Maps;
 
-/// Rewrites the port-bitmap words that `old` or `new` touch.
-pub(crate) fn write_ports(
-    maps: &mut Maps,
-    id: u32,
-    old: &BTreeSet<VipKey>,
-    new: &BTreeSet<VipKey>,
-) -> Result<(), ForwarderError> {
-    let word = |k: &VipKey| {
-        let port = u16::from_be(k.port) as u32;
-        (
-            (id * 2 + (k.proto == 17) as u32) * PORT_WORDS + (port >> 6),
-            port & 63,
-        )
+/// The inline ports of a VIP's `ed_vipinfo` entry (`proto << 16 | port`,
+/// network order), the first `VIP_PORTS` of `keys` by order, and whether
+/// it has more (then only in `ed_vips`).
+pub(crate) fn inline_ports(keys: &BTreeSet<VipKey>) -> ([u32; VIP_PORTS], u32) {
+    let mut out = [0u32; VIP_PORTS];
+    let ports: Vec<u32> = keys
+        .iter()
+        .filter(|k| k.proto != 0)
+        .map(|k| (k.proto as u32) << 16 | k.port as u32)
+        .collect();
+    for (slot, p) in out.iter_mut().zip(&ports) {
+        *slot = *p;
+    }
+    let flags = if ports.len() > VIP_PORTS {
+        VIP_MANY_PORTS
+    } else {
+        0
     };
-    let mut words: BTreeMap<u32, u64> = BTreeMap::new();
-    for k in old.iter().filter(|k| k.proto != 0) {
-        words.entry(word(k).0).or_insert(0);
-    }
-    for k in new.iter().filter(|k| k.proto != 0) {
-        let (w, b) = word(k);
-        *words.entry(w).or_insert(0) |= 1 << b;
-    }
-    for (w, bits) in words {
-        maps.ports
-            .set(w, bits, 0)
-            .map_err(map_err("ed_ports", "set"))?;
-    }
-    Ok(())
+    (out, flags)
 }
 
 /// The address words as the program reads them from the packet.
@@ -64,11 +52,19 @@ pub(crate) fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
     }
 }
 
-/// The 16-bit fold of the destination, as `vip_match` in the C.
-pub(crate) fn fold16(addr: IpAddr) -> u32 {
-    let (w, _) = addr_words(addr);
-    let x = w[0] ^ w[1] ^ w[2] ^ w[3];
-    (x ^ (x >> 16)) & 0xffff
+/// The `ed_vipidx` slot of the destination, as `vip_index` in the C: the
+/// address's 32-bit words (host order) times odd constants, summed, the
+/// top `bits` bits.
+pub(crate) fn index_slot(addr: IpAddr, bits: u32) -> u32 {
+    const K: [u32; 4] = [0x9e37_79b1, 0x85eb_ca77, 0xc2b2_ae3d, 0x27d4_eb2f];
+    let octets: Vec<u8> = match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    let h = octets.chunks(4).zip(K).fold(0u32, |h, (w, k)| {
+        h.wrapping_add(u32::from_be_bytes([w[0], w[1], w[2], w[3]]).wrapping_mul(k))
+    });
+    if bits == 0 { 0 } else { h >> (32 - bits) }
 }
 
 /// The address of an `ed_vips` key.

@@ -6,7 +6,9 @@ use aya::EbpfLoader;
 use aya::programs::Xdp;
 
 use crate::abi::*;
-use crate::spec::{MAX_PEER_FLOWS, MIN_PEER_FLOWS};
+use crate::spec::{
+    LIMIT_MAX_POOLS, LIMIT_MAX_VIP_PORTS, LIMIT_MAX_VIPS, MAX_PEER_FLOWS, MIN_PEER_FLOWS,
+};
 use crate::{ForwarderError, ForwarderSpec, NoHealthy};
 
 /// Checks a spec against what the loader takes (sizes, pin dir).
@@ -33,6 +35,27 @@ pub fn validate(spec: &ForwarderSpec) -> Result<(), ForwarderError> {
             reason: "must be between 1024 and 16777216",
         });
     }
+    if !(1..=LIMIT_MAX_VIPS).contains(&spec.max_vips) {
+        return Err(ForwarderError::InvalidSpec {
+            field: "max_vips",
+            value: spec.max_vips.to_string(),
+            reason: "must be between 1 and 262144",
+        });
+    }
+    if !(1..=LIMIT_MAX_POOLS.min(spec.max_vips)).contains(&spec.max_pools) {
+        return Err(ForwarderError::InvalidSpec {
+            field: "max_pools",
+            value: spec.max_pools.to_string(),
+            reason: "must be between 1 and 4096, and at most max_vips",
+        });
+    }
+    if !(spec.max_vips..=LIMIT_MAX_VIP_PORTS).contains(&spec.max_vip_ports) {
+        return Err(ForwarderError::InvalidSpec {
+            field: "max_vip_ports",
+            value: spec.max_vip_ports.to_string(),
+            reason: "must be between max_vips and 2097152 (a VIP takes one entry and one a port)",
+        });
+    }
     if !spec.pin_dir.is_absolute() || spec.pin_dir.parent().is_none() {
         return Err(ForwarderError::InvalidSpec {
             field: "pin_dir",
@@ -55,7 +78,7 @@ pub(crate) fn wanted_cfg(spec: &ForwarderSpec) -> EdgedCfg {
         version: LAYOUT_VERSION,
         table_size: spec.table_size,
         hash_seed: spec.hash_seed,
-        max_vips: MAX_VIPS,
+        max_vips: spec.max_vips,
         udp_timeout_ns: spec.udp_idle_timeout.as_nanos().min(u64::MAX as u128) as u64,
         conntrack_entries: spec.conntrack_entries,
         no_healthy: match spec.no_healthy {
@@ -64,7 +87,18 @@ pub(crate) fn wanted_cfg(spec: &ForwarderSpec) -> EdgedCfg {
         },
         ct_buckets: ct_buckets(spec.conntrack_entries),
         peer_flows: spec.peer_flows,
+        vip_index_bits: vip_index_bits(spec.max_vips),
+        max_pools: spec.max_pools,
+        max_vip_keys: spec.max_vip_ports,
+        pad: 0,
     }
+}
+
+/// Bits of the VIP index: at least 32 slots a VIP (about 3 % of VIPs
+/// then share a slot and take the hash map), at least 2^16.
+pub(crate) fn vip_index_bits(max_vips: u32) -> u32 {
+    let slots = (max_vips as u64 * 32).next_power_of_two();
+    (slots.trailing_zeros()).clamp(16, 24)
 }
 
 /// What cannot change under a running program (the rest is rewritten).
@@ -76,6 +110,9 @@ pub(crate) fn same_layout(a: &EdgedCfg, b: &EdgedCfg) -> bool {
         && a.conntrack_entries == b.conntrack_entries
         && a.ct_buckets == b.ct_buckets
         && a.peer_flows == b.peer_flows
+        && a.vip_index_bits == b.vip_index_bits
+        && a.max_pools == b.max_pools
+        && a.max_vip_keys == b.max_vip_keys
 }
 
 /// Words of one Maglev ring (8 one-byte proxy slots per word).
@@ -94,9 +131,18 @@ pub(crate) fn load_fresh(spec: &ForwarderSpec, obj: &[u8]) -> Result<(), Forward
     let load = |source| ForwarderError::Load {
         source: Box::new(source),
     };
+    let shift = 32 - vip_index_bits(spec.max_vips);
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(dir)
-        .map_max_entries("ed_ring", MAX_POOLS * 2 * ring_words(spec.table_size))
+        .override_global("edged_vip_index_shift", &shift, true)
+        .map_max_entries("ed_ring", spec.max_pools * 2 * ring_words(spec.table_size))
+        .map_max_entries("ed_poolst", spec.max_pools)
+        .map_max_entries("ed_vips", spec.max_vip_ports)
+        .map_max_entries("ed_vipidx", 1 << vip_index_bits(spec.max_vips))
+        .map_max_entries("ed_vipinfo", spec.max_vips)
+        .map_max_entries("ed_vipst", spec.max_vips)
+        .map_max_entries("ed_vipho", spec.max_vips)
+        .map_max_entries("ed_vipcnt", spec.max_vips)
         .map_max_entries("ed_ct", ct_buckets(spec.conntrack_entries))
         .map_max_entries("ed_owner", spec.peer_flows)
         .map_max_entries("ed_held", spec.peer_flows)

@@ -36,6 +36,7 @@ pub(crate) fn content(serving: &[(String, u32)]) -> Content {
 
 pub(crate) struct Pools {
     table_size: u32,
+    max_pools: u32,
     by_content: HashMap<Content, u32>,
     pools: BTreeMap<u32, Pool>,
     /// `ed_ring` words written since open (what a table change costs).
@@ -52,9 +53,10 @@ struct Pool {
 }
 
 impl Pools {
-    pub fn new(table_size: u32) -> Pools {
+    pub fn new(table_size: u32, max_pools: u32) -> Pools {
         Pools {
             table_size,
+            max_pools,
             by_content: HashMap::new(),
             pools: BTreeMap::new(),
             words_written: 0,
@@ -107,6 +109,26 @@ impl Pools {
         self.pools.len()
     }
 
+    pub fn capacity(&self) -> u32 {
+        self.max_pools
+    }
+
+    /// When no pool is free: the largest pool whose proxies all serve
+    /// `content` (so it never sends a flow to a proxy that does not), if
+    /// one has any.
+    pub fn best_subset(&self, content: &Content) -> Option<u32> {
+        self.pools
+            .iter()
+            .filter(|(_, p)| {
+                !p.content.is_empty()
+                    && p.content
+                        .iter()
+                        .all(|(n, _)| content.iter().any(|(m, _)| m == n))
+            })
+            .max_by_key(|(_, p)| p.content.len())
+            .map(|(id, _)| *id)
+    }
+
     pub fn content_of(&self, id: u32) -> Option<&Content> {
         self.pools.get(&id).map(|p| &p.content)
     }
@@ -139,13 +161,12 @@ impl Pools {
             self.add_user(id);
             return Ok(id);
         }
-        let id =
-            (0..MAX_POOLS)
-                .find(|i| !self.pools.contains_key(i))
-                .ok_or(ForwarderError::Full {
-                    what: "pools",
-                    max: MAX_POOLS,
-                })?;
+        let id = (0..self.max_pools)
+            .find(|i| !self.pools.contains_key(i))
+            .ok_or(ForwarderError::Full {
+                what: "shared tables (pools)",
+                max: self.max_pools,
+            })?;
         maps.poolst
             .set(id, PoolState::default(), 0)
             .map_err(map_err("ed_poolst", "reset"))?;

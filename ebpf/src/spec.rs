@@ -58,7 +58,28 @@ pub struct ForwarderSpec {
     /// Capacity of the table of flows owned by peer nodes (least recently
     /// used out first), default [`DEFAULT_PEER_FLOWS`].
     pub peer_flows: u32,
+    /// VIPs the maps hold, default [`DEFAULT_MAX_VIPS`].
+    pub max_vips: u32,
+    /// Shared Maglev tables (pools), default [`DEFAULT_MAX_POOLS`]; each
+    /// takes two rings of `table_size` bytes.
+    pub max_pools: u32,
+    /// (VIP, port) entries, plus one per VIP, default
+    /// [`DEFAULT_MAX_VIP_PORTS`].
+    pub max_vip_ports: u32,
 }
+
+/// Default of [`ForwarderSpec::max_vips`].
+pub const DEFAULT_MAX_VIPS: u32 = 4096;
+/// Default of [`ForwarderSpec::max_pools`].
+pub const DEFAULT_MAX_POOLS: u32 = 256;
+/// Default of [`ForwarderSpec::max_vip_ports`].
+pub const DEFAULT_MAX_VIP_PORTS: u32 = 16384;
+/// Largest [`ForwarderSpec::max_vips`].
+pub const LIMIT_MAX_VIPS: u32 = 1 << 18;
+/// Largest [`ForwarderSpec::max_pools`].
+pub const LIMIT_MAX_POOLS: u32 = 4096;
+/// Largest [`ForwarderSpec::max_vip_ports`].
+pub const LIMIT_MAX_VIP_PORTS: u32 = 1 << 21;
 
 /// Default capacity of the peer-owned flow table.
 pub const DEFAULT_PEER_FLOWS: u32 = 1 << 18;
@@ -72,7 +93,7 @@ pub const DEFAULT_TABLE_SIZE: u32 = 65537;
 impl ForwarderSpec {
     /// A spec with the defaults: native mode, seed 0, table 65537, drop when
     /// no proxy is healthy, 1M connections, UDP idle 30 s, 256 Ki
-    /// peer-owned flows.
+    /// peer-owned flows, 4,096 VIPs, 256 shared tables, 16,384 VIP ports.
     pub fn new(uplinks: Vec<String>, pin_dir: PathBuf) -> Self {
         ForwarderSpec {
             uplinks,
@@ -84,6 +105,9 @@ impl ForwarderSpec {
             conntrack_entries: 1 << 20,
             udp_idle_timeout: Duration::from_secs(30),
             peer_flows: DEFAULT_PEER_FLOWS,
+            max_vips: DEFAULT_MAX_VIPS,
+            max_pools: DEFAULT_MAX_POOLS,
+            max_vip_ports: DEFAULT_MAX_VIP_PORTS,
         }
     }
 }

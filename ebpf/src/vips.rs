@@ -7,23 +7,44 @@
 //! swap). Packets see the old table or the new one, never a mix. A new VIP
 //! is indexed last: ports bitmap, address, then the fold index entry.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use aya::maps::PerCpuValues;
 
 use crate::abi::*;
 use crate::error::map_err;
-use crate::keys::{addr_words, fold16, key_addr, vip_key, write_ports};
+use crate::keys::{addr_words, index_slot, inline_ports, key_addr, vip_key};
 use crate::maps::Maps;
 use crate::pools::{self, Pools};
 use crate::proxies::{ProxySlots, ncpus};
 use crate::{ForwarderError, VipService};
 
-/// Every configured VIP, by address, and the pools they use.
+/// Every configured VIP, by address, and the pools they use. The work of
+/// a change is in proportion to it: VIP ids come from a free list, the
+/// keys are counted as they change, and each index slot knows its VIPs.
 pub(crate) struct VipTables {
     by_addr: BTreeMap<IpAddr, VipEntry>,
     pools: Pools,
+    max_vips: u32,
+    max_keys: u32,
+    index_bits: u32,
+    /// Ids below `next_id` not in use.
+    free_ids: BTreeSet<u32>,
+    next_id: u32,
+    /// Entries in `ed_vips`.
+    keys_total: usize,
+    /// `ed_vipidx` slot -> the VIP ids whose address hashes there.
+    slots: HashMap<u32, Vec<u32>>,
+}
+
+/// The sizes a [`VipTables`] works within (the loader's spec).
+pub(crate) struct Limits {
+    pub table_size: u32,
+    pub max_vips: u32,
+    pub max_pools: u32,
+    pub max_keys: u32,
+    pub index_bits: u32,
 }
 
 /// A configured VIP: its id (counters, state) and the keys in `ed_vips`.
@@ -61,12 +82,19 @@ impl VipTables {
     /// the tables.
     pub fn recover(
         maps: &Maps,
-        table_size: u32,
+        limits: Limits,
         proxies: &ProxySlots,
     ) -> Result<VipTables, ForwarderError> {
         let mut tables = VipTables {
             by_addr: BTreeMap::new(),
-            pools: Pools::new(table_size),
+            pools: Pools::new(limits.table_size, limits.max_pools),
+            max_vips: limits.max_vips,
+            max_keys: limits.max_keys,
+            index_bits: limits.index_bits,
+            free_ids: BTreeSet::new(),
+            next_id: 0,
+            keys_total: 0,
+            slots: HashMap::new(),
         };
         let keys: Vec<VipKey> = maps.vips.keys().filter_map(Result::ok).collect();
         for k in keys {
@@ -77,13 +105,25 @@ impl VipTables {
                 .or_insert_with(|| VipEntry::new(v.vip_id));
             e.keys.insert(k);
         }
+        tables.keys_total = tables.by_addr.values().map(|v| v.keys.len()).sum();
+        let used: BTreeSet<u32> = tables.by_addr.values().map(|v| v.id).collect();
+        tables.next_id = used.last().map_or(0, |m| m + 1);
+        tables.free_ids = (0..tables.next_id).filter(|i| !used.contains(i)).collect();
+        let bits = tables.index_bits;
+        for (addr, v) in &tables.by_addr {
+            tables
+                .slots
+                .entry(index_slot(*addr, bits))
+                .or_default()
+                .push(v.id);
+        }
         let names: BTreeMap<u32, &str> = proxies.iter().map(|(n, s)| (s, n)).collect();
         for entry in tables.by_addr.values_mut() {
             let st = maps
                 .vipst
                 .get(&entry.id, 0)
                 .map_err(map_err("ed_vipst", "get"))?;
-            if st.pool >= MAX_POOLS {
+            if st.pool >= limits.max_pools {
                 continue;
             }
             entry.serving = tables.pools.recover(maps, st.pool, &names)?;
@@ -100,12 +140,16 @@ impl VipTables {
 
     /// Entries in `ed_vips` (ports + 1 per VIP).
     pub fn keys(&self) -> usize {
-        self.by_addr.values().map(|v| v.keys.len()).sum()
+        self.keys_total
     }
 
     /// Pools in use.
     pub fn pools(&self) -> usize {
         self.pools.len()
+    }
+
+    pub fn capacity(&self) -> (u32, u32, u32) {
+        (self.max_vips, self.pools.capacity(), self.max_keys)
     }
 
     pub fn id(&self, addr: IpAddr) -> Option<u32> {
@@ -225,8 +269,11 @@ impl VipTables {
             self.by_addr.insert(vip.addr, VipEntry::new(id));
         }
         let r = self.point(maps, proxies, no_healthy, vip.addr, serving);
-        if r.is_err() && new {
-            self.by_addr.remove(&vip.addr);
+        if r.is_err()
+            && new
+            && let Some(e) = self.by_addr.remove(&vip.addr)
+        {
+            self.free_ids.insert(e.id);
         }
         r?;
         self.write_keys(maps, vip)?;
@@ -263,16 +310,11 @@ impl VipTables {
         vip: &VipService,
         serving: &[(String, u32)],
     ) -> Result<(), ForwarderError> {
-        let others: usize = self
-            .by_addr
-            .iter()
-            .filter(|(a, _)| **a != vip.addr)
-            .map(|(_, v)| v.keys.len())
-            .sum();
-        if others + vip.ports.len() + 1 > MAX_VIP_KEYS as usize {
+        let own = self.by_addr.get(&vip.addr).map_or(0, |v| v.keys.len());
+        if self.keys_total - own + vip.ports.len() + 1 > self.max_keys as usize {
             return Err(ForwarderError::Full {
                 what: "VIP ports (all VIPs)",
-                max: MAX_VIP_KEYS,
+                max: self.max_keys,
             });
         }
         if let Some((name, _)) = serving.iter().find(|(n, _)| proxies.slot(n).is_none()) {
@@ -297,13 +339,35 @@ impl VipTables {
         let c = pools::content(serving);
         let entry = &self.by_addr[&addr];
         let (id, old, policy) = (entry.id, entry.pool, entry.no_healthy);
+        // Set when the VIP had to take a table of some of its proxies: its
+        // serving set then reads as that table's, so that the daemon sees
+        // the difference and asks again.
+        let mut degraded = None;
         let pool = match old {
             Some(p) if self.pools.content_of(p) == Some(&c) => p,
             Some(p) if self.pools.users(p) == 1 && self.pools.find(&c).is_none() => {
                 self.pools.rebuild(maps, proxies, p, &c)?;
                 p
             }
-            _ => self.pools.acquire(maps, proxies, &c)?,
+            _ => match self.pools.acquire(maps, proxies, &c) {
+                Ok(p) => p,
+                Err(ForwarderError::Full { .. }) if !c.is_empty() => {
+                    // Every pool in use: the largest one whose proxies all
+                    // serve this VIP, rather than keeping a table that may
+                    // hold a failed proxy.
+                    let Some(p) = self.pools.best_subset(&c) else {
+                        return Err(ForwarderError::Full {
+                            what: "shared tables (pools)",
+                            max: self.pools.capacity(),
+                        });
+                    };
+                    tracing::warn!(vip = %addr, pool = p, "no shared table free: the VIP uses a table of some of its proxies");
+                    self.pools.add_user(p);
+                    degraded = self.pools.content_of(p).cloned();
+                    p
+                }
+                Err(e) => return Err(e),
+            },
         };
         if Some(pool) != old || policy != no_healthy {
             let st = VipState { pool, no_healthy };
@@ -320,7 +384,8 @@ impl VipTables {
             entry.pool = Some(pool);
             entry.no_healthy = no_healthy;
         }
-        self.by_addr.get_mut(&addr).expect("known").serving = serving.to_vec();
+        self.by_addr.get_mut(&addr).expect("known").serving =
+            degraded.unwrap_or_else(|| serving.to_vec());
         Ok(())
     }
 
@@ -353,24 +418,32 @@ impl VipTables {
                     format!("insert {} port {}", vip.addr, u16::from_be(k.port)),
                 ))?;
         }
-        let entry = self.by_addr.get_mut(&vip.addr).expect("known");
-        let old = std::mem::take(&mut entry.keys);
-        for k in old.difference(&want) {
-            maps.vips
-                .remove(k)
-                .map_err(map_err("ed_vips", "remove stale port"))?;
-        }
         let (addr, family) = addr_words(vip.addr);
+        let (port, flags) = inline_ports(&want);
         let info = VipInfo {
             addr,
             family: family as u32,
+            port,
+            flags,
         };
         maps.vipinfo
             .set(id, info, 0)
             .map_err(map_err("ed_vipinfo", "set"))?;
-        write_ports(maps, id, &old, &want)?;
-        self.by_addr.get_mut(&vip.addr).expect("known").keys = want;
-        self.write_index(maps, vip.addr)
+        let entry = self.by_addr.get_mut(&vip.addr).expect("known");
+        let old = std::mem::replace(&mut entry.keys, want);
+        let fresh = old.is_empty();
+        self.keys_total = self.keys_total + entry.keys.len() - old.len();
+        for k in old.difference(&entry.keys) {
+            maps.vips
+                .remove(k)
+                .map_err(map_err("ed_vips", "remove stale port"))?;
+        }
+        if fresh {
+            let slot = index_slot(vip.addr, self.index_bits);
+            self.slots.entry(slot).or_default().push(id);
+            self.write_index(maps, slot)?;
+        }
+        Ok(())
     }
 
     /// Removes the VIP: its packets are passed untouched from then on.
@@ -378,13 +451,21 @@ impl VipTables {
         let Some(entry) = self.by_addr.remove(&addr) else {
             return Ok(());
         };
-        self.write_index(maps, addr)?;
+        let slot = index_slot(addr, self.index_bits);
+        if let Some(ids) = self.slots.get_mut(&slot) {
+            ids.retain(|i| *i != entry.id);
+            if ids.is_empty() {
+                self.slots.remove(&slot);
+            }
+        }
+        self.write_index(maps, slot)?;
+        self.keys_total -= entry.keys.len();
+        self.free_ids.insert(entry.id);
         for k in &entry.keys {
             maps.vips
                 .remove(k)
                 .map_err(map_err("ed_vips", format!("remove {addr}")))?;
         }
-        write_ports(maps, entry.id, &entry.keys, &BTreeSet::new())?;
         maps.vipinfo
             .set(entry.id, VipInfo::default(), 0)
             .map_err(map_err("ed_vipinfo", "clear"))?;
@@ -437,14 +518,17 @@ impl VipTables {
     }
 
     /// A free VIP id, its counters and state reset.
-    fn alloc_id(&self, maps: &mut Maps) -> Result<u32, ForwarderError> {
-        let used: BTreeSet<u32> = self.by_addr.values().map(|v| v.id).collect();
-        let id = (0..MAX_VIPS)
-            .find(|i| !used.contains(i))
-            .ok_or(ForwarderError::Full {
-                what: "VIPs",
-                max: MAX_VIPS,
-            })?;
+    fn alloc_id(&mut self, maps: &mut Maps) -> Result<u32, ForwarderError> {
+        let id = match self.free_ids.first() {
+            Some(id) => *id,
+            None if self.next_id < self.max_vips => self.next_id,
+            None => {
+                return Err(ForwarderError::Full {
+                    what: "VIPs",
+                    max: self.max_vips,
+                });
+            }
+        };
         let zero = PerCpuValues::try_from(vec![VipCountersRaw::default(); ncpus()])
             .map_err(|source| ForwarderError::Cpus { source })?;
         maps.vipcnt
@@ -453,26 +537,22 @@ impl VipTables {
         maps.vipst
             .set(id, unset(), 0)
             .map_err(map_err("ed_vipst", "reset"))?;
+        if !self.free_ids.remove(&id) {
+            self.next_id += 1;
+        }
         Ok(id)
     }
 
-    /// Points the fold of `addr` at its VIP, at nothing, or at the hash
-    /// map when several VIPs share the fold.
-    fn write_index(&self, maps: &mut Maps, addr: IpAddr) -> Result<(), ForwarderError> {
-        let fold = fold16(addr);
-        let ids: Vec<u32> = self
-            .by_addr
-            .iter()
-            .filter(|(a, _)| fold16(**a) == fold)
-            .map(|(_, v)| v.id)
-            .collect();
-        let value = match ids.as_slice() {
-            [] => 0,
-            [id] => id + 1,
-            _ => VIP_INDEX_COLLIDE,
+    /// Points index slot `slot` at its VIP, at nothing, or at the hash map
+    /// when several VIPs share it.
+    fn write_index(&self, maps: &mut Maps, slot: u32) -> Result<(), ForwarderError> {
+        let value = match self.slots.get(&slot).map(Vec::as_slice) {
+            None | Some([]) => 0,
+            Some([id]) => id + 1,
+            Some(_) => VIP_INDEX_COLLIDE,
         };
         maps.vipidx
-            .set(fold, value, 0)
+            .set(slot, value, 0)
             .map_err(map_err("ed_vipidx", "set"))
     }
 }

@@ -72,12 +72,16 @@ fn rust_structs_match_the_c_layout() {
             udp_timeout_ns,
             conntrack_entries,
             no_healthy,
-            ct_buckets
+            ct_buckets,
+            peer_flows,
+            vip_index_bits,
+            max_pools,
+            max_vip_keys
         ]
     );
     check!(btf, "vip_key", VipKey, [addr, port, proto, family]);
     check!(btf, "vip_val", VipVal, [vip_id, flags]);
-    check!(btf, "vip_info", VipInfo, [addr, family]);
+    check!(btf, "vip_info", VipInfo, [addr, family, port, flags]);
     check!(btf, "vip_state", VipState, [pool, no_healthy]);
     check!(btf, "pool_state", PoolState, [active, count]);
     check!(btf, "proxy", Proxy, [mac, src_mac, ifindex, kind]);

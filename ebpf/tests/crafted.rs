@@ -339,26 +339,72 @@ fn truncated_at_every_boundary_is_passed_and_counted() {
 }
 
 #[test]
-fn vips_sharing_an_index_fold_both_match_exactly() {
+fn vips_sharing_an_index_slot_both_match_exactly() {
     let mut r = rig();
-    // 2001:db8::10 and 2001:db8::10:0:0 XOR-fold to the same index entry.
+    // An address of 2001:db8::/32 whose index slot is 2001:db8::10's.
+    let slot = |a: std::net::IpAddr| edged_ebpf::bench::index_slot(&r.fwd, a);
+    let first: std::net::IpAddr = "2001:db8::10".parse().unwrap();
+    let addr = (1u32..)
+        .map(|i| {
+            std::net::IpAddr::from(std::net::Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                7,
+                0,
+                0,
+                0,
+                (i >> 16) as u16,
+                i as u16,
+            ))
+        })
+        .find(|a| slot(*a) == slot(first))
+        .unwrap();
     let twin = VipService {
-        addr: "2001:db8::10:0:0".parse().unwrap(),
+        addr,
         ports: vec![(8443, Proto::Tcp)],
         no_healthy: None,
     };
+    let a = addr.to_string();
     r.fwd.set_vip(&twin, &[("a".to_string(), 1)]).unwrap();
     assert_eq!(
-        r.forwarded(&Frame::tcp("2001:db8:1::7", "2001:db8::10:0:0", 1, 8443, SYN).bytes()),
+        r.forwarded(&Frame::tcp("2001:db8:1::7", &a, 1, 8443, SYN).bytes()),
         MAC_A
     );
     r.forwarded(&Frame::tcp("2001:db8:1::7", "2001:db8::10", 1, 443, SYN).bytes());
-    r.passed_untouched(&Frame::tcp("2001:db8:1::7", "2001:db8::10:0:0", 1, 443, SYN).bytes());
+    r.passed_untouched(&Frame::tcp("2001:db8:1::7", &a, 1, 443, SYN).bytes());
     r.passed_untouched(&Frame::tcp("2001:db8:1::7", "2001:db8::10", 1, 8443, SYN).bytes());
     // Removing one leaves the other matched through the direct index again.
     r.fwd.remove_vip(twin.addr).unwrap();
-    r.passed_untouched(&Frame::tcp("2001:db8:1::7", "2001:db8::10:0:0", 2, 8443, SYN).bytes());
+    r.passed_untouched(&Frame::tcp("2001:db8:1::7", &a, 2, 8443, SYN).bytes());
     r.forwarded(&Frame::tcp("2001:db8:1::7", "2001:db8::10", 2, 443, SYN).bytes());
+}
+
+#[test]
+fn a_vip_with_more_ports_than_its_entry_holds_matches_each_and_no_other() {
+    let mut r = rig();
+    // 12 ports: 8 inline, 4 in the hash map only.
+    let ports: Vec<(u16, Proto)> = (0..12).map(|i| (9000 + i * 7, Proto::Tcp)).collect();
+    let vip = VipService {
+        addr: "192.0.2.77".parse().unwrap(),
+        ports: ports.clone(),
+        no_healthy: None,
+    };
+    r.fwd.set_vip(&vip, &[("a".to_string(), 1)]).unwrap();
+    for (port, _) in &ports {
+        let f = Frame::tcp("198.51.100.7", "192.0.2.77", 1, *port, SYN).bytes();
+        assert_eq!(r.forwarded(&f), MAC_A, "port {port}");
+    }
+    for port in [9001, 80, 9000 + 12 * 7] {
+        r.passed_untouched(&Frame::tcp("198.51.100.7", "192.0.2.77", 1, port, SYN).bytes());
+    }
+    // Down to two ports: the others stop matching.
+    let two = VipService {
+        ports: ports[..2].to_vec(),
+        ..vip
+    };
+    r.fwd.set_vip(&two, &[("a".to_string(), 1)]).unwrap();
+    r.passed_untouched(&Frame::tcp("198.51.100.7", "192.0.2.77", 2, 9000 + 11 * 7, SYN).bytes());
+    r.forwarded(&Frame::tcp("198.51.100.7", "192.0.2.77", 2, 9007, SYN).bytes());
 }
 
 /// The IP destination of a frame (after up to two VLAN tags), if any.

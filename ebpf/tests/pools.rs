@@ -21,8 +21,8 @@ const PASS: u32 = 2;
 const REDIRECT: u32 = 4;
 /// Proxies, all on `px0`, told apart by their MACs.
 const PROXIES: usize = 8;
-/// VIPs: the data plane's capacity, half IPv4, half IPv6.
-const VIPS: usize = edged_ebpf::abi::MAX_VIPS as usize;
+/// VIPs, half IPv4, half IPv6.
+const VIPS: usize = 64;
 /// Flows per VIP.
 const FLOWS: u16 = 2000;
 
@@ -63,7 +63,7 @@ fn rig() -> Rig {
     edge.run(|| fwd.set_proxies(&proxies)).expect("proxies");
     let vips = (0..VIPS)
         .map(|i| VipService {
-            addr: if i % 2 == 0 {
+            addr: if i.is_multiple_of(2) {
                 format!("192.0.2.{}", 100 + i / 2).parse().unwrap()
             } else {
                 format!("2001:db8::1:{:x}", i / 2).parse().unwrap()

@@ -75,7 +75,7 @@ pub fn specs(cfg: &Config) -> Result<Specs, Vec<FieldError>> {
 
 /// What the XDP loader and its maps take.
 fn data_plane_limits(cfg: &Config, f: &ForwarderSpec, errors: &mut Vec<FieldError>) {
-    use edged_ebpf::abi::{MAX_VIP_KEYS, MAX_VIPS, PEER_SLOT_BASE};
+    use edged_ebpf::abi::PEER_SLOT_BASE;
     if let Err(edged_ebpf::ForwarderError::InvalidSpec { field, reason, .. }) =
         edged_ebpf::validate_spec(f)
     {
@@ -84,21 +84,23 @@ fn data_plane_limits(cfg: &Config, f: &ForwarderSpec, errors: &mut Vec<FieldErro
             format!("{reason} (the XDP loader's limit)"),
         ));
     }
-    if cfg.vips.len() > MAX_VIPS as usize {
+    if cfg.vips.len() > f.max_vips as usize {
         errors.push(FieldError::new(
             "vips",
             format!(
-                "{} VIPs, but the data plane holds at most {MAX_VIPS}",
-                cfg.vips.len()
+                "{} VIPs, but forwarder.max_vips is {}",
+                cfg.vips.len(),
+                f.max_vips
             ),
         ));
     }
     let keys: usize = cfg.vips.iter().map(|v| v.ports.len() + 1).sum();
-    if keys > MAX_VIP_KEYS as usize {
+    if keys > f.max_vip_ports as usize {
         errors.push(FieldError::new(
             "vips",
             format!(
-                "{keys} VIP port entries (ports + 1 per VIP), but the data plane holds at most {MAX_VIP_KEYS}"
+                "{keys} VIP port entries (ports + 1 per VIP), but forwarder.max_vip_ports is {}",
+                f.max_vip_ports
             ),
         ));
     }

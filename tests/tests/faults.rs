@@ -282,9 +282,23 @@ fn configs_that_would_break_the_node_are_refused_by_check_and_reload() {
             "forwarder.conntrack_entries",
         ),
         (
-            "more VIPs than the data plane holds",
-            base.replacen("vips:\n", &format!("vips:\n{many}"), 1),
+            "more VIPs than the data plane is sized for",
+            base.replacen(
+                "  xdp_mode: native\n",
+                "  xdp_mode: native\n  max_vips: 64\n",
+                1,
+            )
+            .replacen("vips:\n", &format!("vips:\n{many}"), 1),
             "vips",
+        ),
+        (
+            "more shared tables than the loader takes",
+            base.replacen(
+                "  xdp_mode: native\n",
+                "  xdp_mode: native\n  max_pools: 5000\n",
+                1,
+            ),
+            "forwarder.max_pools",
         ),
         (
             "an uplink that does not exist",

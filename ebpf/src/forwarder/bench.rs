@@ -35,6 +35,11 @@ pub fn ring_words_written(fwd: &Forwarder) -> u64 {
     fwd.vips.words_written()
 }
 
+/// The `ed_vipidx` slot an address hashes to under `fwd`'s sizes.
+pub fn index_slot(fwd: &Forwarder, addr: IpAddr) -> u32 {
+    crate::keys::index_slot(addr, crate::load::vip_index_bits(fwd.spec.max_vips))
+}
+
 /// The pool (shared table) the VIP points at.
 pub fn pool_of(fwd: &Forwarder, addr: IpAddr) -> Option<u32> {
     fwd.vips.pool_of(addr)

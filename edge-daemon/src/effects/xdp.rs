@@ -48,6 +48,9 @@ pub fn spec(cfg: &Config) -> Option<ForwarderSpec> {
         conntrack_entries: f.conntrack_entries,
         udp_idle_timeout: f.udp_idle_timeout,
         peer_flows: f.peer_flows,
+        max_vips: f.max_vips,
+        max_pools: f.max_pools,
+        max_vip_ports: f.max_vip_ports,
     })
 }
 
