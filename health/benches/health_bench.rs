@@ -181,6 +181,9 @@ fn scale(child: &mut Command, host: &str, secs: u64, sfx: &str, h2: bool) {
                 let mut s = spec(addrs[c % LISTENERS], Duration::from_secs(1));
                 if let CheckKind::Http(h) = &mut s.kind {
                     h.http2 = h2;
+                    // Each VIP's own Host: distinct checks (identical
+                    // ones would share one run).
+                    h.host = Some(format!("v{v}.example"));
                 }
                 checks.push((key, s));
             }
@@ -388,7 +391,11 @@ fn fault_to_down() {
                     service: "s".into(),
                     proxy: "p".into(),
                 };
-                (key, s.clone())
+                let mut s = s.clone();
+                if let CheckKind::Http(h) = &mut s.kind {
+                    h.host = Some(format!("v{i}.example"));
+                }
+                (key, s)
             })
             .collect();
         let (_hc, mut rx) = HealthChecker::spawn(checks, None);

@@ -29,6 +29,9 @@ pub(crate) struct StatusCell {
     /// Something outside the check says its target may have failed (its
     /// process is gone): the check's task brings its next attempt forward.
     wake: tokio::sync::Notify,
+    /// The other keys whose check this run is (identical checks share
+    /// one run): each is told of a flip too.
+    aliases: Mutex<Vec<CheckKey>>,
 }
 
 impl StatusCell {
@@ -38,7 +41,16 @@ impl StatusCell {
             status: Mutex::new((status, hyst)),
             task: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
+            aliases: Mutex::new(Vec::new()),
         })
+    }
+
+    pub(crate) fn set_aliases(&self, keys: Vec<CheckKey>) {
+        *self.aliases.lock().expect("aliases lock") = keys;
+    }
+
+    pub(crate) fn aliases(&self) -> Vec<CheckKey> {
+        self.aliases.lock().expect("aliases lock").clone()
     }
 
     /// Stops the check wherever it runs.

@@ -14,7 +14,8 @@ use crate::schedule::{Schedule, start_offset};
 use crate::spec::{CheckKey, CheckSpec};
 use crate::status::{CheckStatus, HealthEvent, Observer};
 
-/// A check as the table knows it.
+/// A check as the table knows it: one run, under its own key, shared by
+/// every key whose check is identical (the cell's aliases).
 struct Entry {
     spec: CheckSpec,
     cell: Arc<StatusCell>,
@@ -68,9 +69,41 @@ impl HealthChecker {
     /// timeout, rise, fall, expected status...) restarts on the new
     /// settings with its state, history and totals; a new target starts
     /// Unknown (pending); a removed check stops.
+    ///
+    /// Identical checks (same kind, target, port, Host, path, expectations
+    /// and timing) run once, under one of their keys, and every key shares
+    /// its status: a hundred VIPs whose checks are the same on one proxy
+    /// cost that proxy one check. Exec checks are never shared (the
+    /// program is told its VIP).
     pub fn update(&self, checks: Vec<(CheckKey, CheckSpec)>) {
         let mut table = self.checks.lock().expect("checks lock");
-        let wanted: HashMap<CheckKey, CheckSpec> = checks.into_iter().collect();
+        let mut groups: HashMap<CheckSpec, Vec<CheckKey>> = HashMap::new();
+        let mut alone: Vec<(CheckKey, CheckSpec)> = Vec::new();
+        for (key, spec) in checks {
+            if matches!(spec.kind, crate::spec::CheckKind::Exec(_)) {
+                alone.push((key, spec));
+            } else {
+                groups.entry(spec).or_default().push(key);
+            }
+        }
+        // Each group runs under the key it already runs under, if any
+        // (a reload keeps it running), else its first.
+        let mut aliases: HashMap<CheckKey, Vec<CheckKey>> = HashMap::new();
+        let mut wanted: HashMap<CheckKey, CheckSpec> = HashMap::new();
+        for (spec, mut keys) in groups {
+            keys.sort();
+            let lead = keys
+                .iter()
+                .position(|k| table.get(k).is_some_and(|e| e.spec == spec))
+                .unwrap_or(0);
+            keys.swap(0, lead);
+            wanted.insert(keys[0].clone(), spec);
+            aliases.insert(keys[0].clone(), keys);
+        }
+        for (key, spec) in alone {
+            aliases.insert(key.clone(), vec![key.clone()]);
+            wanted.insert(key, spec);
+        }
         let mut carried: HashMap<CheckKey, (CheckStatus, Hysteresis)> = HashMap::new();
         table.retain(|k, e| {
             let keep = wanted.get(k) == Some(&e.spec);
@@ -88,10 +121,16 @@ impl HealthChecker {
             }
             keep
         });
+        for (key, e) in table.iter() {
+            if let Some(keys) = aliases.remove(key) {
+                e.cell.set_aliases(keys[1..].to_vec());
+            }
+        }
         for (key, spec) in wanted {
             if table.contains_key(&key) {
                 continue;
             }
+            let keys = aliases.remove(&key).unwrap_or_else(|| vec![key.clone()]);
             let (status, hyst) = carried.remove(&key).unwrap_or_else(|| {
                 (
                     CheckStatus::default(),
@@ -99,6 +138,7 @@ impl HealthChecker {
                 )
             });
             let cell = StatusCell::new(status, hyst.clone());
+            cell.set_aliases(keys[1..].to_vec());
             let first = now() + start_offset(&key, spec.interval);
             // A check carried over a reload keeps its phase's period.
             let schedule = Schedule::new(self.epoch, first, spec.period(hyst.phase()));
@@ -119,7 +159,7 @@ impl HealthChecker {
         let table = self.checks.lock().expect("checks lock");
         let mut n = 0;
         for (k, e) in table.iter() {
-            if k.proxy == proxy {
+            if k.proxy == proxy || e.cell.aliases().iter().any(|a| a.proxy == proxy) {
                 e.cell.wake();
                 n += 1;
             }
@@ -132,12 +172,21 @@ impl HealthChecker {
         n
     }
 
-    /// Every check's status, by key.
+    /// Checks that run: identical ones count once.
+    pub fn running(&self) -> usize {
+        self.checks.lock().expect("checks lock").len()
+    }
+
+    /// Every check's status, by key (a shared run's under each of its keys).
     pub fn snapshot(&self) -> Vec<(CheckKey, CheckStatus)> {
         let table = self.checks.lock().expect("checks lock");
         let mut v: Vec<_> = table
             .iter()
-            .map(|(k, e)| (k.clone(), e.cell.get().0))
+            .flat_map(|(k, e)| {
+                let st = e.cell.get().0;
+                let keys = std::iter::once(k.clone()).chain(e.cell.aliases());
+                keys.map(move |k| (k, st.clone()))
+            })
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v

@@ -33,7 +33,7 @@ impl std::fmt::Display for CheckKey {
 }
 
 /// How and how often to check.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CheckSpec {
     pub kind: CheckKind,
     pub interval: Duration,
@@ -96,7 +96,7 @@ impl CheckSpec {
 }
 
 /// The check itself.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum CheckKind {
     /// TCP connect.
     Tcp(TcpCheck),
@@ -109,7 +109,7 @@ pub enum CheckKind {
 }
 
 /// A TCP connect to `target`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TcpCheck {
     pub target: SocketAddr,
 }
@@ -123,7 +123,7 @@ impl TcpCheck {
 
 /// An HTTP(S) request to a proxy, with the VIP's Host (and TLS name), so
 /// it exercises the proxy's route to the application.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HttpCheck {
     pub target: SocketAddr,
     pub tls: bool,
@@ -203,7 +203,7 @@ impl HttpCheck {
 }
 
 /// A DNS query over UDP.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DnsCheck {
     pub target: SocketAddr,
     pub query_name: String,
@@ -226,7 +226,7 @@ impl DnsCheck {
 /// A program; passes on exit status 0. Runs with EDGED_VIP, EDGED_SERVICE,
 /// EDGED_PROXY set, in its own process group (killed with it on timeout),
 /// without the capabilities edged holds for the data plane and routes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ExecCheck {
     pub program: PathBuf,
     pub args: Vec<String>,

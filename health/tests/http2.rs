@@ -140,10 +140,10 @@ async fn serve(sock: tokio::net::TcpStream, s: Arc<Script>, n: usize) {
     }
 }
 
-fn spec(target: SocketAddr, vip: &str, body_contains: Option<&str>) -> CheckSpec {
+fn spec_at(target: SocketAddr, vip: &str, path: &str, body_contains: Option<&str>) -> CheckSpec {
     CheckSpec {
         kind: CheckKind::Http(HttpCheck {
-            path: "/healthz".into(),
+            path: path.into(),
             host: Some(format!("{vip}.example")),
             body_contains: body_contains.map(Into::into),
             http2: true,
@@ -169,10 +169,18 @@ fn key(vip: &str, service: &str) -> CheckKey {
     }
 }
 
-/// `vips` × 2 services, all to `target`.
+/// `vips` × 2 services (each its own path: two checks, not one shared),
+/// all to `target`.
 fn checks(target: SocketAddr, vips: &[&str]) -> Vec<(CheckKey, CheckSpec)> {
     vips.iter()
-        .flat_map(|v| ["s1", "s2"].map(|s| (key(v, s), spec(target, v, Some("ok")))))
+        .flat_map(|v| {
+            ["s1", "s2"].map(|s| {
+                (
+                    key(v, s),
+                    spec_at(target, v, &format!("/healthz/{s}"), Some("ok")),
+                )
+            })
+        })
         .collect()
 }
 

@@ -33,6 +33,15 @@ fn spec(target: SocketAddr, interval_ms: u64, timeout_ms: u64) -> CheckSpec {
     }
 }
 
+/// VIP `vip`'s check: its own Host, so that checks of several VIPs are
+/// several checks (identical ones would share one run).
+fn own(vip: usize, mut s: CheckSpec) -> CheckSpec {
+    if let CheckKind::Http(h) = &mut s.kind {
+        h.host = Some(format!("v{vip}.example"));
+    }
+    s
+}
+
 fn key(vip: usize) -> CheckKey {
     CheckKey {
         vip: format!("v{vip}"),
@@ -303,7 +312,9 @@ async fn garbage_on_kept_connections_ends_every_attempt() {
     })
     .await;
     let (obs, seen) = recorder();
-    let checks = (0..CHECKS).map(|i| (key(i), spec(addr, 60, 40))).collect();
+    let checks = (0..CHECKS)
+        .map(|i| (key(i), own(i, spec(addr, 60, 40))))
+        .collect();
     let (_hc, _rx) = HealthChecker::spawn(checks, Some(obs));
     let got = outcomes(&seen, 600).await;
     let failed = got.iter().filter(|o| !o.ok()).count();
@@ -346,7 +357,10 @@ async fn garbage_on_kept_connections_ends_every_attempt() {
 async fn removed_checks_stop_and_close_their_connections() {
     let (addr, counts) = server(|_| Some(vec![(0, OK.to_vec())])).await;
     let (obs, seen) = recorder();
-    let checks = vec![(key(0), spec(addr, 50, 40)), (key(1), spec(addr, 50, 40))];
+    let checks = vec![
+        (key(0), own(0, spec(addr, 50, 40))),
+        (key(1), own(1, spec(addr, 50, 40))),
+    ];
     let (hc, _rx) = HealthChecker::spawn(checks.clone(), Some(obs));
     // Both kept, on the loop.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -487,7 +501,10 @@ async fn a_panic_on_the_loop_stops_no_check() {
         }
         obs(k, o)
     });
-    let checks = vec![(key(0), spec(addr, 50, 40)), (key(1), spec(addr, 50, 40))];
+    let checks = vec![
+        (key(0), own(0, spec(addr, 50, 40))),
+        (key(1), own(1, spec(addr, 50, 40))),
+    ];
     let (_hc, _rx) = HealthChecker::spawn(checks, Some(obs2));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

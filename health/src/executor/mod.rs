@@ -58,7 +58,18 @@ impl Sink {
         match check.record(outcome, now) {
             Recorded::Stopped => false,
             Recorded::Counted => true,
-            Recorded::Flipped(event) => self.events.send(event).is_ok(),
+            Recorded::Flipped(event) => {
+                for key in check.cell().aliases() {
+                    let ev = HealthEvent {
+                        key,
+                        ..event.clone()
+                    };
+                    if self.events.send(ev).is_err() {
+                        return false;
+                    }
+                }
+                self.events.send(event).is_ok()
+            }
         }
     }
 }
