@@ -49,6 +49,11 @@ pub struct Node {
     /// Address of the Prometheus endpoint (`/metrics`); `null` turns it off.
     #[serde(default = "default_metrics_listen")]
     pub metrics_listen: Option<SocketAddr>,
+    /// The data plane's counters per VIP (`true`) or summed over every VIP
+    /// under `vip="_all"` (`false`); absent: per VIP up to 1,000 VIPs, so
+    /// that 100,000 VIPs are not a million series.
+    #[serde(default)]
+    pub metrics_per_vip: Option<bool>,
     /// How long a drained VIP stays announced with GRACEFUL_SHUTDOWN before
     /// it is withdrawn.
     #[serde(default = "default_drain_time", with = "duration")]

@@ -22,6 +22,23 @@ pub struct Counters {
     pub table_swaps: u64,
 }
 
+impl std::ops::AddAssign<&VipCounters> for VipCounters {
+    /// Adds every counter of `o` (the address stays).
+    fn add_assign(&mut self, o: &VipCounters) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.new_flows += o.new_flows;
+        self.nonsyn_miss += o.nonsyn_miss;
+        self.drop_no_healthy += o.drop_no_healthy;
+        self.pass_no_healthy += o.pass_no_healthy;
+        self.frag_pass += o.frag_pass;
+        self.icmp_forwarded += o.icmp_forwarded;
+        self.ext_header_pass += o.ext_header_pass;
+        self.bad_tcp_flags += o.bad_tcp_flags;
+        self.second_chance += o.second_chance;
+    }
+}
+
 /// Used and capacity of each table of the data plane.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Usage {

@@ -15,7 +15,13 @@ use prometheus_client::metrics::counter::ConstCounter;
 pub struct XdpSnapshot {
     pub counters: edged_ebpf::Counters,
     pub names: HashMap<IpAddr, String>,
+    /// Counters per VIP; else one row, `vip="_all"`, their sum.
+    pub per_vip: bool,
 }
+
+/// Whether the data plane's counters are per VIP (`node.metrics_per_vip`;
+/// absent: up to this many VIPs).
+pub const PER_VIP_UP_TO: usize = 1000;
 
 /// Shared between the loop (writer) and the collector (reader).
 pub type SharedSnapshot = Arc<Mutex<Option<XdpSnapshot>>>;
@@ -90,13 +96,23 @@ impl Collector for XdpCollector {
         };
         let c = &s.counters;
         let g = &c.global;
-        let name = |a: &Option<IpAddr>| {
-            a.and_then(|a| s.names.get(&a).cloned())
-                .unwrap_or_else(|| a.map_or("?".into(), |a| a.to_string()))
+        let all;
+        let vips: &[edged_ebpf::VipCounters] = if s.per_vip {
+            &c.vips
+        } else {
+            let mut sum = edged_ebpf::VipCounters::default();
+            for v in &c.vips {
+                sum += v;
+            }
+            all = [sum];
+            &all
+        };
+        let name = |a: &Option<IpAddr>| match a {
+            Some(a) => s.names.get(a).cloned().unwrap_or_else(|| a.to_string()),
+            None => "_all".into(),
         };
         let vip = |f: fn(&edged_ebpf::VipCounters) -> u64| -> Vec<(Vip, u64)> {
-            c.vips
-                .iter()
+            vips.iter()
                 .map(|v| (Vip { vip: name(&v.addr) }, f(v)))
                 .collect()
         };
@@ -155,7 +171,7 @@ impl Collector for XdpCollector {
         )?;
         let mut drops = Vec::new();
         let mut passes = Vec::new();
-        for v in &c.vips {
+        for v in vips {
             let n = name(&v.addr);
             let row = |reason: &str, val| {
                 (
@@ -359,5 +375,51 @@ impl Collector for FlowSharingCollector {
             "Flow-sharing datagrams refused, by reason",
             &refused,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(per_vip: bool) -> String {
+        let vip = |a: &str, packets| edged_ebpf::VipCounters {
+            addr: Some(a.parse().unwrap()),
+            packets,
+            drop_no_healthy: 1,
+            ..Default::default()
+        };
+        let counters = edged_ebpf::Counters {
+            vips: vec![vip("203.0.113.10", 5), vip("2001:db8::10", 7)],
+            ..Default::default()
+        };
+        let names = [("203.0.113.10".parse().unwrap(), "web".to_string())].into();
+        let snap = Arc::new(Mutex::new(Some(XdpSnapshot {
+            counters,
+            names,
+            per_vip,
+        })));
+        let mut reg = prometheus_client::registry::Registry::default();
+        reg.register_collector(Box::new(XdpCollector(snap)));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
+        out
+    }
+
+    #[test]
+    fn vip_counters_are_per_vip_or_one_sum() {
+        let t = text(true);
+        assert!(t.contains("xdp_vip_packets_total{vip=\"web\"} 5"), "{t}");
+        assert!(
+            t.contains("xdp_vip_packets_total{vip=\"2001:db8::10\"} 7"),
+            "{t}"
+        );
+        let t = text(false);
+        assert!(t.contains("xdp_vip_packets_total{vip=\"_all\"} 12"), "{t}");
+        assert!(
+            t.contains("xdp_vip_drops_total{vip=\"_all\",reason=\"no_healthy_proxy\"} 2"),
+            "{t}"
+        );
+        assert!(!t.contains("vip=\"web\""), "{t}");
     }
 }

@@ -57,6 +57,7 @@ fn exported() -> BTreeSet<String> {
     *m.xdp.lock().unwrap() = Some(edge_daemon::metrics_xdp::XdpSnapshot {
         counters,
         names: Default::default(),
+        per_vip: true,
     });
     let peer = edged_bgp::PeerStatus {
         name: "tor".into(),

@@ -34,14 +34,21 @@ impl State {
                     Ok(results) => results,
                     Err(e) => vec![Err(e); run],
                 };
+                let failed = errors.len();
                 for (action, result) in actions[i..i + run].iter().zip(results) {
-                    self.record(action, Some(result), &mut errors);
+                    self.record(action, Some(result), &mut errors, run <= 8);
+                }
+                if run > 8 {
+                    // One line for a batch (a flip of a proxy 100,000 VIPs
+                    // use is not 100,000 lines).
+                    let bad = errors.len() - failed;
+                    tracing::info!(tables = run, failed = bad, "applied a batch of tables");
                 }
                 i += run;
                 continue;
             }
             let result = self.apply_one(&actions[i]).await;
-            self.record(&actions[i], result, &mut errors);
+            self.record(&actions[i], result, &mut errors, true);
             i += 1;
         }
         if actions
@@ -96,11 +103,16 @@ impl State {
         action: &Action,
         result: Option<Result<(), EffectError>>,
         errors: &mut Vec<EffectError>,
+        log: bool,
     ) {
         match result {
             None => {} // queued, or no driver for it: nothing is applied yet
             Some(Ok(())) => {
-                tracing::info!(?action, "applied");
+                if log {
+                    tracing::info!(?action, "applied");
+                } else {
+                    tracing::debug!(?action, "applied");
+                }
                 self.applied.record(action);
             }
             Some(Err(e)) if e.kind == ErrorKind::UnknownVip => {

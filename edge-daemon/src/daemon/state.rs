@@ -339,7 +339,16 @@ impl State {
                     .iter()
                     .map(|v| (v.address, v.name.clone()))
                     .collect();
-                let snap = crate::metrics_xdp::XdpSnapshot { counters, names };
+                let per_vip = self
+                    .config
+                    .node
+                    .metrics_per_vip
+                    .unwrap_or(self.config.vips.len() <= crate::metrics_xdp::PER_VIP_UP_TO);
+                let snap = crate::metrics_xdp::XdpSnapshot {
+                    counters,
+                    names,
+                    per_vip,
+                };
                 *self.counters.lock().expect("xdp snapshot lock") = Some(snap);
             }
             Err(e) => tracing::warn!(error = %e, "cannot read forwarder counters"),
