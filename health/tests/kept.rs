@@ -565,3 +565,41 @@ async fn statuses_are_judged_on_the_loop() {
     );
     assert_eq!(counts.accepted.load(Ordering::SeqCst), 2);
 }
+
+/// Kept checks spread over the loops, one per core up to 4: with 40 checks
+/// on a machine of several cores, more than one thread runs attempts, and
+/// each check always on the same one.
+#[tokio::test]
+async fn kept_checks_spread_over_a_loop_per_core() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (addr, _) = server(|_| Some(vec![(0, OK.to_vec())])).await;
+    type Seen = Arc<Mutex<Vec<(String, std::thread::ThreadId)>>>;
+    let seen: Seen = Arc::default();
+    let s2 = seen.clone();
+    let obs: Observer = Arc::new(move |k, _| {
+        let t = std::thread::current();
+        if t.name() == Some("edged-kept") {
+            s2.lock().unwrap().push((k.vip.clone(), t.id()));
+        }
+    });
+    let checks = (0..40)
+        .map(|i| (key(i), own(i, spec(addr, 50, 40))))
+        .collect();
+    let (_hc, _rx) = HealthChecker::spawn(checks, Some(obs));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 400 {
+        assert!(Instant::now() < deadline, "too few attempts on the loops");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    let threads: std::collections::HashSet<_> = seen.iter().map(|(_, t)| *t).collect();
+    assert_eq!(threads.len(), cores.clamp(1, 4), "loops in use");
+    let mut of: std::collections::HashMap<String, std::thread::ThreadId> = Default::default();
+    for (vip, t) in &seen {
+        assert_eq!(
+            *of.entry(vip.clone()).or_insert(*t),
+            *t,
+            "{vip} moved loops"
+        );
+    }
+}

@@ -1,5 +1,7 @@
-//! The kept-connection loop: every plain HTTP/1.1 check whose connection
-//! is kept runs here, on one thread, the way HAProxy runs its checks: one
+//! The kept-connection loops: every plain HTTP/1.1 check whose connection
+//! is kept runs on one of them (a few threads, one per core up to 4, each
+//! check always on the same one by its key), the way HAProxy runs its
+//! checks; in each loop one
 //! epoll set holds the kept sockets, a calendar on the checker's 10 ms grid
 //! holds the starts and deadlines, and each check is a slot in a table.
 //! An attempt is a write at its start and a read when epoll says its answer
@@ -38,9 +40,58 @@ use crate::check::Check;
 /// with indexes below 2^32 - 1).
 const WAKE: u64 = u64::MAX;
 
-/// A handle on the loop (cheap to clone).
+/// Most kept-connection loops (threads): one per core up to this.
+pub(crate) const MAX_LOOPS: usize = 4;
+
+/// The loops; a check goes to the one its key hashes to.
+pub(crate) struct Kept(Vec<KeptLoop>);
+
+impl Kept {
+    /// Starts one loop per core (at most [`MAX_LOOPS`]); `None` if none
+    /// can be had: every check then stays in its own task.
+    pub(crate) fn start(returns: mpsc::UnboundedSender<Box<Check>>, sink: Sink) -> Option<Kept> {
+        let n = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_LOOPS);
+        let loops: Vec<KeptLoop> = (0..n)
+            .filter_map(|_| KeptLoop::start(returns.clone(), sink.clone()))
+            .collect();
+        (!loops.is_empty()).then_some(Kept(loops))
+    }
+
+    /// Hands `check` to its loop (by its key: always the same one).
+    pub(crate) fn adopt(
+        &self,
+        check: Box<Check>,
+        socket: TcpStream,
+        request: Vec<u8>,
+    ) -> Result<(), Box<Check>> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        check.key.hash(&mut h);
+        let i = (h.finish() % self.0.len() as u64) as usize;
+        self.0[i].adopt(check, socket, request)
+    }
+
+    /// The checks of `proxy`, on every loop, bring their next attempt
+    /// forward.
+    pub(crate) fn reprobe(&self, proxy: &str) {
+        for l in &self.0 {
+            l.reprobe(proxy);
+        }
+    }
+
+    /// Stops every loop and waits for their threads.
+    pub(crate) fn stop(&self) {
+        for l in &self.0 {
+            l.stop();
+        }
+    }
+}
+
+/// A handle on one loop (cheap to clone).
 #[derive(Clone)]
-pub(crate) struct Kept(Arc<Inbox>);
+pub(crate) struct KeptLoop(Arc<Inbox>);
 
 /// What the loop's thread and the checker share.
 struct Inbox {
@@ -54,12 +105,12 @@ struct Inbox {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-impl Kept {
+impl KeptLoop {
     /// Starts the loop's thread; checks leave it through `returns` (the
     /// checker gives them a task again) and outcomes go to `sink`. `None`
     /// if the thread or its eventfd cannot be had: every check then stays
     /// in its own task.
-    pub(crate) fn start(returns: mpsc::UnboundedSender<Box<Check>>, sink: Sink) -> Option<Kept> {
+    fn start(returns: mpsc::UnboundedSender<Box<Check>>, sink: Sink) -> Option<KeptLoop> {
         let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(|e| tracing::error!("health: no kept-connection loop: eventfd: {e}"))
             .ok()?;
@@ -108,12 +159,12 @@ impl Kept {
             .map_err(|e| tracing::error!("health: no kept-connection loop: {e}"))
             .ok()?;
         *inbox.thread.lock().expect("kept lock") = Some(thread);
-        Some(Kept(inbox))
+        Some(KeptLoop(inbox))
     }
 
     /// Takes over `check` with its kept `socket` (off the reactor) and its
     /// HTTP `request`. Gives the check back if the loop has stopped.
-    pub(crate) fn adopt(
+    fn adopt(
         &self,
         check: Box<Check>,
         socket: TcpStream,
@@ -134,7 +185,7 @@ impl Kept {
     }
 
     /// The checks of `proxy` on the loop bring their next attempt forward.
-    pub(crate) fn reprobe(&self, proxy: &str) {
+    fn reprobe(&self, proxy: &str) {
         self.0
             .wakes
             .lock()
@@ -145,7 +196,7 @@ impl Kept {
 
     /// Stops the loop and waits for its thread: its checks and connections
     /// are dropped.
-    pub(crate) fn stop(&self) {
+    fn stop(&self) {
         self.0.stop.store(true, Ordering::SeqCst);
         let _ = self.0.wake.write(1);
         let thread = self.0.thread.lock().expect("kept lock").take();
