@@ -57,9 +57,17 @@ fn smoke() -> bool {
     std::env::var("BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// VIPs in the scale runs: 1,000 (100 for a smoke run).
+/// VIPs in the scale runs: 1,000 (100 for a smoke run; BENCH_VIPS=N by
+/// hand, e.g. 4,000 for 40,000 checks a second).
 fn vips() -> usize {
-    if smoke() { 100 } else { 1000 }
+    match std::env::var("BENCH_VIPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => n,
+        None if smoke() => 100,
+        None => 1000,
+    }
 }
 
 /// Checks in the scale runs.
