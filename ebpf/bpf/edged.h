@@ -21,7 +21,7 @@
 #define MAX_VIP_KEYS 4096
 #define VIP_INDEX_BITS 16 /* ed_vipidx: 2^bits slots, a hash of the address */
 #define VIP_INDEX_COLLIDE 0xffffffff /* two VIPs share a slot: use ed_vips */
-#define VIP_PORTS 8 /* ports a VIP's ed_vipinfo entry holds inline */
+#define VIP_PORTS 8	 /* ports a VIP's ed_vipinfo entry holds inline */
 #define VIP_MANY_PORTS 1 /* vip_info.flags: more ports, in ed_vips only */
 
 #define FAMILY_V4 4
@@ -56,8 +56,8 @@ struct edged_cfg {
 	__u64 udp_timeout_ns;
 	__u32 conntrack_entries;
 	__u32 no_healthy;
-	__u32 ct_buckets; /* power of two */
-	__u32 peer_flows; /* ed_owner's size */
+	__u32 ct_buckets;     /* power of two */
+	__u32 peer_flows;     /* ed_owner's size */
 	__u32 vip_index_bits; /* ed_vipidx has 2^bits slots */
 	__u32 max_pools;
 	__u32 max_vip_keys; /* ed_vips' size */
@@ -81,9 +81,9 @@ struct vip_val {
  * up to VIP_PORTS of its ports inline (the rest in ed_vips). */
 struct vip_info {
 	__u32 addr[4];
-	__u32 family;		/* 0 = slot unused */
+	__u32 family;	       /* 0 = slot unused */
 	__u32 port[VIP_PORTS]; /* proto << 16 | port (network order); 0 none */
-	__u32 flags;		/* VIP_MANY_PORTS */
+	__u32 flags;	       /* VIP_MANY_PORTS */
 };
 
 /* ed_vipst[vip_id]: the VIP's pool and what its packets meet when the

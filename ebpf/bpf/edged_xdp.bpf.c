@@ -429,8 +429,8 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct ethhdr *eth,
 static __always_inline int handle_icmp(struct xdp_md *ctx, struct ethhdr *eth,
 				       struct flow *f, __u32 from)
 {
-	int vip = vip_match(vip_index(f->dst, f->family), f->dst, f->family, f->dport,
-			    f->proto);
+	int vip = vip_match(vip_index(f->dst, f->family), f->dst, f->family,
+			    f->dport, f->proto);
 	if (vip < 0)
 		return glob(G_ICMP_OTHER, XDP_PASS);
 	return forward(ctx, eth, f, vip, F_ICMP | from);

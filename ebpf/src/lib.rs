@@ -38,8 +38,10 @@ pub use forwarder::bench;
 pub use handoff::HandoffSpec;
 pub use load::validate as validate_spec;
 pub use spec::{
-    DEFAULT_PEER_FLOWS, DEFAULT_TABLE_SIZE, Delivery, ForwarderSpec, MAX_PEER_FLOWS,
-    MIN_PEER_FLOWS, NoHealthy, Proto, ProxyTarget, VipService, XdpMode,
+    DEFAULT_MAX_POOLS, DEFAULT_MAX_VIP_PORTS, DEFAULT_MAX_VIPS, DEFAULT_PEER_FLOWS,
+    DEFAULT_TABLE_SIZE, Delivery, ForwarderSpec, LIMIT_MAX_POOLS, LIMIT_MAX_VIP_PORTS,
+    LIMIT_MAX_VIPS, MAX_PEER_FLOWS, MIN_PEER_FLOWS, NoHealthy, Proto, ProxyTarget, VipService,
+    XdpMode,
 };
 
 // The daemon moves the forwarder into its effect driver.
