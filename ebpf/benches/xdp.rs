@@ -99,6 +99,13 @@ fn flow_counter(f: &[u8]) -> u64 {
     (addr << 16) | port
 }
 
+/// `all` without its `i`-th proxy.
+fn without(all: &[(String, u32)], i: usize) -> Vec<(String, u32)> {
+    let mut less = all.to_vec();
+    less.remove(i);
+    less
+}
+
 /// One proxy of 100 leaves the table, from both halves holding the full
 /// table: words written and microseconds, diffed and written whole.
 fn table_change(fwd: &mut Forwarder) {
@@ -110,12 +117,7 @@ fn table_change(fwd: &mut Forwarder) {
     let all: Vec<(String, u32)> = (0..100).map(|i| (format!("proxy-{i:03}"), 1)).collect();
     let (mut words, mut us, mut full_us) = (vec![], vec![], vec![]);
     for r in 0..9 {
-        let less: Vec<(String, u32)> = all
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != r * 11)
-            .map(|(_, p)| p.clone())
-            .collect();
+        let less = without(&all, r * 11);
         // Weight 2 for all gives the same table as weight 1 (a turn each
         // round), so both halves end up holding the full table.
         let all2: Vec<(String, u32)> = all.iter().map(|(n, _)| (n.clone(), 2)).collect();
@@ -168,12 +170,7 @@ fn shared_table_change(fwd: &mut Forwarder) {
     let all: Vec<(String, u32)> = (0..100).map(|i| (format!("proxy-{i:03}"), 1)).collect();
     let mut us = vec![];
     for r in 0..9 {
-        let less: Vec<(String, u32)> = all
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != r * 11)
-            .map(|(_, p)| p.clone())
-            .collect();
+        let less = without(&all, r * 11);
         let set = |fwd: &mut Forwarder, serving: &[(String, u32)]| {
             let batch: Vec<(&VipService, &[(String, u32)])> =
                 vips.iter().map(|v| (v, serving)).collect();
