@@ -179,7 +179,7 @@ fn shared_table_change(fwd: &mut Forwarder) {
             }
         };
         set(fwd, &all);
-        assert_eq!(fwd.pools().0, 1, "one shared table");
+        assert_eq!(fwd.usage().pools.0, 1, "one shared table");
         let swaps = fwd.table_swaps();
         let start = Instant::now();
         set(fwd, &less);

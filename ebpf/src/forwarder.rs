@@ -166,29 +166,11 @@ impl Forwarder {
         &mut self,
         batch: &[(&VipService, &[(String, u32)])],
     ) -> Vec<Result<(), ForwarderError>> {
-        // The policy is per VIP; a batch of VIPs with different policies
-        // is set in groups of one policy each, keeping the order of results.
-        let mut results: Vec<Option<Result<(), ForwarderError>>> =
-            batch.iter().map(|_| None).collect();
-        let mut policies: Vec<u32> = batch.iter().map(|(v, _)| self.no_healthy(v)).collect();
-        policies.sort();
-        policies.dedup();
-        for policy in policies {
-            let idx: Vec<usize> = (0..batch.len())
-                .filter(|&i| self.no_healthy(batch[i].0) == policy)
-                .collect();
-            let group: Vec<_> = idx.iter().map(|&i| batch[i]).collect();
-            let out = self
-                .vips
-                .set_many(&mut self.maps, &self.proxies, policy, &group);
-            for (i, r) in idx.into_iter().zip(out) {
-                results[i] = Some(r);
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.expect("every entry has a policy"))
-            .collect()
+        let batch: Vec<_> = batch
+            .iter()
+            .map(|(vip, serving)| (*vip, *serving, self.no_healthy(vip)))
+            .collect();
+        self.vips.set_many(&mut self.maps, &self.proxies, &batch)
     }
 
     /// Applies `vip.no_healthy` (what its packets meet while no proxy
@@ -204,11 +186,6 @@ impl Forwarder {
             NoHealthy::Drop => crate::abi::NO_HEALTHY_DROP,
             NoHealthy::Pass => crate::abi::NO_HEALTHY_PASS,
         }
-    }
-
-    /// Shared tables (pools) in use, and how many the data plane holds.
-    pub fn pools(&self) -> (usize, u32) {
-        (self.vips.pools(), self.spec.max_pools)
     }
 
     /// What each table holds against its capacity.

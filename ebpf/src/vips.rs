@@ -5,7 +5,7 @@
 //! write of its `ed_vipst` entry), or, when it is the only user of its pool
 //! or every user moves the same way, a rebuild of that pool in place (one
 //! swap). Packets see the old table or the new one, never a mix. A new VIP
-//! is indexed last: ports bitmap, address, then the fold index entry.
+//! is indexed last: its entry (address, inline ports), then its index slot.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -37,6 +37,10 @@ pub(crate) struct VipTables {
     /// `ed_vipidx` slot -> the VIP ids whose address hashes there.
     slots: HashMap<u32, Vec<u32>>,
 }
+
+/// One VIP's change in a batch: the VIP, its serving set (proxy, weight)
+/// and its no-healthy policy.
+pub(crate) type Change<'a> = (&'a VipService, &'a [(String, u32)], u32);
 
 /// The sizes a [`VipTables`] works within (the loader's spec).
 pub(crate) struct Limits {
@@ -201,22 +205,21 @@ impl VipTables {
         }
     }
 
-    /// Sets each VIP's table over its `serving` (proxy name, weight) and
-    /// its ports, as [`VipTables::set`] one by one, except that a pool
-    /// whose every user is in `batch` with the same new serving set is
-    /// rebuilt in place: one build and one swap for all of them. One
-    /// result per entry, in order.
+    /// Sets each VIP's table over its `serving` (proxy name, weight), its
+    /// no-healthy policy and its ports, as [`VipTables::set`] one by one,
+    /// except that a pool whose every user is in `batch` with the same new
+    /// serving set is rebuilt in place: one build and one swap for all of
+    /// them. One result per entry, in order.
     pub fn set_many(
         &mut self,
         maps: &mut Maps,
         proxies: &ProxySlots,
-        no_healthy: u32,
-        batch: &[(&VipService, &[(String, u32)])],
+        batch: &[Change<'_>],
     ) -> Vec<Result<(), ForwarderError>> {
         // Old pool -> (new content, entries moving from it), for the VIPs
         // that exist and whose content changes.
         let mut moving: BTreeMap<u32, (Option<pools::Content>, Vec<usize>)> = BTreeMap::new();
-        for (i, (vip, serving)) in batch.iter().enumerate() {
+        for (i, (vip, serving, _)) in batch.iter().enumerate() {
             let Some(pool) = self.pool_of(vip.addr) else {
                 continue;
             };
@@ -246,7 +249,7 @@ impl VipTables {
         }
         batch
             .iter()
-            .map(|(vip, serving)| self.set(maps, proxies, no_healthy, vip, serving))
+            .map(|(vip, serving, no_healthy)| self.set(maps, proxies, *no_healthy, vip, serving))
             .collect()
     }
 
@@ -570,7 +573,7 @@ fn unset() -> VipState {
 fn batch_checks(
     tables: &VipTables,
     proxies: &ProxySlots,
-    batch: &[(&VipService, &[(String, u32)])],
+    batch: &[Change<'_>],
     who: &[usize],
 ) -> Result<(), ForwarderError> {
     who.iter()

@@ -158,9 +158,9 @@ fn vips_with_one_serving_set_share_one_table_and_a_shared_flip_is_one_swap() {
     let mut r = rig();
     let all = serving(&[]);
     r.set_all(&all);
-    let (pools, cap) = r.fwd.pools();
+    let (pools, cap) = r.fwd.usage().pools;
     assert_eq!(pools, 1, "{VIPS} VIPs with one serving set: one table");
-    assert!(cap >= VIPS as u32);
+    assert!(cap >= VIPS as u64);
     let shared = pool_of(&r.fwd, r.vips[0].addr).expect("a pool");
     assert!(
         r.vips
@@ -189,7 +189,7 @@ fn vips_with_one_serving_set_share_one_table_and_a_shared_flip_is_one_swap() {
     assert_eq!(r.fwd.table_swaps() - swaps, 1, "one swap for {VIPS} VIPs");
     let written = edged_ebpf::bench::ring_words_written(&r.fwd) - words;
     assert!(written <= 8193, "one table's words at most: {written}");
-    assert_eq!(r.fwd.pools().0, 1);
+    assert_eq!(r.fwd.usage().pools.0, 1);
     assert!(
         r.vips
             .iter()
@@ -240,7 +240,7 @@ fn a_vip_whose_set_diverges_moves_to_a_table_of_its_own_and_back_keeping_its_flo
     r.fwd.set_vip(&lone, &serving(&[5])).unwrap();
     let own = pool_of(&r.fwd, lone.addr).unwrap();
     assert_ne!(own, shared);
-    assert_eq!(r.fwd.pools().0, 2);
+    assert_eq!(r.fwd.usage().pools.0, 2);
     assert_eq!(r.fwd.table_swaps() - swaps, 1, "its new table only");
     assert!(
         r.vips
@@ -260,7 +260,7 @@ fn a_vip_whose_set_diverges_moves_to_a_table_of_its_own_and_back_keeping_its_flo
     // It recovers: back on the shared table, its own freed.
     r.fwd.set_vip(&lone, &all).unwrap();
     assert_eq!(pool_of(&r.fwd, lone.addr), Some(shared));
-    assert_eq!(r.fwd.pools().0, 1);
+    assert_eq!(r.fwd.usage().pools.0, 1);
     assert_eq!(
         moved(&before, &r.picks(lone.addr, 20_000, ACK)),
         0,
@@ -272,7 +272,7 @@ fn a_vip_whose_set_diverges_moves_to_a_table_of_its_own_and_back_keeping_its_flo
     r.fwd.set_vip(&a, &serving(&[1])).unwrap();
     r.fwd.set_vip(&b, &serving(&[1])).unwrap();
     assert_eq!(pool_of(&r.fwd, a.addr), pool_of(&r.fwd, b.addr));
-    assert_eq!(r.fwd.pools().0, 2);
+    assert_eq!(r.fwd.usage().pools.0, 2);
 
     // A restart re-adopts the pools: the same sharing, the same tables.
     let spec = {
@@ -298,7 +298,7 @@ fn a_vip_whose_set_diverges_moves_to_a_table_of_its_own_and_back_keeping_its_flo
         fwd,
         vips,
     };
-    assert_eq!(r.fwd.pools().0, 2);
+    assert_eq!(r.fwd.usage().pools.0, 2);
     assert_eq!(pool_of(&r.fwd, a.addr), pool_of(&r.fwd, b.addr));
     assert_eq!(moved(&picks_a, &r.picks(a.addr, 40_000, SYN)), 0);
 }

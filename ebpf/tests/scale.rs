@@ -108,7 +108,11 @@ fn every_vip_reaches_its_tables_proxies(n: usize) {
     let u = fwd.usage();
     assert_eq!(u.vips.0, n as u64);
     assert_eq!(u.vip_ports.0, 3 * n as u64);
-    assert_eq!(fwd.pools().0, n.min(PROXIES), "one table per serving set");
+    assert_eq!(
+        fwd.usage().pools.0,
+        n.min(PROXIES) as u64,
+        "one table per serving set"
+    );
 
     let bad = edge.run(|| {
         let mut bad = Vec::new();
